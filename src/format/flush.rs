@@ -1,0 +1,147 @@
+//! Laying out one flush: records back to back, then padding to a block edge.
+//!
+//! Every flush starts at a block boundary and ends at one, so a later flush
+//! never writes into a block that holds records of an earlier one (a torn
+//! rewrite of such a block could destroy records already acknowledged).
+
+use super::record::{self, EncodeHeader, RECORD_HEADER_BYTES};
+use super::{data_offset, padded_end};
+
+/// Whether a record fits into the flush being laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// It fits.
+    Yes,
+    /// The flush buffer is too full; seal it and start another.
+    BufferFull,
+    /// The segment is too full; seal the flush and roll to the next segment.
+    SegmentFull,
+}
+
+/// Bookkeeping of a flush being laid out into a caller-owned buffer whose
+/// first byte goes to `file_offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct FlushLayout {
+    /// Where the flush starts in the segment file (a block boundary).
+    pub file_offset: u64,
+    /// Bytes laid out so far.
+    pub len: usize,
+    /// Segment life the records belong to.
+    pub segment_id: u64,
+    /// Padding unit.
+    pub block_bytes: u32,
+    /// Size of the segment file.
+    pub segment_bytes: u64,
+}
+
+impl FlushLayout {
+    /// Starts a flush at `file_offset`.
+    ///
+    /// # Panics
+    /// If `file_offset` is not a block boundary inside the segment's data.
+    #[must_use]
+    pub fn new(file_offset: u64, segment_id: u64, block_bytes: u32, segment_bytes: u64) -> Self {
+        assert_eq!(
+            file_offset % u64::from(block_bytes),
+            0,
+            "flushes start at block boundaries"
+        );
+        assert!(file_offset >= data_offset(block_bytes) && file_offset <= segment_bytes);
+        FlushLayout {
+            file_offset,
+            len: 0,
+            segment_id,
+            block_bytes,
+            segment_bytes,
+        }
+    }
+
+    /// Whether a record of `payload_len` bytes fits, given a buffer of
+    /// `buffer_bytes` that must also hold the closing padding.
+    #[must_use]
+    pub fn fits(&self, payload_len: u32, buffer_bytes: usize) -> Fit {
+        let end = self.file_offset + self.len as u64 + record::encoded_len(payload_len);
+        if end > self.segment_bytes {
+            Fit::SegmentFull
+        } else if padded_end(end, self.block_bytes, self.segment_bytes) - self.file_offset
+            > buffer_bytes as u64
+        {
+            Fit::BufferFull
+        } else {
+            Fit::Yes
+        }
+    }
+
+    /// Encodes a record at the end of the flush.
+    ///
+    /// # Panics
+    /// If the record does not fit (check [`FlushLayout::fits`] first).
+    pub fn push(&mut self, buf: &mut [u8], header: EncodeHeader, payload: &[u8]) {
+        let n = record::encode(&mut buf[self.len..], header, payload);
+        self.len += n;
+        assert!(self.file_offset + self.len as u64 <= self.segment_bytes);
+    }
+
+    /// Whether no record was laid out.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Pads the flush to its block edge and returns its final length.
+    /// `next_lsn` is the LSN the next record will carry.
+    pub fn finish(&mut self, buf: &mut [u8], next_lsn: u64, sync_lag: u32) -> usize {
+        if self.len == 0 {
+            return 0;
+        }
+        let end = self.file_offset + self.len as u64;
+        let padded = padded_end(end, self.block_bytes, self.segment_bytes);
+        let pad = (padded - end) as usize;
+        if pad >= RECORD_HEADER_BYTES {
+            record::encode_padding(
+                &mut buf[self.len..],
+                pad,
+                next_lsn,
+                self.segment_id,
+                sync_lag,
+            );
+        } else {
+            // Only at the very end of a segment: too little room for a padding
+            // header, and readers stop where no header fits.
+            buf[self.len..self.len + pad].fill(0);
+        }
+        self.len += pad;
+        self.len
+    }
+
+    /// File offset just past the flush.
+    #[must_use]
+    pub fn end(&self) -> u64 {
+        self.file_offset + self.len as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_is_padded_to_block_and_fit_is_honest() {
+        let seg = 64 * 1024;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut f = FlushLayout::new(4096, 1, 4096, seg);
+        let h = EncodeHeader {
+            lsn: 1,
+            segment_id: 1,
+            kind: 1,
+            sync_lag: 1,
+        };
+        assert_eq!(f.fits(100, buf.len()), Fit::Yes);
+        f.push(&mut buf, h, &[7u8; 100]);
+        assert_eq!(f.fits(16 * 1024, buf.len()), Fit::BufferFull);
+        assert_eq!(f.fits(60 * 1024, 1 << 20), Fit::SegmentFull);
+        let len = f.finish(&mut buf, 2, 1);
+        assert_eq!(len, 4096);
+        assert_eq!(f.end(), 8192);
+    }
+}

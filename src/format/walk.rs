@@ -1,0 +1,466 @@
+//! Walking a segment's records in LSN order, and telling what lies beyond.
+//!
+//! The walker reads through a [`SegmentSource`] (a file, or bytes in memory)
+//! and classifies every position it meets:
+//!
+//! - a valid record of this segment's life with the expected LSN: yielded;
+//! - padding with the expected LSN: skipped;
+//! - anything else (zeros, bytes of an earlier life, garbage): the walker
+//!   looks ahead for the next valid record of this life. If that record has
+//!   the expected LSN, the bytes in between held no record (damaged padding):
+//!   [`Step::Skipped`]. If it has another LSN, records are missing:
+//!   [`Step::Break`]. If there is none, this is where the data ends:
+//!   [`Step::End`].
+//!
+//! Deciding whether a break is a torn tail or corruption needs the rest of the
+//! directory and is recovery's job; [`strongest_evidence`] supplies the proof.
+
+use std::io;
+
+use super::record::{self, RECORD_HEADER_BYTES, RecordHeader};
+use super::{RECORD_ALIGN_BYTES, align_up};
+
+/// Random access to the bytes of one segment file.
+pub trait SegmentSource {
+    /// Exactly `len` bytes at `offset`. Callers keep `offset + len` within the
+    /// segment and `len` at most [`SegmentSource::window_bytes`].
+    fn read(&mut self, offset: u64, len: usize) -> io::Result<&[u8]>;
+
+    /// Largest `len` a single [`SegmentSource::read`] serves.
+    fn window_bytes(&self) -> usize;
+}
+
+/// A segment held in memory.
+#[derive(Debug)]
+pub struct SliceSource<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> SliceSource<'a> {
+    /// Wraps the bytes of a whole segment file.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> Self {
+        SliceSource { bytes }
+    }
+}
+
+impl SegmentSource for SliceSource<'_> {
+    fn read(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.bytes.get(start..start.checked_add(len)?))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))
+    }
+
+    fn window_bytes(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// The limits a segment is read under.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest payload accepted; longer length fields are invalid.
+    pub payload_len_max: u32,
+    /// Padding unit of the segment.
+    pub block_bytes: u32,
+    /// Size of the segment file.
+    pub segment_bytes: u64,
+}
+
+/// What the walker found next.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// A valid record with the expected LSN.
+    Record {
+        /// Where it starts.
+        offset: u64,
+        /// Its header.
+        header: RecordHeader,
+        /// Its payload.
+        payload: &'a [u8],
+    },
+    /// Damaged bytes that held no record: the next valid record carries the
+    /// expected LSN. The walker continues at `to`.
+    Skipped {
+        /// First damaged byte.
+        from: u64,
+        /// Next valid record.
+        to: u64,
+    },
+    /// Records are missing: at `at` the expected record is absent, and a valid
+    /// record of this life with another LSN lies at `found_offset`.
+    Break {
+        /// Where the expected record should be.
+        at: u64,
+        /// Where the next valid record of this life is.
+        found_offset: u64,
+        /// Its header.
+        found: RecordHeader,
+    },
+    /// No valid record of this life at or after `at`.
+    End {
+        /// First byte after the data.
+        at: u64,
+    },
+}
+
+/// Yields the records of one segment life in LSN order.
+#[derive(Clone, Debug)]
+pub struct Walker {
+    segment_id: u64,
+    limits: Limits,
+    pos: u64,
+    expected: u64,
+}
+
+impl Walker {
+    /// Walks from `offset`, expecting `expected_lsn` as the next record.
+    #[must_use]
+    pub fn new(segment_id: u64, offset: u64, expected_lsn: u64, limits: Limits) -> Walker {
+        Walker {
+            segment_id,
+            limits,
+            pos: offset,
+            expected: expected_lsn,
+        }
+    }
+
+    /// Current position.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// LSN the next record must carry.
+    #[must_use]
+    pub fn expected(&self) -> u64 {
+        self.expected
+    }
+
+    /// The next step. After [`Step::Break`] or [`Step::End`] the walker does
+    /// not move; calling again yields the same answer.
+    pub fn next<'s, S: SegmentSource>(&mut self, src: &'s mut S) -> io::Result<Step<'s>> {
+        loop {
+            if self.limits.segment_bytes.saturating_sub(self.pos) < RECORD_HEADER_BYTES as u64 {
+                return Ok(Step::End { at: self.pos });
+            }
+            match probe(src, self.pos, self.segment_id, &self.limits)? {
+                Some(header) if header.lsn == self.expected => {
+                    let offset = self.pos;
+                    self.pos += header.encoded_len();
+                    if header.is_padding() {
+                        continue;
+                    }
+                    self.expected += 1;
+                    let payload = src.read(
+                        offset + RECORD_HEADER_BYTES as u64,
+                        header.payload_len as usize,
+                    )?;
+                    return Ok(Step::Record {
+                        offset,
+                        header,
+                        payload,
+                    });
+                }
+                Some(found) => {
+                    return Ok(Step::Break {
+                        at: self.pos,
+                        found_offset: self.pos,
+                        found,
+                    });
+                }
+                None => {
+                    let next = find_next(
+                        src,
+                        self.segment_id,
+                        self.pos + RECORD_ALIGN_BYTES,
+                        &self.limits,
+                    )?;
+                    return Ok(match next {
+                        Some((to, header)) if header.lsn == self.expected => {
+                            let from = self.pos;
+                            self.pos = to;
+                            Step::Skipped { from, to }
+                        }
+                        Some((found_offset, found)) => Step::Break {
+                            at: self.pos,
+                            found_offset,
+                            found,
+                        },
+                        None => Step::End { at: self.pos },
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The header at `offset` if a valid record (or padding) of life `segment_id`
+/// starts there.
+pub fn probe<S: SegmentSource>(
+    src: &mut S,
+    offset: u64,
+    segment_id: u64,
+    limits: &Limits,
+) -> io::Result<Option<RecordHeader>> {
+    if limits.segment_bytes.saturating_sub(offset) < RECORD_HEADER_BYTES as u64 {
+        return Ok(None);
+    }
+    let head: [u8; RECORD_HEADER_BYTES] = src
+        .read(offset, RECORD_HEADER_BYTES)?
+        .try_into()
+        .expect("read returns the length asked");
+    let header = RecordHeader::parse(&head);
+    if header.segment_id != segment_id
+        || header
+            .check_fields(limits.payload_len_max, limits.block_bytes)
+            .is_err()
+        || offset + header.encoded_len() > limits.segment_bytes
+    {
+        return Ok(None);
+    }
+    let payload = src.read(
+        offset + RECORD_HEADER_BYTES as u64,
+        header.payload_len as usize,
+    )?;
+    Ok(record::verify(&head, payload).then_some(header))
+}
+
+/// The first valid record of life `segment_id` at an 8-aligned offset at or
+/// after `from`.
+///
+/// Only offsets whose segment-id field matches are checksummed, so scanning
+/// zeros or bytes of other lives costs one comparison per 8 bytes.
+pub fn find_next<S: SegmentSource>(
+    src: &mut S,
+    segment_id: u64,
+    from: u64,
+    limits: &Limits,
+) -> io::Result<Option<(u64, RecordHeader)>> {
+    const SCAN_CHUNK_BYTES: usize = 1 << 20;
+    let header_bytes = RECORD_HEADER_BYTES as u64;
+    let mut pos = align_up(from, RECORD_ALIGN_BYTES);
+    while pos + header_bytes <= limits.segment_bytes {
+        let chunk = (limits.segment_bytes - pos)
+            .min(SCAN_CHUNK_BYTES.min(src.window_bytes()) as u64) as usize;
+        let bytes = src.read(pos, chunk)?;
+        let mut i = 0usize;
+        let mut hit = None;
+        while i + RECORD_HEADER_BYTES <= bytes.len() {
+            let id = u64::from_le_bytes(bytes[i + 16..i + 24].try_into().expect("8 bytes"));
+            if id == segment_id {
+                hit = Some(pos + i as u64);
+                break;
+            }
+            i += RECORD_ALIGN_BYTES as usize;
+        }
+        match hit {
+            Some(candidate) => {
+                if let Some(header) = probe(src, candidate, segment_id, limits)? {
+                    return Ok(Some((candidate, header)));
+                }
+                pos = candidate + RECORD_ALIGN_BYTES;
+            }
+            None => pos += i as u64,
+        }
+    }
+    Ok(None)
+}
+
+/// Proof, from a record that survived, of what had been synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// Where the record is.
+    pub offset: u64,
+    /// Its LSN.
+    pub lsn: u64,
+    /// The LSN known synced when it was encoded.
+    pub sync_hint: u64,
+}
+
+/// Among the valid records of life `segment_id` at or after `from`, the one
+/// encoded after the highest LSN was known synced.
+pub fn strongest_evidence<S: SegmentSource>(
+    src: &mut S,
+    segment_id: u64,
+    from: u64,
+    limits: &Limits,
+) -> io::Result<Option<Evidence>> {
+    let mut best: Option<Evidence> = None;
+    let mut pos = from;
+    while let Some((offset, header)) = find_next(src, segment_id, pos, limits)? {
+        let hint = header.sync_hint();
+        if best.is_none_or(|b| hint > b.sync_hint) {
+            best = Some(Evidence {
+                offset,
+                lsn: header.lsn,
+                sync_hint: hint,
+            });
+        }
+        pos = offset + header.encoded_len();
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flush::FlushLayout;
+    use super::super::record::{EncodeHeader, sync_lag};
+    use super::super::{SegmentHeader, data_offset};
+    use super::*;
+
+    const SEG: u64 = 64 * 1024;
+    const BLOCK: u32 = 4096;
+    const LIMITS: Limits = Limits {
+        payload_len_max: 8192,
+        block_bytes: BLOCK,
+        segment_bytes: SEG,
+    };
+
+    /// Lays out flushes of the given payload sizes into a zeroed segment;
+    /// returns the bytes and where each flush starts.
+    fn build(id: u64, first_lsn: u64, flushes: &[&[usize]], synced: &[u64]) -> (Vec<u8>, Vec<u64>) {
+        let mut seg = vec![0u8; SEG as usize];
+        let header = SegmentHeader {
+            segment_id: id,
+            first_lsn,
+            segment_bytes: SEG,
+            prev_data_end: 0,
+            block_bytes: BLOCK,
+        };
+        seg[..64].copy_from_slice(&header.encode());
+        let mut pos = data_offset(BLOCK);
+        let mut lsn = first_lsn;
+        let mut starts = Vec::new();
+        for (i, sizes) in flushes.iter().enumerate() {
+            let mut buf = vec![0u8; 32 * 1024];
+            let mut f = FlushLayout::new(pos, id, BLOCK, SEG);
+            for &n in *sizes {
+                let payload: Vec<u8> = (0..n).map(|b| (b as u64 + lsn) as u8).collect();
+                let h = EncodeHeader {
+                    lsn,
+                    segment_id: id,
+                    kind: 1,
+                    sync_lag: sync_lag(lsn, synced[i]),
+                };
+                f.push(&mut buf, h, &payload);
+                lsn += 1;
+            }
+            let len = f.finish(&mut buf, lsn, sync_lag(lsn, synced[i]));
+            seg[pos as usize..pos as usize + len].copy_from_slice(&buf[..len]);
+            starts.push(pos);
+            pos += len as u64;
+        }
+        (seg, starts)
+    }
+
+    fn walk_all(seg: &[u8], id: u64, first: u64) -> (Vec<u64>, String) {
+        let mut src = SliceSource::new(seg);
+        let mut w = Walker::new(id, data_offset(BLOCK), first, LIMITS);
+        let mut lsns = Vec::new();
+        loop {
+            match w.next(&mut src).unwrap() {
+                Step::Record {
+                    header, payload, ..
+                } => {
+                    assert!(
+                        payload
+                            .iter()
+                            .enumerate()
+                            .all(|(b, &v)| v == (b as u64 + header.lsn) as u8)
+                    );
+                    lsns.push(header.lsn);
+                }
+                Step::Skipped { from, to } => return (lsns, format!("skipped {from}..{to}")),
+                Step::Break { at, found, .. } => {
+                    return (lsns, format!("break at {at} found {}", found.lsn));
+                }
+                Step::End { at } => return (lsns, format!("end at {at}")),
+            }
+        }
+    }
+
+    #[test]
+    fn clean_segment_ends_at_the_last_flush() {
+        let (seg, _) = build(3, 10, &[&[10, 200, 0], &[3000, 5000]], &[0, 12]);
+        let (lsns, how) = walk_all(&seg, 3, 10);
+        assert_eq!(lsns, vec![10, 11, 12, 13, 14]);
+        assert_eq!(how, format!("end at {}", 4096 + 4096 + 8192));
+    }
+
+    #[test]
+    fn a_record_of_another_life_ends_the_data() {
+        // Segment 3's flushes laid over leftovers of life 2 in the same file.
+        let (old, _) = build(2, 1, &[&[100; 30], &[100; 30]], &[0, 30]);
+        let (new, _) = build(3, 500, &[&[100]], &[0]);
+        let mut seg = old.clone();
+        seg[..4096 * 2].copy_from_slice(&new[..4096 * 2]);
+        let (lsns, how) = walk_all(&seg, 3, 500);
+        assert_eq!(lsns, vec![500]);
+        assert_eq!(how, "end at 8192");
+    }
+
+    #[test]
+    fn damaged_padding_is_skipped_without_losing_records() {
+        let (mut seg, starts) = build(1, 1, &[&[100], &[100]], &[0, 1]);
+        // Damage the padding of the first flush only.
+        seg[starts[0] as usize + 200] ^= 0xFF;
+        let mut src = SliceSource::new(&seg);
+        let mut w = Walker::new(1, 4096, 1, LIMITS);
+        assert!(matches!(w.next(&mut src).unwrap(), Step::Record { .. }));
+        assert!(matches!(
+            w.next(&mut src).unwrap(),
+            Step::Skipped { to: 8192, .. }
+        ));
+        assert!(
+            matches!(w.next(&mut src).unwrap(), Step::Record { header, .. } if header.lsn == 2)
+        );
+    }
+
+    #[test]
+    fn a_damaged_record_followed_by_later_records_is_a_break_with_evidence() {
+        let (mut seg, starts) = build(1, 1, &[&[100, 100], &[100], &[100]], &[0, 2, 3]);
+        seg[starts[0] as usize + 32 + 136 + 40] ^= 1; // payload of LSN 2
+        let (lsns, how) = walk_all(&seg, 1, 1);
+        assert_eq!(lsns, vec![1]);
+        assert_eq!(how, format!("break at {} found 3", starts[0] + 136));
+        let mut src = SliceSource::new(&seg);
+        let ev = strongest_evidence(&mut src, 1, starts[0] + 136, &LIMITS)
+            .unwrap()
+            .unwrap();
+        assert_eq!((ev.lsn, ev.sync_hint), (4, 3));
+    }
+
+    #[test]
+    fn every_truncation_of_the_last_flush_walks_without_panicking() {
+        let (full, starts) = build(1, 1, &[&[100], &[1000, 2000, 50]], &[0, 1]);
+        let last = starts[1] as usize;
+        for cut in last..last + 4096 {
+            let mut seg = full.clone();
+            seg[cut..].fill(0);
+            let (lsns, how) = walk_all(&seg, 1, 1);
+            assert!(!lsns.is_empty() && lsns.len() <= 4, "cut {cut}: {lsns:?}");
+            assert!(how.starts_with("end at"), "cut {cut}: {how}");
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        // Headers that claim this segment's id with every kind of bad field.
+        let mut seg = vec![0u8; SEG as usize];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for chunk in seg[4096..].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        for off in (4096..SEG as usize).step_by(96) {
+            seg[off + 16..off + 24].copy_from_slice(&1u64.to_le_bytes());
+        }
+        let (lsns, how) = walk_all(&seg, 1, 1);
+        assert!(lsns.is_empty());
+        assert_eq!(how, "end at 4096");
+    }
+}
