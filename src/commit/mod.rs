@@ -1,0 +1,875 @@
+//! The commit pipeline: the I/O thread that turns requests into durable
+//! flushes.
+//!
+//! ```text
+//! producers --(bounded channel, LSN order)--> I/O thread
+//!   encode records into the open flush buffer
+//!   seal: pad to a block edge            (group commit: whatever queued up
+//!   submit write + sync                   while earlier flushes were in
+//!   reap completions, in any order        flight goes into the next one)
+//!   advance the watermark contiguously --> wake the waiters it satisfies
+//! ```
+//!
+//! Producers assign LSNs under one lock while they queue a request, so the
+//! channel delivers requests in LSN order and the I/O thread only checks it.
+//! At most `flushes_in_flight_max` flushes are in flight; buffers are a fixed
+//! set, so memory is bounded and a full pipeline pushes back on producers.
+//!
+//! A segment is activated (its header written and synced) before any flush
+//! into it is submitted. Any failed write or sync poisons the log: nothing
+//! after it is acknowledged, nothing is retried.
+
+pub(crate) mod shared;
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use crate::error::{Error, Failure};
+use crate::format::flush::{Fit, FlushLayout};
+use crate::format::record::{EncodeHeader, sync_lag};
+use crate::format::{SEGMENT_HEADER_BYTES, SegmentHeader, data_offset};
+use crate::io::{Completion, IoBuf, IoQueue, OpError, SyncMode, WriteOp};
+use crate::options::Durability;
+use crate::segment::prepare::{Prepared, PreparerClient};
+use crate::segment::{LiveSegments, SegmentMeta};
+use crate::storage::StorageFile;
+use shared::{Shared, Wake};
+
+/// A record as queued: its type code and payload length. The payloads of a
+/// request lie back to back in its byte buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    pub kind: u16,
+    pub len: u32,
+}
+
+/// One or more records queued together; reused through a pool so that
+/// steady-state appends do not allocate.
+#[derive(Debug, Default)]
+pub(crate) struct BatchBufs {
+    pub entries: Vec<Entry>,
+    pub bytes: Vec<u8>,
+}
+
+impl BatchBufs {
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+    }
+}
+
+/// Batches larger than this are not returned to the pool.
+pub(crate) const POOLED_BATCH_BYTES_MAX: usize = 64 * 1024;
+/// Batches kept in the pool.
+pub(crate) const POOLED_BATCHES_MAX: usize = 256;
+
+/// What producers send to the I/O thread.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Records with LSNs `first_lsn..first_lsn + batch.entries.len()`.
+    Append { first_lsn: u64, batch: BatchBufs },
+    /// Sync everything written (Periodic / None durability).
+    Sync,
+    /// Finish what was queued, then stop.
+    Shutdown,
+}
+
+/// Settings of the I/O thread.
+#[derive(Clone, Debug)]
+pub(crate) struct EngineConfig {
+    pub durability: Durability,
+    pub flush_bytes_max: usize,
+    pub flushes_in_flight_max: usize,
+    /// Padding unit and size of segments this run creates.
+    pub block_bytes: u32,
+    pub segment_bytes: u64,
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub meta: SegmentMeta,
+    pub file: Arc<dyn StorageFile>,
+    pub path: Arc<Path>,
+    /// Where the next flush starts (a block boundary).
+    pub write_pos: u64,
+    /// Header durable; flushes into it may be submitted.
+    pub activated: bool,
+}
+
+/// Everything the I/O thread owns.
+pub(crate) struct Parts {
+    pub cfg: EngineConfig,
+    pub shared: Arc<Shared>,
+    pub live: Arc<LiveSegments>,
+    pub requests: Receiver<Request>,
+    pub pool: Sender<BatchBufs>,
+    pub preparer: PreparerClient,
+    pub prepared: Receiver<crate::error::Result<Prepared>>,
+    pub active: Active,
+    pub next_lsn: u64,
+    pub buffers: Vec<IoBuf>,
+}
+
+#[derive(Debug)]
+struct OpenFlush {
+    buf: IoBuf,
+    layout: FlushLayout,
+    first_lsn: u64,
+    last_lsn: u64,
+    record_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FlushState {
+    Sealed,
+    InFlight,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Flush {
+    token: u64,
+    segment_id: u64,
+    file: Arc<dyn StorageFile>,
+    path: Arc<Path>,
+    offset: u64,
+    len: usize,
+    first_lsn: u64,
+    last_lsn: u64,
+    buf: Option<IoBuf>,
+    state: FlushState,
+}
+
+#[derive(Debug)]
+struct Activation {
+    token: u64,
+    meta: SegmentMeta,
+}
+
+/// A request taken off the channel but not fully encoded (the pipeline was
+/// full, or the next segment was not ready).
+#[derive(Debug)]
+struct Carry {
+    first_lsn: u64,
+    batch: BatchBufs,
+    index: usize,
+    byte_offset: usize,
+}
+
+/// Sync rounds of `Periodic` and `None` durability: every file written since
+/// the last round is synced; when all are done, everything acknowledged when
+/// the round began is durable.
+#[derive(Debug, Default)]
+struct SyncRounds {
+    interval: Option<Duration>,
+    next_due: Option<Instant>,
+    dirty: Vec<(u64, Arc<dyn StorageFile>)>,
+    in_flight: usize,
+    covers: u64,
+    failed: bool,
+}
+
+/// Outcome of trying to place one record.
+enum Placed {
+    Yes,
+    Blocked,
+}
+
+pub(crate) struct Engine<Q: IoQueue> {
+    cfg: EngineConfig,
+    shared: Arc<Shared>,
+    live: Arc<LiveSegments>,
+    queue: Q,
+    requests: Receiver<Request>,
+    pool: Sender<BatchBufs>,
+    preparer: PreparerClient,
+    prepared: Receiver<crate::error::Result<Prepared>>,
+    next_segment: Option<Prepared>,
+    awaiting_segment: bool,
+    active: Active,
+    open: Option<OpenFlush>,
+    flushes: VecDeque<Flush>,
+    flushes_in_flight: usize,
+    free: Vec<IoBuf>,
+    next_lsn: u64,
+    acked: u64,
+    synced: u64,
+    carry: Option<Carry>,
+    incoming: Option<Request>,
+    next_token: u64,
+    activation: Option<Activation>,
+    rounds: SyncRounds,
+    sync_wanted: bool,
+    shutting_down: bool,
+    poisoned: bool,
+    completions: Vec<Completion>,
+    wake_scratch: Vec<Wake>,
+    data_sync: SyncMode,
+}
+
+impl<Q: IoQueue> Engine<Q> {
+    pub fn new(parts: Parts, queue: Q) -> Engine<Q> {
+        let durability = parts.cfg.durability;
+        let data_sync = match durability {
+            Durability::GroupSync => SyncMode::DataSync,
+            Durability::Dsync => SyncMode::Dsync,
+            _ => SyncMode::None,
+        };
+        let rounds = SyncRounds {
+            interval: match durability {
+                Durability::Periodic { interval } => Some(interval),
+                _ => None,
+            },
+            ..SyncRounds::default()
+        };
+        let last = parts.next_lsn - 1;
+        Engine {
+            cfg: parts.cfg,
+            shared: parts.shared,
+            live: parts.live,
+            queue,
+            requests: parts.requests,
+            pool: parts.pool,
+            preparer: parts.preparer,
+            prepared: parts.prepared,
+            next_segment: None,
+            awaiting_segment: false,
+            active: parts.active,
+            open: None,
+            flushes: VecDeque::with_capacity(parts.buffers.len()),
+            flushes_in_flight: 0,
+            free: parts.buffers,
+            next_lsn: parts.next_lsn,
+            acked: last,
+            synced: last,
+            carry: None,
+            incoming: None,
+            next_token: 1,
+            activation: None,
+            rounds,
+            sync_wanted: false,
+            shutting_down: false,
+            poisoned: false,
+            completions: Vec::new(),
+            wake_scratch: Vec::new(),
+            data_sync,
+        }
+    }
+
+    /// Runs until shut down (or the channel closes) and everything queued
+    /// before that is flushed.
+    pub fn run(mut self) {
+        loop {
+            let mut progress = self.reap();
+            if self.poisoned {
+                progress |= self.discard_requests();
+            } else {
+                progress |= self.take_requests();
+                progress |= self.maybe_seal();
+                progress |= self.submit_sealed();
+                progress |= self.sync_round();
+            }
+            if self.finished() {
+                break;
+            }
+            if !progress {
+                let deadline = self.deadline();
+                match self.queue.wait(&self.requests, deadline) {
+                    Ok(Some(req)) => self.incoming = Some(req),
+                    Ok(None) => {}
+                    Err(e) => self.poison_io("io_uring wait", e),
+                }
+            }
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    fn finished(&self) -> bool {
+        if !self.shutting_down || self.queue.in_flight() > 0 || self.activation.is_some() {
+            return false;
+        }
+        self.poisoned
+            || (self.carry.is_none()
+                && self.incoming.is_none()
+                && self.open.as_ref().is_none_or(|o| o.layout.is_empty())
+                && self.flushes.is_empty()
+                && self.rounds.in_flight == 0
+                && (self.data_sync != SyncMode::None
+                    || self.rounds.dirty.is_empty()
+                    || self.rounds.failed))
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let mut deadline = self
+            .rounds
+            .next_due
+            .filter(|_| self.rounds.interval.is_some());
+        if self.awaiting_segment {
+            // The preparer has no way to ring the doorbell; poll for it.
+            let poll = Instant::now() + Duration::from_micros(200);
+            deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
+        }
+        deadline
+    }
+
+    /// Takes requests off the channel and encodes them until it runs dry or
+    /// the pipeline is full.
+    fn take_requests(&mut self) -> bool {
+        let mut progress = false;
+        loop {
+            if let Some(carry) = self.carry.take() {
+                let before = (carry.index, self.next_lsn);
+                match self.encode(carry) {
+                    Ok(()) => progress = true,
+                    Err(carry) => {
+                        progress |= (carry.index, self.next_lsn) != before;
+                        self.carry = Some(carry);
+                        return progress;
+                    }
+                }
+                continue;
+            }
+            if self.shutting_down {
+                return progress;
+            }
+            let req = match self.incoming.take() {
+                Some(r) => r,
+                None => match self.requests.try_recv() {
+                    Ok(r) => r,
+                    Err(TryRecvError::Empty) => return progress,
+                    Err(TryRecvError::Disconnected) => {
+                        self.shutting_down = true;
+                        return true;
+                    }
+                },
+            };
+            progress = true;
+            match req {
+                Request::Append { first_lsn, batch } => {
+                    assert_eq!(first_lsn, self.next_lsn, "requests arrive in LSN order");
+                    self.carry = Some(Carry {
+                        first_lsn,
+                        batch,
+                        index: 0,
+                        byte_offset: 0,
+                    });
+                }
+                Request::Sync => self.sync_wanted = true,
+                Request::Shutdown => self.shutting_down = true,
+            }
+        }
+    }
+
+    /// After a failure: take requests off the channel so producers blocked
+    /// on a full channel return (their waits see the poison).
+    fn discard_requests(&mut self) -> bool {
+        let mut progress = false;
+        if let Some(carry) = self.carry.take() {
+            self.shared.budget.release(carry.batch.bytes.len() as u64);
+            progress = true;
+        }
+        loop {
+            let req = match self.incoming.take() {
+                Some(r) => r,
+                None => match self.requests.try_recv() {
+                    Ok(r) => r,
+                    Err(TryRecvError::Empty) => return progress,
+                    Err(TryRecvError::Disconnected) => {
+                        self.shutting_down = true;
+                        return true;
+                    }
+                },
+            };
+            progress = true;
+            match req {
+                Request::Append { batch, .. } => {
+                    self.shared.budget.release(batch.bytes.len() as u64)
+                }
+                Request::Sync => {}
+                Request::Shutdown => self.shutting_down = true,
+            }
+        }
+    }
+
+    fn encode(&mut self, carry: Carry) -> Result<(), Carry> {
+        let Carry {
+            first_lsn,
+            batch,
+            mut index,
+            mut byte_offset,
+        } = carry;
+        while index < batch.entries.len() {
+            let entry = batch.entries[index];
+            debug_assert_eq!(first_lsn + index as u64, self.next_lsn);
+            let payload = &batch.bytes[byte_offset..byte_offset + entry.len as usize];
+            match self.place(entry.kind, payload) {
+                Placed::Yes => {
+                    index += 1;
+                    byte_offset += entry.len as usize;
+                }
+                Placed::Blocked => {
+                    return Err(Carry {
+                        first_lsn,
+                        batch,
+                        index,
+                        byte_offset,
+                    });
+                }
+            }
+        }
+        let counters = &self.shared.counters;
+        counters
+            .appends
+            .fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
+        counters
+            .append_bytes
+            .fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
+        self.shared.budget.release(batch.bytes.len() as u64);
+        self.recycle(batch);
+        Ok(())
+    }
+
+    fn recycle(&self, mut batch: BatchBufs) {
+        if batch.bytes.capacity() <= POOLED_BATCH_BYTES_MAX && batch.entries.capacity() <= 4096 {
+            batch.clear();
+            let _ = self.pool.try_send(batch);
+        }
+    }
+
+    /// Encodes one record into the open flush, sealing and rolling as needed.
+    fn place(&mut self, kind: u16, payload: &[u8]) -> Placed {
+        loop {
+            if self.open.is_none() && !self.start_flush() {
+                return Placed::Blocked;
+            }
+            let open = self.open.as_mut().expect("started above");
+            match open.layout.fits(payload.len() as u32, open.buf.len()) {
+                Fit::Yes => {
+                    let lsn = self.next_lsn;
+                    let header = EncodeHeader {
+                        lsn,
+                        segment_id: self.active.meta.id,
+                        kind,
+                        sync_lag: sync_lag(lsn, self.synced),
+                    };
+                    let before = open.layout.len;
+                    open.layout.push(&mut open.buf, header, payload);
+                    open.record_bytes += open.layout.len - before;
+                    if open.first_lsn == 0 {
+                        open.first_lsn = lsn;
+                    }
+                    open.last_lsn = lsn;
+                    self.next_lsn += 1;
+                    if open.layout.len >= self.cfg.flush_bytes_max {
+                        self.seal();
+                    }
+                    return Placed::Yes;
+                }
+                Fit::BufferFull => {
+                    // Buffers hold the largest record plus padding, so only a
+                    // flush that already has records can be too full.
+                    assert!(
+                        !open.layout.is_empty(),
+                        "flush buffer smaller than the largest record"
+                    );
+                    self.seal();
+                }
+                Fit::SegmentFull => {
+                    self.seal();
+                    if !self.roll() {
+                        return Placed::Blocked;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_flush(&mut self) -> bool {
+        let Some(buf) = self.free.pop() else {
+            return false;
+        };
+        let meta = &self.active.meta;
+        let layout = FlushLayout::new(
+            self.active.write_pos,
+            meta.id,
+            meta.block_bytes,
+            meta.segment_bytes,
+        );
+        self.open = Some(OpenFlush {
+            buf,
+            layout,
+            first_lsn: 0,
+            last_lsn: 0,
+            record_bytes: 0,
+        });
+        true
+    }
+
+    /// Pads the open flush and queues it for submission.
+    fn seal(&mut self) {
+        let Some(mut open) = self.open.take() else {
+            return;
+        };
+        if open.layout.is_empty() {
+            self.free.push(open.buf);
+            return;
+        }
+        let next = self.next_lsn;
+        let len = open
+            .layout
+            .finish(&mut open.buf, next, sync_lag(next, self.synced));
+        self.active.write_pos = open.layout.end();
+        let token = self.token();
+        let counters = &self.shared.counters;
+        counters
+            .padding_bytes
+            .fetch_add((len - open.record_bytes) as u64, Ordering::Relaxed);
+        self.flushes.push_back(Flush {
+            token,
+            segment_id: self.active.meta.id,
+            file: self.active.file.clone(),
+            path: self.active.path.clone(),
+            offset: open.layout.file_offset,
+            len,
+            first_lsn: open.first_lsn,
+            last_lsn: open.last_lsn,
+            buf: Some(open.buf),
+            state: FlushState::Sealed,
+        });
+    }
+
+    /// Group commit: seal the open flush as soon as it could be submitted,
+    /// instead of waiting for it to fill.
+    fn maybe_seal(&mut self) -> bool {
+        let Some(open) = &self.open else { return false };
+        if open.layout.is_empty() || !self.active.activated {
+            return false;
+        }
+        let backlog = self.flushes.iter().any(|f| f.state == FlushState::Sealed);
+        if backlog || self.flushes_in_flight >= self.cfg.flushes_in_flight_max {
+            return false;
+        }
+        self.seal();
+        true
+    }
+
+    fn submit_sealed(&mut self) -> bool {
+        let mut progress = false;
+        for i in 0..self.flushes.len() {
+            if self.flushes_in_flight >= self.cfg.flushes_in_flight_max {
+                break;
+            }
+            let f = &mut self.flushes[i];
+            if f.state != FlushState::Sealed {
+                continue;
+            }
+            if f.segment_id == self.active.meta.id && !self.active.activated {
+                break;
+            }
+            let op = WriteOp {
+                token: f.token,
+                file: f.file.clone(),
+                offset: f.offset,
+                buf: f.buf.take().expect("sealed flush owns its buffer"),
+                len: f.len,
+                sync: self.data_sync,
+            };
+            f.state = FlushState::InFlight;
+            self.flushes_in_flight += 1;
+            let counters = &self.shared.counters;
+            counters.flushes.fetch_add(1, Ordering::Relaxed);
+            counters
+                .flush_bytes
+                .fetch_add(op.len as u64, Ordering::Relaxed);
+            if self.data_sync != SyncMode::None {
+                counters.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            self.queue.submit_write(op);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Moves to the next segment: writes and syncs its header. Flushes into
+    /// it wait until that completed.
+    fn roll(&mut self) -> bool {
+        debug_assert!(self.open.is_none());
+        if self.activation.is_some() {
+            return false;
+        }
+        if self.next_segment.is_none() {
+            match self.prepared.try_recv() {
+                Ok(Ok(p)) => self.next_segment = Some(p),
+                Ok(Err(e)) => {
+                    self.poison_error("prepare next segment", e);
+                    return false;
+                }
+                Err(TryRecvError::Empty) => {
+                    if !self.awaiting_segment {
+                        self.awaiting_segment = true;
+                        self.shared
+                            .counters
+                            .segment_stalls
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    return false;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    self.poison_error("prepare next segment", Error::Closed);
+                    return false;
+                }
+            }
+        }
+        self.awaiting_segment = false;
+        let Some(mut buf) = self.free.pop() else {
+            return false;
+        };
+        let next = self.next_segment.take().expect("checked above");
+        assert_eq!(
+            next.id,
+            self.active.meta.id + 1,
+            "segments are activated in id order"
+        );
+        let header = SegmentHeader {
+            segment_id: next.id,
+            first_lsn: self.next_lsn,
+            segment_bytes: self.cfg.segment_bytes,
+            prev_data_end: self.active.write_pos,
+            block_bytes: self.cfg.block_bytes,
+        };
+        let header_len = data_offset(header.block_bytes) as usize;
+        buf[..header_len].fill(0);
+        buf[..SEGMENT_HEADER_BYTES].copy_from_slice(&header.encode());
+        let meta = SegmentMeta {
+            id: next.id,
+            first_lsn: self.next_lsn,
+            path: next.path.clone(),
+            block_bytes: header.block_bytes,
+            segment_bytes: header.segment_bytes,
+        };
+        let token = self.token();
+        let sync = if self.data_sync == SyncMode::Dsync {
+            SyncMode::Dsync
+        } else {
+            SyncMode::DataSync
+        };
+        self.queue.submit_write(WriteOp {
+            token,
+            file: next.file.clone(),
+            offset: 0,
+            buf,
+            len: header_len,
+            sync,
+        });
+        self.activation = Some(Activation {
+            token,
+            meta: meta.clone(),
+        });
+        self.active = Active {
+            meta,
+            file: next.file,
+            path: Arc::from(next.path.as_path()),
+            write_pos: header_len as u64,
+            activated: false,
+        };
+        // The preparer answers on its channel; an error surfaces at the next roll.
+        let _ = self.preparer.request(next.id + 1);
+        true
+    }
+
+    fn reap(&mut self) -> bool {
+        let mut done = std::mem::take(&mut self.completions);
+        if let Err(e) = self.queue.poll(&mut done) {
+            self.poison_io("io_uring poll", e);
+        }
+        let progress = !done.is_empty();
+        for c in done.drain(..) {
+            self.complete(c);
+        }
+        self.completions = done;
+        if progress {
+            self.advance();
+        }
+        progress
+    }
+
+    fn complete(&mut self, completion: Completion) {
+        match completion {
+            Completion::Write { token, buf, result } => {
+                self.free.push(buf);
+                if self.activation.as_ref().is_some_and(|a| a.token == token) {
+                    let act = self.activation.take().expect("checked");
+                    match result {
+                        Ok(()) => {
+                            if act.meta.id == self.active.meta.id {
+                                self.active.activated = true;
+                            }
+                            self.shared
+                                .counters
+                                .segments_activated
+                                .fetch_add(1, Ordering::Relaxed);
+                            self.live.push(act.meta);
+                        }
+                        Err(e) => {
+                            self.poison_op(e, &act.meta.path, act.meta.id, 0, act.meta.first_lsn)
+                        }
+                    }
+                    return;
+                }
+                let i = self
+                    .flushes
+                    .iter()
+                    .position(|f| f.token == token)
+                    .expect("completion of a known flush");
+                self.flushes_in_flight -= 1;
+                match result {
+                    Ok(()) => {
+                        let f = &mut self.flushes[i];
+                        f.state = FlushState::Done;
+                        if self.data_sync == SyncMode::None {
+                            let (id, file) = (f.segment_id, f.file.clone());
+                            self.mark_dirty(id, file);
+                        }
+                    }
+                    Err(e) => {
+                        let f = &mut self.flushes[i];
+                        f.state = FlushState::Failed;
+                        let (path, id, offset, lsn) =
+                            (f.path.clone(), f.segment_id, f.offset, f.first_lsn);
+                        self.poison_op(e, &path, id, offset, lsn);
+                    }
+                }
+            }
+            Completion::Sync { result } => {
+                self.rounds.in_flight -= 1;
+                if let Err(e) = result {
+                    self.rounds.failed = true;
+                    let path = self.active.path.clone();
+                    let (id, lsn) = (self.active.meta.id, self.rounds.covers);
+                    self.poison_op(e, &path, id, 0, lsn);
+                } else if self.rounds.in_flight == 0 && !self.rounds.failed {
+                    self.synced = self.synced.max(self.rounds.covers);
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, id: u64, file: Arc<dyn StorageFile>) {
+        if !self.rounds.dirty.iter().any(|(d, _)| *d == id) {
+            self.rounds.dirty.push((id, file));
+        }
+        if let (Some(interval), None) = (self.rounds.interval, self.rounds.next_due) {
+            self.rounds.next_due = Some(Instant::now() + interval);
+        }
+    }
+
+    /// Acknowledges the longest prefix of completed flushes.
+    fn advance(&mut self) {
+        let mut acked = self.acked;
+        while let Some(front) = self.flushes.front() {
+            if front.state != FlushState::Done {
+                break;
+            }
+            acked = front.last_lsn;
+            self.flushes.pop_front();
+        }
+        if acked != self.acked {
+            self.acked = acked;
+            if self.data_sync != SyncMode::None {
+                self.synced = acked;
+            }
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.shared
+            .publish(self.acked, self.synced, &mut self.wake_scratch);
+    }
+
+    /// Starts a sync round when one is due (Periodic / None durability).
+    fn sync_round(&mut self) -> bool {
+        if self.data_sync != SyncMode::None {
+            self.sync_wanted = false;
+            return false;
+        }
+        if self.rounds.in_flight > 0 || self.rounds.failed {
+            return false;
+        }
+        let draining = self.shutting_down && self.flushes.is_empty() && self.carry.is_none();
+        let due = self.sync_wanted
+            || draining
+            || self.rounds.next_due.is_some_and(|d| Instant::now() >= d);
+        if !due {
+            return false;
+        }
+        if self.rounds.dirty.is_empty() {
+            // Everything written was synced by earlier rounds.
+            self.sync_wanted = false;
+            if self.synced < self.acked && self.flushes.is_empty() {
+                self.synced = self.acked;
+                self.publish();
+            }
+            return false;
+        }
+        self.sync_wanted = false;
+        self.rounds.next_due = None;
+        self.rounds.covers = self.acked;
+        let dirty = std::mem::take(&mut self.rounds.dirty);
+        for (_, file) in &dirty {
+            self.rounds.in_flight += 1;
+            self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            self.queue.submit_sync(file.clone());
+        }
+        self.rounds.dirty = dirty;
+        self.rounds.dirty.clear();
+        true
+    }
+
+    fn poison_op(&mut self, e: OpError, path: &Path, segment: u64, offset: u64, lsn: u64) {
+        self.poison(Failure {
+            op: e.op,
+            path: path.to_path_buf(),
+            segment,
+            offset,
+            lsn,
+            error: e.error,
+        });
+    }
+
+    fn poison_io(&mut self, op: &'static str, error: std::io::Error) {
+        let (path, segment) = (self.active.path.to_path_buf(), self.active.meta.id);
+        self.poison(Failure {
+            op,
+            path,
+            segment,
+            offset: 0,
+            lsn: self.acked + 1,
+            error,
+        });
+    }
+
+    fn poison_error(&mut self, op: &'static str, error: Error) {
+        let error = std::io::Error::other(error.to_string());
+        self.poison_io(op, error);
+    }
+
+    fn poison(&mut self, failure: Failure) {
+        if !self.poisoned {
+            self.poisoned = true;
+            self.shared.poison(Arc::new(failure));
+        }
+    }
+}

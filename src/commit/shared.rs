@@ -1,0 +1,337 @@
+//! State shared by producers and the I/O thread: the acknowledged and synced
+//! watermarks, the poison, the parked waiters, the queued-bytes budget.
+//!
+//! A producer waits for a watermark to reach its LSN: it checks, optionally
+//! spins, then registers in the waiter list and parks. The I/O thread stores
+//! a new watermark, then wakes exactly the waiters it satisfies. Both sides
+//! use sequentially consistent operations on `watermark` / `registered` so a
+//! waiter either sees the new watermark or is seen by the I/O thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Failure, Result};
+use crate::io::uring::Doorbell;
+
+/// Which watermark a waiter waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Acknowledged under the configured durability.
+    Acked,
+    /// On stable storage.
+    Synced,
+}
+
+/// How to wake a waiter.
+#[derive(Debug)]
+pub(crate) enum Wake {
+    Thread(Thread),
+}
+
+impl Wake {
+    fn wake(self) {
+        match self {
+            Wake::Thread(t) => t.unpark(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Waiter {
+    lsn: u64,
+    target: Target,
+    token: u64,
+    wake: Wake,
+}
+
+/// Counters the I/O thread and producers bump; read by `Wal::stats`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub appends: AtomicU64,
+    pub append_bytes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub padding_bytes: AtomicU64,
+    pub syncs: AtomicU64,
+    pub segments_activated: AtomicU64,
+    pub segment_stalls: AtomicU64,
+    pub parks: AtomicU64,
+}
+
+/// Limits the payload bytes queued for the I/O thread.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    used: AtomicU64,
+    limit: u64,
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl ByteBudget {
+    fn new(limit: u64) -> ByteBudget {
+        ByteBudget {
+            used: AtomicU64::new(0),
+            limit,
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn try_acquire(&self, n: u64) -> bool {
+        let mut used = self.used.load(Ordering::SeqCst);
+        loop {
+            // An empty queue always admits one request, so a record as large
+            // as the whole budget still gets through.
+            if used != 0 && used + n > self.limit {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + n,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Returns bytes the I/O thread took off the queue.
+    pub fn release(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.used.fetch_sub(n, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// State shared by a `Wal`, its tickets and readers, and its I/O thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    acked: AtomicU64,
+    synced: AtomicU64,
+    failure: OnceLock<Arc<Failure>>,
+    closed: AtomicBool,
+    waiters: Mutex<Vec<Waiter>>,
+    registered: AtomicUsize,
+    next_token: AtomicU64,
+    spin: Duration,
+    pub budget: ByteBudget,
+    pub counters: Counters,
+    pub doorbell: OnceLock<Arc<Doorbell>>,
+}
+
+impl Shared {
+    pub fn new(last_lsn: u64, queue_bytes_max: u64, spin: Duration) -> Shared {
+        Shared {
+            acked: AtomicU64::new(last_lsn),
+            synced: AtomicU64::new(last_lsn),
+            failure: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+            registered: AtomicUsize::new(0),
+            next_token: AtomicU64::new(1),
+            spin,
+            budget: ByteBudget::new(queue_bytes_max),
+            counters: Counters::default(),
+            doorbell: OnceLock::new(),
+        }
+    }
+
+    pub fn acked_lsn(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    pub fn synced_lsn(&self) -> u64 {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    fn value(&self, target: Target) -> u64 {
+        match target {
+            Target::Acked => self.acked.load(Ordering::SeqCst),
+            Target::Synced => self.synced.load(Ordering::SeqCst),
+        }
+    }
+
+    pub fn failure(&self) -> Option<&Arc<Failure>> {
+        self.failure.get()
+    }
+
+    /// Err if appends must be refused.
+    pub fn check_usable(&self) -> Result<()> {
+        if let Some(f) = self.failure.get() {
+            return Err(Error::Poisoned(f.clone()));
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn lock_waiters(&self) -> MutexGuard<'_, Vec<Waiter>> {
+        // Waiter list operations cannot leave it inconsistent.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// I/O thread: publish new watermarks and wake the waiters they satisfy.
+    /// `scratch` is reused across calls so waking allocates nothing.
+    pub fn publish(&self, acked: u64, synced: u64, scratch: &mut Vec<Wake>) {
+        debug_assert!(synced <= acked || synced <= self.acked.load(Ordering::Relaxed).max(acked));
+        self.acked.store(acked, Ordering::SeqCst);
+        self.synced.store(synced, Ordering::SeqCst);
+        if self.registered.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        {
+            let mut waiters = self.lock_waiters();
+            let mut i = 0;
+            while i < waiters.len() {
+                let w = &waiters[i];
+                let reached = match w.target {
+                    Target::Acked => acked >= w.lsn,
+                    Target::Synced => synced >= w.lsn,
+                };
+                if reached {
+                    scratch.push(waiters.swap_remove(i).wake);
+                } else {
+                    i += 1;
+                }
+            }
+            self.registered.store(waiters.len(), Ordering::SeqCst);
+        }
+        for w in scratch.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn wake_all(&self) {
+        let all: Vec<Waiter> = {
+            let mut waiters = self.lock_waiters();
+            self.registered.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *waiters)
+        };
+        for w in all {
+            w.wake.wake();
+        }
+        let _guard = self
+            .budget
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.budget.cv.notify_all();
+    }
+
+    /// I/O thread: a write or sync failed. Nothing more is acknowledged.
+    pub fn poison(&self, failure: Arc<Failure>) {
+        let _ = self.failure.set(failure);
+        self.wake_all();
+    }
+
+    /// The log is closing: wake everyone still waiting.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake_all();
+    }
+
+    /// Takes `n` bytes of queue budget, blocking while the queue is full.
+    pub fn acquire_budget(&self, n: u64) -> Result<()> {
+        if self.budget.try_acquire(n) {
+            return Ok(());
+        }
+        let budget = &self.budget;
+        let mut guard = budget.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        budget.sleepers.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            if budget.try_acquire(n) {
+                break Ok(());
+            }
+            if let Err(e) = self.check_usable() {
+                break Err(e);
+            }
+            // The timeout only bounds the cost of a missed notification.
+            guard = budget
+                .cv
+                .wait_timeout(guard, Duration::from_millis(10))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        budget.sleepers.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Outcome of a wait: reached (Ok(true)), timed out (Ok(false)), or the
+    /// log failed or closed first.
+    pub fn wait_for(&self, lsn: u64, target: Target, deadline: Option<Instant>) -> Result<bool> {
+        if self.value(target) >= lsn {
+            return Ok(true);
+        }
+        if !self.spin.is_zero() {
+            let until = Instant::now() + self.spin;
+            while Instant::now() < until {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+                if self.value(target) >= lsn {
+                    return Ok(true);
+                }
+            }
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let mut registered = false;
+        loop {
+            // Reached: if our entry is still listed, the publish that moved
+            // the watermark is removing it right now.
+            if self.value(target) >= lsn {
+                return Ok(true);
+            }
+            // Poisoned or closed: wake_all clears the list.
+            self.check_usable()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                if registered {
+                    self.deregister(token);
+                }
+                return Ok(false);
+            }
+            if !registered {
+                let mut waiters = self.lock_waiters();
+                waiters.push(Waiter {
+                    lsn,
+                    target,
+                    token,
+                    wake: Wake::Thread(thread::current()),
+                });
+                self.registered.store(waiters.len(), Ordering::SeqCst);
+                registered = true;
+                // Re-check after registering (see the module comment).
+                continue;
+            }
+            self.counters.parks.fetch_add(1, Ordering::Relaxed);
+            match deadline {
+                Some(d) => thread::park_timeout(d.saturating_duration_since(Instant::now())),
+                None => thread::park(),
+            }
+            // Spurious wake-ups keep the entry listed: the I/O thread removes
+            // only entries it satisfies (or all, on poison or close).
+        }
+    }
+
+    fn deregister(&self, token: u64) {
+        if self.registered.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut waiters = self.lock_waiters();
+        if let Some(i) = waiters.iter().position(|w| w.token == token) {
+            waiters.swap_remove(i);
+            self.registered.store(waiters.len(), Ordering::SeqCst);
+        }
+    }
+}

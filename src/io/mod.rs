@@ -1,0 +1,107 @@
+//! Submission backends: how flush writes and syncs reach the kernel.
+//!
+//! The I/O thread hands each flush to an [`IoQueue`] as one [`WriteOp`]
+//! (write, then sync according to [`SyncMode`]) and later collects one
+//! [`Completion`] for it. A queue retries what may be retried (short writes,
+//! EAGAIN, EINTR, a linked sync cancelled because its write was short) and
+//! reports everything else; it never retries a sync that ran and failed.
+//!
+//! - [`uring::UringQueue`]: io_uring, several flushes in flight, a write
+//!   linked to an `fdatasync` (or one `RWF_DSYNC` write).
+//! - [`threaded::ThreadedQueue`]: the same operations as plain system calls
+//!   on the I/O thread, for kernels or sandboxes without io_uring.
+
+pub(crate) mod buffers;
+pub(crate) mod threaded;
+pub(crate) mod uring;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+pub(crate) use buffers::IoBuf;
+
+use crate::storage::StorageFile;
+
+/// Which backend a log runs on.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// io_uring.
+    IoUring,
+    /// System calls from the I/O thread.
+    Threaded,
+}
+
+/// How a write is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SyncMode {
+    /// Not at all.
+    None,
+    /// A separate `fdatasync` after the write (linked on io_uring).
+    DataSync,
+    /// The write itself, with `RWF_DSYNC`.
+    Dsync,
+}
+
+/// One flush: write `buf[..len]` at `offset`, then sync as asked.
+#[derive(Debug)]
+pub(crate) struct WriteOp {
+    pub token: u64,
+    pub file: Arc<dyn StorageFile>,
+    pub offset: u64,
+    pub buf: IoBuf,
+    pub len: usize,
+    pub sync: SyncMode,
+}
+
+/// Why an operation failed.
+#[derive(Debug)]
+pub(crate) struct OpError {
+    /// `"write"` or `"fdatasync"`.
+    pub op: &'static str,
+    pub error: io::Error,
+}
+
+/// A finished operation.
+#[derive(Debug)]
+pub(crate) enum Completion {
+    Write {
+        token: u64,
+        buf: IoBuf,
+        result: Result<(), OpError>,
+    },
+    Sync {
+        result: Result<(), OpError>,
+    },
+}
+
+/// Something the I/O thread submits to and reaps from.
+pub(crate) trait IoQueue {
+    /// Submits a flush. Failures are reported as its completion.
+    fn submit_write(&mut self, op: WriteOp);
+
+    /// Submits an `fdatasync` of `file`.
+    fn submit_sync(&mut self, file: Arc<dyn StorageFile>);
+
+    /// Operations submitted whose completions were not yet returned.
+    fn in_flight(&self) -> usize;
+
+    /// Hands over submissions and moves finished operations to `out`
+    /// without blocking. An error here is the kernel interface failing.
+    fn poll(&mut self, out: &mut Vec<Completion>) -> io::Result<()>;
+
+    /// Blocks until an operation finishes, a request arrives on `requests`
+    /// (returned if the queue had to take it off the channel), or `deadline`.
+    fn wait<T>(
+        &mut self,
+        requests: &Receiver<T>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<T>>;
+}
+
+/// Retries of a write that made no progress (EAGAIN, EINTR, 0 bytes)
+/// before it counts as failed.
+pub(crate) const WRITE_RETRIES_MAX: u32 = 64;

@@ -1,0 +1,658 @@
+//! The io_uring backend.
+//!
+//! A flush is one write SQE, either linked (`IO_LINK`) to an `fdatasync` SQE
+//! or carrying `RWF_DSYNC`. Several flushes may be in flight; their
+//! completions may arrive in any order and the I/O thread keeps the durable
+//! watermark contiguous. The ring is created on the I/O thread itself and
+//! only that thread touches it, which allows `SINGLE_ISSUER` and
+//! `DEFER_TASKRUN` where the kernel supports them.
+//!
+//! Producers wake the I/O thread with an eventfd (the [`Doorbell`]); the
+//! thread keeps a read of that eventfd in the ring, so a single
+//! `io_uring_enter` waits for either a completion or a producer.
+//!
+//! The directory's lock file is registered with the ring. The ring holds that
+//! registration until every request in it completed, so after a `kill -9`
+//! the lock stays held while the dead process's writes drain, and a new
+//! opener cannot recover a log that is still being written.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+
+use super::{Completion, IoBuf, IoQueue, OpError, SyncMode, WRITE_RETRIES_MAX, WriteOp};
+use crate::storage::StorageFile;
+
+/// user_data of the doorbell read.
+const DOORBELL: u64 = u64::MAX;
+/// Ring entries; in-flight operations stay far below (64 flushes of two SQEs).
+const RING_ENTRIES: u32 = 256;
+
+/// How producers wake a parked I/O thread.
+#[derive(Debug)]
+pub(crate) struct Doorbell {
+    parked: AtomicBool,
+    fd: OwnedFd,
+}
+
+impl Doorbell {
+    fn new() -> io::Result<Doorbell> {
+        // SAFETY: plain system call; the result is checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a new descriptor that nothing else owns.
+        Ok(Doorbell {
+            parked: AtomicBool::new(false),
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Wakes the I/O thread if it is parked. Called after queueing a request.
+    pub fn ring(&self) {
+        // Pairs with the fence in `UringQueue::wait`: either the I/O thread
+        // sees the request in the channel, or we see it parked.
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
+            self.signal();
+        }
+    }
+
+    fn signal(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live local buffer. A full counter
+        // (EAGAIN) already guarantees a wake-up, so the result is ignored.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+/// What the ring could be set up with.
+#[derive(Clone, Debug)]
+pub(crate) struct UringSetup {
+    /// `SINGLE_ISSUER` + `DEFER_TASKRUN` (Linux 6.1+).
+    pub defer_taskrun: bool,
+    /// Buffers registered (writes use `WriteFixed`).
+    pub fixed_buffers: bool,
+}
+
+#[derive(Debug)]
+enum Op {
+    Flush(Flush),
+    /// The descriptor must stay open until the kernel is done with it.
+    Sync {
+        _file: Arc<dyn StorageFile>,
+    },
+}
+
+#[derive(Debug)]
+struct Flush {
+    token: u64,
+    /// Keeps `fd` open until the kernel is done with it.
+    _file: Arc<dyn StorageFile>,
+    fd: RawFd,
+    buf: IoBuf,
+    offset: u64,
+    len: usize,
+    sync: SyncMode,
+    /// Bytes known written.
+    done: usize,
+    /// CQEs still expected for the current attempt.
+    outstanding: u8,
+    write_err: Option<io::Error>,
+    sync_err: Option<io::Error>,
+    sync_ran: bool,
+    stalls: u32,
+}
+
+/// The io_uring queue. Owns every buffer while its write is in flight.
+pub(crate) struct UringQueue {
+    ring: Ring,
+    ops: Vec<Option<Op>>,
+    free_slots: Vec<u32>,
+    in_flight: usize,
+    doorbell: Arc<Doorbell>,
+    doorbell_buf: Box<[u8; 8]>,
+    doorbell_armed: bool,
+    fixed_buffers: bool,
+    cqes: Vec<(u64, i32)>,
+    /// Operations that failed at submission, reported by the next poll.
+    failed: VecDeque<Completion>,
+}
+
+impl std::fmt::Debug for UringQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringQueue")
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+type Ring = IoUring<squeue::Entry, cqueue::Entry>;
+
+fn build_ring() -> io::Result<(Ring, bool)> {
+    let mut first_err = None;
+    let attempts: [fn() -> io::Result<Ring>; 3] = [
+        || {
+            IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .build(RING_ENTRIES)
+        },
+        || {
+            IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .build(RING_ENTRIES)
+        },
+        || IoUring::builder().build(RING_ENTRIES),
+    ];
+    for (i, attempt) in attempts.iter().enumerate() {
+        match attempt() {
+            Ok(ring) => return Ok((ring, i == 0)),
+            // EINVAL: flags this kernel does not know; try fewer.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::Unsupported)))
+}
+
+impl UringQueue {
+    /// Sets up a ring for the calling thread (the only one that may use it).
+    /// `lock_fd` is registered with the ring; `buffers` are registered if the
+    /// kernel allows. Errors mean io_uring is unusable here.
+    pub fn new(
+        lock_fd: Option<RawFd>,
+        buffers: &[IoBuf],
+    ) -> io::Result<(UringQueue, Arc<Doorbell>, UringSetup)> {
+        let (ring, defer_taskrun) = build_ring()?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring without EXT_ARG (Linux < 5.11)",
+            ));
+        }
+        let mut probe = Probe::new();
+        if ring.submitter().register_probe(&mut probe).is_ok() {
+            for (code, name) in [
+                (opcode::Write::CODE, "write"),
+                (opcode::Fsync::CODE, "fsync"),
+                (opcode::Read::CODE, "read"),
+            ] {
+                if !probe.is_supported(code) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("io_uring lacks {name}"),
+                    ));
+                }
+            }
+        }
+        if let Some(fd) = lock_fd {
+            ring.submitter().register_files(&[fd])?;
+        }
+        let iovecs: Vec<libc::iovec> = buffers
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: each iovec describes an IoBuf allocation. The kernel pins
+        // those pages for as long as they stay registered. A WriteFixed only
+        // names buffer i when the op owns the live IoBuf with index i (IoBufs
+        // are created once, all together, and never re-created), and only
+        // reads from it, so no operation ever touches memory that was freed.
+        let fixed_buffers =
+            !buffers.is_empty() && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
+        let doorbell = Arc::new(Doorbell::new()?);
+        let queue = UringQueue {
+            ring,
+            ops: Vec::new(),
+            free_slots: Vec::new(),
+            in_flight: 0,
+            doorbell: doorbell.clone(),
+            doorbell_buf: Box::new([0; 8]),
+            doorbell_armed: false,
+            fixed_buffers,
+            cqes: Vec::with_capacity(RING_ENTRIES as usize),
+            failed: VecDeque::new(),
+        };
+        Ok((
+            queue,
+            doorbell,
+            UringSetup {
+                defer_taskrun,
+                fixed_buffers,
+            },
+        ))
+    }
+
+    fn alloc_slot(&mut self, op: Op) -> u32 {
+        self.in_flight += 1;
+        if let Some(slot) = self.free_slots.pop() {
+            self.ops[slot as usize] = Some(op);
+            slot
+        } else {
+            self.ops.push(Some(op));
+            (self.ops.len() - 1) as u32
+        }
+    }
+
+    fn release_slot(&mut self, slot: u32) -> Op {
+        self.in_flight -= 1;
+        self.free_slots.push(slot);
+        self.ops[slot as usize].take().expect("slot in use")
+    }
+
+    /// Pushes SQEs, submitting first if the queue lacks room.
+    ///
+    /// # Safety
+    /// Every buffer an entry points to must stay valid and unmoved until its
+    /// completion has been reaped.
+    unsafe fn push(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
+        for _ in 0..WRITE_RETRIES_MAX {
+            let mut sq = self.ring.submission();
+            if sq.capacity() - sq.len() >= entries.len() {
+                // SAFETY: the caller guarantees the buffers outlive the ops.
+                unsafe { sq.push_multiple(entries) }.expect("room was checked");
+                return Ok(());
+            }
+            drop(sq);
+            // Operations in flight are bounded far below the ring size, so
+            // this only hands over what is queued; completions wait in the CQ.
+            self.submit_ignoring_transient()?;
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "io_uring submission queue stays full",
+        ))
+    }
+
+    /// Builds and pushes the SQEs of one attempt at a flush: the remaining
+    /// bytes, and the sync.
+    fn push_flush(&mut self, slot: u32) -> io::Result<()> {
+        let fixed = self.fixed_buffers;
+        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else {
+            unreachable!("flush slot")
+        };
+        let remaining = f.len - f.done;
+        // SAFETY: done < len <= buf.len(), so the pointer stays in the buffer.
+        let ptr = unsafe { f.buf.as_ptr().add(f.done) };
+        let offset = f.offset + f.done as u64;
+        let fd = types::Fd(f.fd);
+        let rw_flags = if f.sync == SyncMode::Dsync {
+            libc::RWF_DSYNC
+        } else {
+            0
+        };
+        let write = if fixed {
+            opcode::WriteFixed::new(fd, ptr, remaining as u32, f.buf.index())
+                .offset(offset)
+                .rw_flags(rw_flags)
+                .build()
+        } else {
+            opcode::Write::new(fd, ptr, remaining as u32)
+                .offset(offset)
+                .rw_flags(rw_flags)
+                .build()
+        };
+        let write = write.user_data(u64::from(slot) << 1);
+        f.sync_ran = false;
+        if f.sync == SyncMode::DataSync {
+            f.outstanding = 2;
+            let sync = opcode::Fsync::new(fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build()
+                .user_data((u64::from(slot) << 1) | 1);
+            // SAFETY: the buffer belongs to ops[slot], which is only released
+            // after both completions of this attempt were reaped.
+            unsafe { self.push(&[write.flags(squeue::Flags::IO_LINK), sync]) }
+        } else {
+            f.outstanding = 1;
+            // SAFETY: as above.
+            unsafe { self.push(&[write]) }
+        }
+    }
+
+    fn collect_cqes(&mut self) {
+        self.cqes.clear();
+        for cqe in self.ring.completion() {
+            self.cqes.push((cqe.user_data(), cqe.result()));
+        }
+    }
+
+    fn handle_cqes(&mut self, out: &mut Vec<Completion>) {
+        let cqes = std::mem::take(&mut self.cqes);
+        for &(user_data, res) in &cqes {
+            if user_data == DOORBELL {
+                self.doorbell_armed = false;
+                continue;
+            }
+            let slot = (user_data >> 1) as u32;
+            let linked_sync = user_data & 1 == 1;
+            match self.ops[slot as usize]
+                .as_mut()
+                .expect("completion for a live slot")
+            {
+                Op::Sync { .. } => {
+                    self.release_slot(slot);
+                    let result = if res < 0 {
+                        Err(OpError {
+                            op: "fdatasync",
+                            error: io::Error::from_raw_os_error(-res),
+                        })
+                    } else {
+                        Ok(())
+                    };
+                    out.push(Completion::Sync { result });
+                }
+                Op::Flush(f) => {
+                    f.outstanding -= 1;
+                    if linked_sync {
+                        match res {
+                            0 => f.sync_ran = true,
+                            // The write before it was short or failed; the
+                            // sync never ran and is reissued with the rest.
+                            r if r == -libc::ECANCELED => {}
+                            r => f.sync_err = Some(io::Error::from_raw_os_error(-r)),
+                        }
+                    } else if res < 0 {
+                        if matches!(-res, libc::EAGAIN | libc::EINTR)
+                            && f.stalls < WRITE_RETRIES_MAX
+                        {
+                            f.stalls += 1;
+                        } else {
+                            f.write_err = Some(io::Error::from_raw_os_error(-res));
+                        }
+                    } else if res == 0 {
+                        f.stalls += 1;
+                        if f.stalls > WRITE_RETRIES_MAX {
+                            f.write_err = Some(io::Error::new(
+                                io::ErrorKind::WriteZero,
+                                "write made no progress",
+                            ));
+                        }
+                    } else {
+                        f.done += res as usize;
+                    }
+                    if f.outstanding == 0 {
+                        self.resolve(slot, out);
+                    }
+                }
+            }
+        }
+        self.cqes = cqes;
+    }
+
+    /// All completions of an attempt arrived: finish, or go again.
+    fn resolve(&mut self, slot: u32, out: &mut Vec<Completion>) {
+        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else {
+            unreachable!("flush slot")
+        };
+        let dsync = f.sync == SyncMode::Dsync;
+        let result = if let Some(error) = f.write_err.take() {
+            Some(Err(OpError {
+                op: if dsync { "write (RWF_DSYNC)" } else { "write" },
+                error,
+            }))
+        } else if let Some(error) = f.sync_err.take() {
+            Some(Err(OpError {
+                op: "fdatasync",
+                error,
+            }))
+        } else if f.done < f.len {
+            None
+        } else if f.sync == SyncMode::DataSync && !f.sync_ran {
+            let error = io::Error::other("linked fdatasync was cancelled after a complete write");
+            Some(Err(OpError {
+                op: "fdatasync",
+                error,
+            }))
+        } else {
+            Some(Ok(()))
+        };
+        match result {
+            None => {
+                if let Err(error) = self.push_flush(slot) {
+                    self.finish_flush(
+                        slot,
+                        Err(OpError {
+                            op: "io_uring submit",
+                            error,
+                        }),
+                        out,
+                    );
+                }
+            }
+            Some(result) => self.finish_flush(slot, result, out),
+        }
+    }
+
+    fn finish_flush(&mut self, slot: u32, result: Result<(), OpError>, out: &mut Vec<Completion>) {
+        let Op::Flush(f) = self.release_slot(slot) else {
+            unreachable!("flush slot")
+        };
+        out.push(Completion::Write {
+            token: f.token,
+            buf: f.buf,
+            result,
+        });
+    }
+
+    fn arm_doorbell(&mut self) -> io::Result<()> {
+        if self.doorbell_armed {
+            return Ok(());
+        }
+        let read = opcode::Read::new(
+            types::Fd(self.doorbell.fd.as_raw_fd()),
+            self.doorbell_buf.as_mut_ptr(),
+            8,
+        )
+        .build()
+        .user_data(DOORBELL);
+        // SAFETY: doorbell_buf is a boxed array owned by self; Drop drains the
+        // ring (completing this read) before freeing it.
+        unsafe { self.push(&[read]) }?;
+        self.doorbell_armed = true;
+        Ok(())
+    }
+
+    fn submit_ignoring_transient(&mut self) -> io::Result<()> {
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl IoQueue for UringQueue {
+    fn submit_write(&mut self, op: WriteOp) {
+        let fd = op
+            .file
+            .raw_fd()
+            .expect("io_uring backend is only used with descriptor-backed files");
+        assert!(op.len <= op.buf.len() && op.len > 0);
+        let slot = self.alloc_slot(Op::Flush(Flush {
+            token: op.token,
+            _file: op.file,
+            fd,
+            buf: op.buf,
+            offset: op.offset,
+            len: op.len,
+            sync: op.sync,
+            done: 0,
+            outstanding: 0,
+            write_err: None,
+            sync_err: None,
+            sync_ran: false,
+            stalls: 0,
+        }));
+        if let Err(error) = self.push_flush(slot) {
+            // Reported like any failed write; `poll` hands it over.
+            let mut out = Vec::new();
+            self.finish_flush(
+                slot,
+                Err(OpError {
+                    op: "io_uring submit",
+                    error,
+                }),
+                &mut out,
+            );
+            self.pending_failures(out);
+        }
+    }
+
+    fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
+        let fd = file
+            .raw_fd()
+            .expect("io_uring backend is only used with descriptor-backed files");
+        let slot = self.alloc_slot(Op::Sync { _file: file });
+        let sync = opcode::Fsync::new(types::Fd(fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(u64::from(slot) << 1);
+        // SAFETY: a sync references no user memory.
+        if let Err(error) = unsafe { self.push(&[sync]) } {
+            self.release_slot(slot);
+            self.pending_failures(vec![Completion::Sync {
+                result: Err(OpError {
+                    op: "io_uring submit",
+                    error,
+                }),
+            }]);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight + self.failed.len()
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        out.extend(self.failed.drain(..));
+        let needs_enter = {
+            let sq = self.ring.submission();
+            !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+        };
+        if needs_enter {
+            self.submit_ignoring_transient()?;
+        }
+        self.collect_cqes();
+        self.handle_cqes(out);
+        Ok(())
+    }
+
+    fn wait<T>(
+        &mut self,
+        requests: &Receiver<T>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<T>> {
+        if !self.failed.is_empty() {
+            return Ok(None);
+        }
+        self.arm_doorbell()?;
+        self.doorbell.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !requests.is_empty() {
+            self.doorbell.parked.store(false, Ordering::Relaxed);
+            self.submit_ignoring_transient()?;
+            return Ok(None);
+        }
+        let waited = match deadline {
+            None => self.ring.submit_and_wait(1),
+            Some(d) => {
+                let left = d
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(1));
+                let ts = types::Timespec::new()
+                    .sec(left.as_secs())
+                    .nsec(left.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        self.doorbell.parked.store(false, Ordering::Relaxed);
+        match waited {
+            Ok(_) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::ETIME | libc::EAGAIN | libc::EBUSY)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl UringQueue {
+    fn pending_failures(&mut self, completions: Vec<Completion>) {
+        self.failed.extend(completions);
+    }
+}
+
+impl Drop for UringQueue {
+    fn drop(&mut self) {
+        // The kernel may still read from buffers of in-flight writes and
+        // write into the doorbell buffer: wait for every completion before
+        // any of that memory is freed.
+        if self.doorbell_armed {
+            self.doorbell.signal();
+        }
+        let give_up = Instant::now() + Duration::from_secs(30);
+        let mut sink = Vec::new();
+        while (self.in_flight > 0 || self.doorbell_armed) && Instant::now() < give_up {
+            let ts = types::Timespec::new().nsec(100_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.collect_cqes();
+            self.handle_cqes(&mut sink);
+            sink.clear();
+        }
+        if self.in_flight > 0 || self.doorbell_armed {
+            // The kernel never completed them: leak the memory rather than
+            // free what it may still touch.
+            std::mem::forget(std::mem::take(&mut self.ops));
+            std::mem::forget(std::mem::replace(&mut self.doorbell_buf, Box::new([0; 8])));
+        }
+        // A clean close releases the registered lock file now, not when the
+        // kernel gets round to tearing the ring down, so the directory can be
+        // reopened at once.
+        let _ = self.ring.submitter().unregister_files();
+    }
+}
+
+/// Why io_uring cannot be used here, or `None` if it can (probes by setting
+/// up and dropping a small ring).
+pub fn unavailable_reason() -> Option<String> {
+    match Ring::new(4) {
+        Ok(ring) if ring.params().is_feature_ext_arg() => None,
+        Ok(_) => Some("io_uring without EXT_ARG (Linux < 5.11)".into()),
+        Err(e) => Some(match e.raw_os_error() {
+            Some(libc::ENOSYS) => "io_uring_setup: ENOSYS (kernel without io_uring)".into(),
+            Some(libc::EPERM) => {
+                "io_uring_setup: EPERM (kernel.io_uring_disabled, or a seccomp profile such as Docker's)".into()
+            }
+            _ => format!("io_uring_setup: {e}"),
+        }),
+    }
+}

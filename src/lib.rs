@@ -1,0 +1,61 @@
+//! A write-ahead log for Linux: accepted operations become durable before
+//! anything applies them.
+//!
+//! Producers on any number of threads append records; a dedicated I/O thread
+//! gathers whatever is queued into one flush, writes it with `O_DIRECT` through
+//! io_uring with a linked `fdatasync` (or a `RWF_DSYNC` write), and wakes the
+//! producers whose records became durable: group commit, many appends per
+//! sync. Where io_uring or `O_DIRECT` is unavailable the same guarantees hold
+//! through plain system calls and buffered I/O; [`Wal::backend`] says which.
+//!
+//! ```
+//! use uring_wal::{Options, RecordType, Wal};
+//!
+//! # fn main() -> Result<(), uring_wal::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let wal = Wal::open(Options::durable(dir.path()).segment_bytes(1 << 20).record_bytes_max(4096))?;
+//! let lsn = wal.append(RecordType::Put, b"key=value")?; // durable on return
+//! assert_eq!(lsn, 1);
+//! drop(wal);
+//!
+//! // After a restart (or a crash) the log recovers and continues.
+//! let wal = Wal::open(Options::durable(dir.path()).segment_bytes(1 << 20).record_bytes_max(4096))?;
+//! wal.replay_from(1, |rec| {
+//!     assert_eq!((rec.lsn, rec.kind, rec.payload), (1, RecordType::Put, &b"key=value"[..]));
+//!     Ok::<_, uring_wal::Error>(())
+//! })?;
+//! assert_eq!(wal.append(RecordType::Delete, b"key")?, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The architecture, in the order data flows:
+//!
+//! - [`format`]: the on-disk format, pure encode/decode (`docs/FORMAT.md`);
+//! - [`storage`]: files and directories behind a trait; the aligned buffer;
+//! - `io`: submission backends (io_uring, threaded fallback);
+//! - `segment`: segment files: naming, preparation, activation, retirement;
+//! - `commit`: the I/O thread: batching, submission, completion, watermarks;
+//! - `reader`, `recovery`: reading back, and deciding where the log ends;
+//! - [`Wal`]: the public handle.
+
+#![warn(missing_docs)]
+
+mod commit;
+mod error;
+pub mod format;
+mod io;
+mod options;
+mod reader;
+mod recovery;
+mod segment;
+pub mod storage;
+mod wal;
+
+pub use error::{Error, Failure, Result};
+pub use format::RecordType;
+pub use io::BackendKind;
+pub use options::{Backend, BlockSize, DirectIo, Durability, Options, RecoveryMode};
+pub use reader::{Reader, Record, RecordRef};
+pub use recovery::{RecoveryReport, SkippedBytes, TornTail};
+pub use wal::{BackendInfo, Batch, Lsn, Stats, Ticket, Wal};

@@ -1,0 +1,410 @@
+//! How a log is opened: durability, I/O path, limits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{self, RECORD_PAYLOAD_BYTES_LIMIT, record};
+
+/// When an append is acknowledged, and what is synced for it.
+///
+/// "Synced" means the data reached stable storage as far as the kernel can
+/// tell (`fdatasync` returned, or a `RWF_DSYNC` write completed). Segment
+/// files are pre-written, so syncing their data never needs a metadata
+/// journal commit; creating, renaming and deleting segments is always followed
+/// by a sync of the directory, in every mode.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Default. Each flush (a group of records from any number of producers)
+    /// is written and followed by a linked `fdatasync` of its segment file;
+    /// an append returns once that sync completed. One sync serves the whole
+    /// group.
+    GroupSync,
+    /// Each flush is written with `RWF_DSYNC` (the write itself completes only
+    /// once its data is stable); an append returns once that write completed.
+    /// On devices with a volatile write cache and no FUA this costs one cache
+    /// flush per write, like `GroupSync`, but one round trip instead of two.
+    Dsync,
+    /// Each flush is written without a sync and an append returns once the
+    /// write completed: the data is in the device (O_DIRECT) or page cache,
+    /// not yet stable. Every `interval` all segment files written since the
+    /// last sync are `fdatasync`ed. A power failure loses at most the appends
+    /// of the last `interval` (plus one sync's duration);
+    /// [`crate::Wal::durable_lsn`] tells what is stable.
+    Periodic {
+        /// Time between syncs.
+        interval: Duration,
+    },
+    /// Writes are never synced while the log is open (only on a clean
+    /// close). An append returns once its write completed. For data that can
+    /// be rebuilt, and for measuring what syncing costs.
+    None,
+}
+
+/// Whether segment files are opened with `O_DIRECT`.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectIo {
+    /// Use O_DIRECT; fail to open where the file system refuses it.
+    Required,
+    /// Use O_DIRECT where the file system accepts it, buffered I/O elsewhere
+    /// (tmpfs, some overlay and network file systems). Durability is the same
+    /// either way: buffered writes are synced just the same.
+    Auto,
+    /// Always buffered I/O.
+    Off,
+}
+
+/// Which engine submits the writes.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring where the kernel allows it, else the threaded fallback.
+    Auto,
+    /// io_uring or fail (EPERM under Docker's seccomp profile, ENOSYS on old
+    /// kernels, `kernel.io_uring_disabled`).
+    IoUring,
+    /// A thread issuing `pwritev2` / `fdatasync` system calls, same guarantees.
+    Threaded,
+}
+
+/// What recovery may do with damage it finds when opening.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Default. Truncate a torn tail: damage in the final in-flight window
+    /// that no surviving record proves durable. Damage proven durable is an
+    /// error ([`Error::Corruption`]).
+    TolerateTornTail,
+    /// Refuse to open if anything at all would be truncated
+    /// ([`Error::TornTail`]), or if damaged bytes had to be skipped.
+    AbsoluteConsistency,
+}
+
+/// The padding unit: every flush starts and ends on a block boundary so no
+/// write ever covers a block that holds acknowledged records.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockSize {
+    /// The device's physical block (at least its direct-I/O alignment), 4 KiB
+    /// where unknown. Safe on devices whose sectors are not written atomically
+    /// below the physical block.
+    Auto,
+    /// The direct-I/O offset alignment reported by `statx` (512 bytes on many
+    /// disks). Smaller writes, but only safe where the device writes that unit
+    /// atomically, since a 512-byte write into a 4 KiB physical sector is a
+    /// read-modify-write of the whole sector inside the device.
+    DirectIoAlignment,
+    /// A fixed size: a power of two from 512 bytes to 64 KiB.
+    Bytes(u32),
+}
+
+/// Everything [`crate::Wal::open`] needs. Start from [`Options::new`],
+/// [`Options::durable`] or [`Options::fast`] and adjust.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Options {
+    pub(crate) dir: PathBuf,
+    pub(crate) durability: Durability,
+    pub(crate) direct_io: DirectIo,
+    pub(crate) backend: Backend,
+    pub(crate) recovery: RecoveryMode,
+    pub(crate) block: BlockSize,
+    pub(crate) segment_bytes: u64,
+    pub(crate) record_bytes_max: u32,
+    pub(crate) flush_bytes_max: usize,
+    pub(crate) flushes_in_flight_max: usize,
+    pub(crate) queue_requests_max: usize,
+    pub(crate) queue_bytes_max: usize,
+    pub(crate) spare_segments_max: usize,
+    pub(crate) recycle_segments: bool,
+    pub(crate) wait_spin: Duration,
+    pub(crate) create_if_missing: bool,
+}
+
+impl Options {
+    /// Defaults: [`Durability::GroupSync`], [`DirectIo::Auto`],
+    /// [`Backend::Auto`], 64 MiB segments, records up to 1 MiB.
+    pub fn new(dir: impl AsRef<Path>) -> Options {
+        Options {
+            dir: dir.as_ref().to_path_buf(),
+            durability: Durability::GroupSync,
+            direct_io: DirectIo::Auto,
+            backend: Backend::Auto,
+            recovery: RecoveryMode::TolerateTornTail,
+            block: BlockSize::Auto,
+            segment_bytes: 64 << 20,
+            record_bytes_max: 1 << 20,
+            flush_bytes_max: 1 << 20,
+            flushes_in_flight_max: 4,
+            queue_requests_max: 4096,
+            queue_bytes_max: 16 << 20,
+            spare_segments_max: 1,
+            recycle_segments: true,
+            wait_spin: Duration::from_micros(0),
+            create_if_missing: true,
+        }
+    }
+
+    /// Every append synced before it returns ([`Durability::GroupSync`]).
+    pub fn durable(dir: impl AsRef<Path>) -> Options {
+        Options::new(dir)
+    }
+
+    /// Appends return once written; a sync every 100 ms
+    /// ([`Durability::Periodic`]).
+    pub fn fast(dir: impl AsRef<Path>) -> Options {
+        Options::new(dir).durability(Durability::Periodic {
+            interval: Duration::from_millis(100),
+        })
+    }
+
+    /// See [`Durability`].
+    pub fn durability(mut self, durability: Durability) -> Options {
+        self.durability = durability;
+        self
+    }
+
+    /// See [`DirectIo`].
+    pub fn direct_io(mut self, direct_io: DirectIo) -> Options {
+        self.direct_io = direct_io;
+        self
+    }
+
+    /// See [`Backend`].
+    pub fn backend(mut self, backend: Backend) -> Options {
+        self.backend = backend;
+        self
+    }
+
+    /// See [`RecoveryMode`].
+    pub fn recovery(mut self, recovery: RecoveryMode) -> Options {
+        self.recovery = recovery;
+        self
+    }
+
+    /// See [`BlockSize`].
+    pub fn block_size(mut self, block: BlockSize) -> Options {
+        self.block = block;
+        self
+    }
+
+    /// Size of each segment file: a multiple of 64 KiB, at least 64 KiB.
+    pub fn segment_bytes(mut self, bytes: u64) -> Options {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Largest payload accepted, on write and on read (a length field above
+    /// it is never trusted). At most 64 MiB; must fit in a segment.
+    pub fn record_bytes_max(mut self, bytes: u32) -> Options {
+        self.record_bytes_max = bytes;
+        self
+    }
+
+    /// A flush is sealed once it holds this many bytes, even if more records
+    /// are waiting.
+    pub fn flush_bytes_max(mut self, bytes: usize) -> Options {
+        self.flush_bytes_max = bytes;
+        self
+    }
+
+    /// Flushes submitted and not yet completed, at most (1 to 64).
+    pub fn flushes_in_flight_max(mut self, flushes: usize) -> Options {
+        self.flushes_in_flight_max = flushes;
+        self
+    }
+
+    /// Requests queued for the I/O thread, at most; producers block beyond.
+    pub fn queue_requests_max(mut self, requests: usize) -> Options {
+        self.queue_requests_max = requests;
+        self
+    }
+
+    /// Payload bytes queued for the I/O thread, at most; producers block
+    /// beyond. At least `record_bytes_max`.
+    pub fn queue_bytes_max(mut self, bytes: usize) -> Options {
+        self.queue_bytes_max = bytes;
+        self
+    }
+
+    /// Prepared segment files kept ahead of need (1 to 16).
+    pub fn spare_segments_max(mut self, segments: usize) -> Options {
+        self.spare_segments_max = segments;
+        self
+    }
+
+    /// Whether segments retired by [`crate::Wal::truncate_before`] are reused
+    /// as spares (renamed, not rewritten) instead of deleted.
+    pub fn recycle_segments(mut self, recycle: bool) -> Options {
+        self.recycle_segments = recycle;
+        self
+    }
+
+    /// How long a producer spins on the durable LSN before it sleeps. Spinning
+    /// trades CPU for wake-up latency; zero (the default) never spins.
+    pub fn wait_spin(mut self, spin: Duration) -> Options {
+        self.wait_spin = spin;
+        self
+    }
+
+    /// Whether [`crate::Wal::open`] creates a missing directory (default) or
+    /// fails.
+    pub fn create_if_missing(mut self, create: bool) -> Options {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// The log directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configured durability.
+    #[must_use]
+    pub fn durability_mode(&self) -> Durability {
+        self.durability
+    }
+
+    /// The configured maximum payload.
+    #[must_use]
+    pub fn record_limit(&self) -> u32 {
+        self.record_bytes_max
+    }
+
+    /// Opens (creating or recovering) the log.
+    pub fn open(self) -> Result<crate::Wal> {
+        crate::Wal::open(self)
+    }
+
+    /// Checks the limits that do not depend on the device.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidOptions(msg));
+        if self.segment_bytes < 64 * 1024 || self.segment_bytes % (64 * 1024) != 0 {
+            return bad(format!(
+                "segment_bytes {} is not a multiple of 64 KiB",
+                self.segment_bytes
+            ));
+        }
+        if self.segment_bytes > 1 << 40 {
+            return bad(format!(
+                "segment_bytes {} is above 1 TiB",
+                self.segment_bytes
+            ));
+        }
+        if self.record_bytes_max > RECORD_PAYLOAD_BYTES_LIMIT {
+            return bad(format!(
+                "record_bytes_max {} is above the hard limit {RECORD_PAYLOAD_BYTES_LIMIT}",
+                self.record_bytes_max
+            ));
+        }
+        // The largest record, the largest header region and two blocks of
+        // padding must fit in one segment.
+        let need = format::data_offset(format::BLOCK_BYTES_MAX)
+            + record::encoded_len(self.record_bytes_max)
+            + 2 * u64::from(format::BLOCK_BYTES_MAX);
+        if need > self.segment_bytes {
+            return bad(format!(
+                "record_bytes_max {} does not fit in segments of {} bytes",
+                self.record_bytes_max, self.segment_bytes
+            ));
+        }
+        if !(4096..=64 << 20).contains(&self.flush_bytes_max) {
+            return bad(format!(
+                "flush_bytes_max {} is outside 4 KiB..=64 MiB",
+                self.flush_bytes_max
+            ));
+        }
+        if !(1..=64).contains(&self.flushes_in_flight_max) {
+            return bad(format!(
+                "flushes_in_flight_max {} is outside 1..=64",
+                self.flushes_in_flight_max
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.queue_requests_max) {
+            return bad(format!(
+                "queue_requests_max {} is outside 1..=2^20",
+                self.queue_requests_max
+            ));
+        }
+        if self.queue_bytes_max < self.record_bytes_max as usize || self.queue_bytes_max > 1 << 32 {
+            return bad(format!(
+                "queue_bytes_max {} must be at least record_bytes_max and at most 4 GiB",
+                self.queue_bytes_max
+            ));
+        }
+        if !(1..=16).contains(&self.spare_segments_max) {
+            return bad(format!(
+                "spare_segments_max {} is outside 1..=16",
+                self.spare_segments_max
+            ));
+        }
+        if let BlockSize::Bytes(b) = self.block {
+            if !format::is_valid_block(b) {
+                return bad(format!(
+                    "block size {b} is not a power of two in 512..=65536"
+                ));
+            }
+        }
+        if let Durability::Periodic { interval } = self.durability {
+            if interval.is_zero() || interval > Duration::from_secs(3600) {
+                return bad(format!(
+                    "periodic interval {interval:?} is outside (0, 1 h]"
+                ));
+            }
+        }
+        if self.wait_spin > Duration::from_millis(10) {
+            return bad(format!("wait_spin {:?} is above 10 ms", self.wait_spin));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        Options::new("/x").validate().unwrap();
+        Options::fast("/x").validate().unwrap();
+        let err = Options::new("/x")
+            .segment_bytes(1000)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segment_bytes"), "{err}");
+        let err = Options::new("/x")
+            .record_bytes_max(u32::MAX)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("record_bytes_max"), "{err}");
+        let err = Options::new("/x")
+            .segment_bytes(1 << 20)
+            .record_bytes_max(1 << 20)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not fit"), "{err}");
+        let err = Options::new("/x")
+            .block_size(BlockSize::Bytes(1000))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block size"), "{err}");
+        let periodic = Durability::Periodic {
+            interval: Duration::ZERO,
+        };
+        assert!(Options::new("/x").durability(periodic).validate().is_err());
+        assert!(
+            Options::new("/x")
+                .flushes_in_flight_max(0)
+                .validate()
+                .is_err()
+        );
+        assert!(Options::new("/x").queue_bytes_max(10).validate().is_err());
+    }
+}

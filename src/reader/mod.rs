@@ -1,0 +1,238 @@
+//! Reading records back in LSN order.
+//!
+//! A reader works on a snapshot of the live segments and its own file
+//! descriptors, so it never blocks appends. It stops at the last LSN that was
+//! acknowledged when it was created. Every record's checksum is verified.
+
+pub(crate) mod source;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::walk::{Limits, SegmentSource, Step, Walker};
+use crate::format::{RECORD_HEADER_BYTES, RecordType, data_offset};
+use crate::segment::{LiveSegments, SegmentMeta};
+use crate::storage::{OpenHow, Storage};
+use crate::wal::Lsn;
+use source::{FileSource, window_bytes};
+
+/// A record borrowed from the reader's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its type.
+    pub kind: RecordType,
+    /// Its payload.
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// Copies the payload out.
+    #[must_use]
+    pub fn to_owned(&self) -> Record {
+        Record {
+            lsn: self.lsn,
+            kind: self.kind,
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// A record with its own copy of the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its type.
+    pub kind: RecordType,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+struct Open {
+    meta: SegmentMeta,
+    source: FileSource,
+    walker: Walker,
+}
+
+/// Reads records in LSN order; see [`crate::Wal::read_from`].
+pub struct Reader {
+    storage: Arc<dyn Storage>,
+    segments: Vec<SegmentMeta>,
+    index: usize,
+    next_lsn: Lsn,
+    end_lsn: Lsn,
+    direct: bool,
+    record_bytes_max: u32,
+    live: Option<Arc<LiveSegments>>,
+    open: Option<Open>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("next_lsn", &self.next_lsn)
+            .field("end_lsn", &self.end_lsn)
+            .finish()
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        segments: Vec<SegmentMeta>,
+        from: Lsn,
+        end_lsn: Lsn,
+        direct: bool,
+        record_bytes_max: u32,
+        live: Option<Arc<LiveSegments>>,
+    ) -> Reader {
+        Reader {
+            storage,
+            segments,
+            index: 0,
+            next_lsn: from,
+            end_lsn,
+            direct,
+            record_bytes_max,
+            live,
+            open: None,
+        }
+    }
+
+    /// The LSN of the next record this reader yields.
+    #[must_use]
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// The last LSN this reader yields.
+    #[must_use]
+    pub fn end_lsn(&self) -> Lsn {
+        self.end_lsn
+    }
+
+    fn truncated_or(&self, err: Error) -> Error {
+        if let Some(first) = self.live.as_ref().and_then(|l| l.first_lsn()) {
+            if first > self.next_lsn {
+                return Error::Truncated {
+                    requested: self.next_lsn,
+                    first_available: first,
+                };
+            }
+        }
+        err
+    }
+
+    fn open_segment(&mut self) -> Result<()> {
+        // The segment holding next_lsn: the last one starting at or before it.
+        let index = self
+            .segments
+            .partition_point(|s| s.first_lsn <= self.next_lsn);
+        let Some(index) = index.checked_sub(1) else {
+            let first = self.segments.first().map_or(self.next_lsn, |s| s.first_lsn);
+            return Err(Error::Truncated {
+                requested: self.next_lsn,
+                first_available: first,
+            });
+        };
+        let meta = self.segments[index].clone();
+        let file = match self
+            .storage
+            .open_file(&meta.path, OpenHow::read(self.direct))
+        {
+            Ok(f) => f,
+            Err(e) => return Err(self.truncated_or(Error::io("open segment", &meta.path, e))),
+        };
+        let limits = Limits {
+            payload_len_max: self.record_bytes_max,
+            block_bytes: meta.block_bytes,
+            segment_bytes: meta.segment_bytes,
+        };
+        let source = FileSource::new(
+            file,
+            meta.segment_bytes,
+            window_bytes(self.record_bytes_max),
+        );
+        let walker = Walker::new(
+            meta.id,
+            data_offset(meta.block_bytes),
+            meta.first_lsn,
+            limits,
+        );
+        self.index = index;
+        self.open = Some(Open {
+            meta,
+            source,
+            walker,
+        });
+        Ok(())
+    }
+
+    /// The next record, borrowed; `None` once past the end.
+    pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>> {
+        if self.next_lsn > self.end_lsn {
+            return Ok(None);
+        }
+        let (offset, lsn, kind, len) = loop {
+            let boundary = self.segments.get(self.index + 1).map(|s| s.first_lsn);
+            if self.open.is_some() && boundary.is_some_and(|b| self.next_lsn >= b) {
+                self.open = None;
+            }
+            if self.open.is_none() {
+                self.open_segment()?;
+            }
+            let open = self.open.as_mut().expect("opened above");
+            let step = open
+                .walker
+                .next(&mut open.source)
+                .map_err(|e| Error::io("read segment", &open.meta.path, e))?;
+            match step {
+                Step::Record { offset, header, .. } => {
+                    if header.lsn < self.next_lsn {
+                        continue;
+                    }
+                    // check_fields validated the code.
+                    let kind = RecordType::from_raw(header.kind).expect("validated record type");
+                    break (offset, header.lsn, kind, header.payload_len as usize);
+                }
+                Step::Skipped { .. } => continue,
+                Step::Break { at, .. } | Step::End { at } => {
+                    let (id, path) = (open.meta.id, open.meta.path.clone());
+                    let err = missing(id, path, at, self.next_lsn);
+                    return Err(self.truncated_or(err));
+                }
+            }
+        };
+        debug_assert_eq!(lsn, self.next_lsn);
+        self.next_lsn += 1;
+        let open = self.open.as_mut().expect("a record was just read");
+        let payload = open
+            .source
+            .read(offset + RECORD_HEADER_BYTES as u64, len)
+            .map_err(|e| Error::io("read segment", &open.meta.path, e))?;
+        Ok(Some(RecordRef { lsn, kind, payload }))
+    }
+}
+
+fn missing(segment: u64, path: PathBuf, offset: u64, lsn: Lsn) -> Error {
+    Error::Corruption {
+        segment,
+        path,
+        offset,
+        lsn,
+        detail: "is missing: the record was acknowledged but cannot be read back".into(),
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        self.next_record()
+            .map(|r| r.map(|r| r.to_owned()))
+            .transpose()
+    }
+}

@@ -1,0 +1,144 @@
+//! Segment files: names, the list of live segments, activation, preparation.
+//!
+//! A segment file lives through these states:
+//!
+//! 1. **prepared**: created as `<id>.wal.tmp`, sized, zero-filled, synced,
+//!    renamed to `<id>.wal`, directory synced; or an old segment renamed to
+//!    a new id (recycled). Its header is zero or belongs to an older life.
+//! 2. **active**: its header (id, first LSN, where the previous segment's
+//!    data ends) is written and synced *before* any record goes in, so a
+//!    prepared file never holds records of its own life.
+//! 3. **sealed**: the next segment was activated; the next header certifies
+//!    where this one's data ends.
+//! 4. **retired** by `truncate_before`: deleted, or renamed to a future id.
+
+pub(crate) mod names;
+pub(crate) mod prepare;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::format::{SegmentHeader, data_offset};
+use crate::storage::AlignedBuf;
+
+/// A segment that holds (or will hold) records of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentMeta {
+    pub id: u64,
+    pub first_lsn: u64,
+    pub path: PathBuf,
+    pub block_bytes: u32,
+    pub segment_bytes: u64,
+}
+
+/// The live segments, oldest first, shared by the I/O thread (which appends
+/// on activation), readers (which take snapshots) and `truncate_before`
+/// (which removes from the front).
+#[derive(Debug, Default)]
+pub(crate) struct LiveSegments {
+    segments: Mutex<VecDeque<SegmentMeta>>,
+}
+
+impl LiveSegments {
+    pub fn new(initial: Vec<SegmentMeta>) -> LiveSegments {
+        LiveSegments {
+            segments: Mutex::new(initial.into()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SegmentMeta>> {
+        // A panic while holding this lock leaves the list consistent (every
+        // mutation is a single push or drain), so poisoning is ignored.
+        self.segments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn push(&self, meta: SegmentMeta) {
+        let mut segs = self.lock();
+        if let Some(last) = segs.back() {
+            assert_eq!(last.id + 1, meta.id, "segments are activated in id order");
+            assert!(last.first_lsn <= meta.first_lsn);
+        }
+        segs.push_back(meta);
+    }
+
+    pub fn snapshot(&self) -> Vec<SegmentMeta> {
+        self.lock().iter().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// First LSN of the oldest live segment.
+    pub fn first_lsn(&self) -> Option<u64> {
+        self.lock().front().map(|s| s.first_lsn)
+    }
+
+    /// Removes the oldest segments whose records are all below `lsn` and all
+    /// at or below `acked_lsn` (so no write to them is still in flight). The
+    /// newest segment always stays.
+    pub fn split_front(&self, lsn: u64, acked_lsn: u64) -> Vec<SegmentMeta> {
+        let mut segs = self.lock();
+        let mut n = 0;
+        while n + 1 < segs.len() {
+            let next_first = segs[n + 1].first_lsn;
+            if next_first <= lsn && next_first <= acked_lsn.saturating_add(1) {
+                n += 1;
+            } else {
+                break;
+            }
+        }
+        segs.drain(..n).collect()
+    }
+}
+
+/// The header block of a segment: the encoded header, zeros up to the first
+/// record. Written once, at activation.
+pub(crate) fn header_block(header: &SegmentHeader) -> AlignedBuf {
+    let mut buf = AlignedBuf::zeroed(data_offset(header.block_bytes) as usize);
+    let encoded = header.encode();
+    buf[..encoded.len()].copy_from_slice(&encoded);
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: u64, first_lsn: u64) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            first_lsn,
+            path: PathBuf::new(),
+            block_bytes: 4096,
+            segment_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn split_front_keeps_the_newest_and_unacked() {
+        let live = LiveSegments::new(vec![meta(1, 1), meta(2, 100), meta(3, 200)]);
+        assert!(live.split_front(50, 1000).is_empty());
+        // Segment 2 starts at 100: segment 1 holds only 1..=99.
+        assert_eq!(
+            live.split_front(100, 150)
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
+        // Segment 2 holds 100..=199 but only up to 150 is acknowledged.
+        assert!(live.split_front(1000, 150).is_empty());
+        assert_eq!(
+            live.split_front(1000, 1000)
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(live.len(), 1);
+    }
+}

@@ -1,0 +1,163 @@
+//! What the device and file system under a file offer.
+//!
+//! Read from `statx` (direct-I/O alignment), `statfs` (file-system type) and
+//! the block device's sysfs queue attributes. Anything unknown stays `None`:
+//! virtual file systems (tmpfs, overlayfs) have no block device behind them.
+
+use std::ffi::CString;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Facts about the storage under a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceFacts {
+    /// File-system name (`ext4`, `xfs`, `tmpfs`, ...) or its magic in hex.
+    pub fs_type: String,
+    /// Required memory alignment for O_DIRECT, from statx (0: unknown or
+    /// unsupported).
+    pub dio_mem_align: u32,
+    /// Required file-offset alignment for O_DIRECT, from statx (0: unknown or
+    /// unsupported).
+    pub dio_offset_align: u32,
+    /// Preferred I/O size reported by the file system.
+    pub preferred_io_bytes: u32,
+    /// Block device (`major:minor`), if there is one.
+    pub device: Option<String>,
+    /// Kernel name of the device (`vda`, `nvme0n1`).
+    pub device_name: Option<String>,
+    /// Logical block size.
+    pub logical_block_bytes: Option<u32>,
+    /// Physical block size.
+    pub physical_block_bytes: Option<u32>,
+    /// `write back` (volatile cache) or `write through`.
+    pub write_cache: Option<String>,
+    /// Whether the device supports FUA writes.
+    pub fua: Option<bool>,
+    /// Largest atomic write the device guarantees (0: none).
+    pub atomic_write_unit_max_bytes: Option<u32>,
+    /// Spinning disk.
+    pub rotational: Option<bool>,
+}
+
+impl DeviceFacts {
+    /// Probes the device under `file` (an existing file or directory).
+    #[must_use]
+    pub fn probe(file: &Path) -> DeviceFacts {
+        let mut facts = DeviceFacts {
+            fs_type: fs_type(file),
+            ..DeviceFacts::default()
+        };
+        let Some(stx) = statx(file) else { return facts };
+        if stx.stx_mask & libc::STATX_DIOALIGN != 0 {
+            facts.dio_mem_align = stx.stx_dio_mem_align;
+            facts.dio_offset_align = stx.stx_dio_offset_align;
+        }
+        facts.preferred_io_bytes = stx.stx_blksize;
+        if stx.stx_dev_major == 0 {
+            // Anonymous device: tmpfs, overlayfs, and similar.
+            return facts;
+        }
+        let dev = format!("{}:{}", stx.stx_dev_major, stx.stx_dev_minor);
+        let base = PathBuf::from("/sys/dev/block").join(&dev);
+        facts.device = Some(dev);
+        facts.device_name = std::fs::canonicalize(&base)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        // A partition has no queue directory of its own; its disk's is one up.
+        let queue = if base.join("queue").is_dir() {
+            base.join("queue")
+        } else {
+            base.join("../queue")
+        };
+        let read = |name: &str| {
+            std::fs::read_to_string(queue.join(name))
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
+        let read_u32 = |name: &str| read(name).and_then(|s| s.parse::<u32>().ok());
+        facts.logical_block_bytes = read_u32("logical_block_size");
+        facts.physical_block_bytes = read_u32("physical_block_size");
+        facts.write_cache = read("write_cache");
+        facts.fua = read_u32("fua").map(|v| v != 0);
+        facts.atomic_write_unit_max_bytes = read_u32("atomic_write_unit_max_bytes");
+        facts.rotational = read_u32("rotational").map(|v| v != 0);
+        facts
+    }
+
+    /// The safe padding unit: the physical block, at least the direct-I/O
+    /// alignment, 4 KiB where unknown; clamped to 512..=65536.
+    #[must_use]
+    pub fn safe_block_bytes(&self) -> u32 {
+        let physical = self.physical_block_bytes.unwrap_or(4096);
+        physical
+            .max(self.dio_offset_align)
+            .clamp(512, 65536)
+            .next_power_of_two()
+    }
+}
+
+fn statx(path: &Path) -> Option<libc::statx> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut buf = MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: c is a valid NUL-terminated path; buf is a writable statx
+    // buffer that the kernel fills on success.
+    let ret = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS | libc::STATX_DIOALIGN,
+            buf.as_mut_ptr(),
+        )
+    };
+    // SAFETY: on success the kernel initialised the buffer; it was zeroed
+    // before, so fields the kernel did not fill are zero, not garbage.
+    (ret == 0).then(|| unsafe { buf.assume_init() })
+}
+
+fn fs_type(path: &Path) -> String {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return String::from("unknown");
+    };
+    let mut buf = MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: c is a valid path; buf is writable and filled on success.
+    if unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) } != 0 {
+        return String::from("unknown");
+    }
+    // SAFETY: statfs succeeded and initialised the buffer.
+    let magic = unsafe { buf.assume_init() }.f_type as u64;
+    match magic {
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x858_458F6 => "ramfs",
+        0x794C_7630 => "overlayfs",
+        0x6969 => "nfs",
+        0xF2F5_2010 => "f2fs",
+        0x2FC1_2FC1 => "zfs",
+        0x6573_5546 => "fuse",
+        0x0102_1997 => "9p",
+        _ => return format!("0x{magic:x}"),
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_of_tmp_names_a_file_system_and_a_sane_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let facts = DeviceFacts::probe(dir.path());
+        assert!(!facts.fs_type.is_empty());
+        let b = facts.safe_block_bytes();
+        assert!(
+            b.is_power_of_two() && (512..=65536).contains(&b),
+            "{facts:?}"
+        );
+    }
+}

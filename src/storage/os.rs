@@ -1,0 +1,266 @@
+//! The real file system.
+
+use std::ffi::CString;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{DeviceFacts, DirEntry, DirLock, EntryKind, OpenHow, Storage, StorageFile};
+
+/// Files and directories of the operating system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsStorage;
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<()> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Storage for OsStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut cur = Some(dir);
+        while let Some(p) = cur {
+            if p.as_os_str().is_empty() || p.exists() {
+                break;
+            }
+            missing.push(p.to_path_buf());
+            cur = p.parent();
+        }
+        for p in missing.iter().rev() {
+            match DirBuilder::new().mode(0o700).create(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => continue,
+                Err(e) => return Err(e),
+            }
+            let parent = p
+                .parent()
+                .filter(|q| !q.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            self.sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            // file_type() comes from d_type where available and never follows
+            // a symlink.
+            let ft = entry.file_type()?;
+            let kind = if ft.is_symlink() {
+                EntryKind::Symlink
+            } else if ft.is_file() {
+                EntryKind::File
+            } else if ft.is_dir() {
+                EntryKind::Dir
+            } else {
+                EntryKind::Other
+            };
+            out.push(DirEntry {
+                name: entry.file_name(),
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    fn open_file(&self, path: &Path, how: OpenHow) -> io::Result<Arc<dyn StorageFile>> {
+        let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        if how.direct {
+            flags |= libc::O_DIRECT;
+        }
+        let mut opts = OpenOptions::new();
+        opts.read(true)
+            .write(how.write)
+            .custom_flags(flags)
+            .mode(0o600);
+        if how.create_new {
+            opts.create_new(true);
+        }
+        let file = opts.open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(Arc::new(OsFile {
+            file,
+            direct: how.direct,
+        }))
+    }
+
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (f, t) = (c_path(from)?, c_path(to)?);
+        // SAFETY: both pointers are valid NUL-terminated strings that outlive
+        // the call; AT_FDCWD makes relative paths resolve as for rename(2).
+        let ret = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        match cvt(ret) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                // File systems without RENAME_NOREPLACE: we hold the directory
+                // lock, so checking first is not racy against ourselves.
+                if to.symlink_metadata().is_ok() {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+                }
+                std::fs::rename(from, to)
+            }
+            other => other,
+        }
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let d = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)?;
+        d.sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> Result<Box<dyn DirLock>, (io::Error, Option<u32>)> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| (e, None))?;
+        // SAFETY: the descriptor is open for the duration of the call.
+        let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if let Err(e) = cvt(ret) {
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err((e, pid));
+        }
+        // Diagnostics only: who holds the lock. The lock itself is the flock.
+        let pid = std::process::id();
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{pid}"));
+        Ok(Box::new(OsLock {
+            file,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn device_facts(&self, file: &Path) -> DeviceFacts {
+        DeviceFacts::probe(file)
+    }
+}
+
+#[derive(Debug)]
+struct OsLock {
+    file: File,
+    #[allow(dead_code)]
+    path: PathBuf,
+}
+
+impl DirLock for OsLock {
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.file.as_raw_fd())
+    }
+}
+
+#[derive(Debug)]
+struct OsFile {
+    file: File,
+    direct: bool,
+}
+
+impl StorageFile for OsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
+        if !dsync {
+            return self.file.write_at(buf, offset);
+        }
+        let iov = libc::iovec {
+            iov_base: buf.as_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: iov points at buf, which is valid for reads of its length
+        // for the duration of the call; the kernel only reads from it.
+        let n = unsafe { libc::pwritev2(self.file.as_raw_fd(), &iov, 1, off, libc::RWF_DSYNC) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // Kernels without pwritev2 or RWF_DSYNC: a write then a data sync
+            // gives the same guarantee.
+            Some(libc::ENOSYS | libc::EOPNOTSUPP) => {
+                let n = self.file.write_at(buf, offset)?;
+                self.file.sync_data()?;
+                Ok(n)
+            }
+            _ => Err(err),
+        }
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        let len =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: plain system call on an open descriptor.
+        let ret = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, 0, len) };
+        match cvt(ret) {
+            // Not every file system reserves space; the zero-fill that
+            // follows allocates it anyway.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.file.as_raw_fd())
+    }
+
+    fn is_direct(&self) -> bool {
+        self.direct
+    }
+}

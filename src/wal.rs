@@ -1,0 +1,868 @@
+//! The public handle: open, append, wait, read, truncate, close.
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::commit::shared::{Shared, Target};
+use crate::commit::{
+    self, Active, BatchBufs, EngineConfig, Entry, POOLED_BATCHES_MAX, Parts, Request,
+};
+use crate::error::{Error, Result};
+use crate::format::{self, RecordType, SegmentHeader, data_offset, record};
+use crate::io::threaded::ThreadedQueue;
+use crate::io::uring::{self, UringQueue};
+use crate::io::{self, BackendKind};
+use crate::options::{Backend, BlockSize, DirectIo, Options};
+use crate::reader::{Reader, RecordRef};
+use crate::recovery::{self, Continue, RecoverConfig, RecoveryReport};
+use crate::segment::names::LOCK_FILE;
+use crate::segment::prepare::{self, PrepareConfig, PreparerClient};
+use crate::segment::{LiveSegments, SegmentMeta, header_block};
+use crate::storage::{DeviceFacts, DirLock, OpenHow, OsStorage, Storage, write_all_at};
+
+/// A log sequence number. The first record of a log gets 1; 0 means "none".
+pub type Lsn = u64;
+
+/// How a log runs: backend, I/O mode, padding unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackendInfo {
+    /// io_uring or the threaded fallback.
+    pub kind: BackendKind,
+    /// Why io_uring is not used, when it is not.
+    pub fallback_reason: Option<String>,
+    /// Whether segment files are opened with O_DIRECT.
+    pub direct_io: bool,
+    /// Why O_DIRECT is not used, when it is not.
+    pub buffered_reason: Option<String>,
+    /// Padding unit of new segments.
+    pub block_bytes: u32,
+    /// io_uring set up with `SINGLE_ISSUER` + `DEFER_TASKRUN`.
+    pub defer_taskrun: bool,
+    /// io_uring writes from registered buffers.
+    pub fixed_buffers: bool,
+    /// What the device under the directory offers.
+    pub device: DeviceFacts,
+}
+
+/// Counters since the log was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records appended (encoded by the I/O thread).
+    pub appends: u64,
+    /// Payload bytes appended.
+    pub append_bytes: u64,
+    /// Flushes submitted.
+    pub flushes: u64,
+    /// Bytes written by flushes, padding included.
+    pub flush_bytes: u64,
+    /// Bytes of padding written.
+    pub padding_bytes: u64,
+    /// Syncs issued (linked fdatasync, DSYNC writes, periodic syncs).
+    pub syncs: u64,
+    /// Segments activated since opening.
+    pub segments_activated: u64,
+    /// Times the I/O thread had to wait for the next segment to be prepared.
+    pub segment_stalls: u64,
+    /// Times a producer went to sleep waiting for its record.
+    pub parks: u64,
+    /// Live segments now.
+    pub segments: usize,
+    /// Highest acknowledged LSN.
+    pub acked_lsn: Lsn,
+    /// Highest synced LSN.
+    pub synced_lsn: Lsn,
+}
+
+/// Records to append together: one request, consecutive LSNs, one wait.
+///
+/// A batch keeps its memory across uses: after [`Wal::append_batch`] it is
+/// empty and ready to be filled again without allocating.
+#[derive(Debug, Default)]
+pub struct Batch {
+    inner: BatchBufs,
+}
+
+impl Batch {
+    /// An empty batch.
+    #[must_use]
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds a record. Sizes are checked against the log when appended.
+    pub fn push(&mut self, kind: RecordType, payload: &[u8]) -> Result<()> {
+        let code = kind.to_raw().ok_or(Error::InvalidRecordType(kind))?;
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&l| l <= format::RECORD_PAYLOAD_BYTES_LIMIT)
+            .ok_or(Error::RecordTooLarge {
+                len: payload.len() as u64,
+                max: format::RECORD_PAYLOAD_BYTES_LIMIT,
+            })?;
+        self.inner.entries.push(Entry { kind: code, len });
+        self.inner.bytes.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Records in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.entries.len()
+    }
+
+    /// Whether the batch is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.inner.entries.is_empty()
+    }
+
+    /// Payload bytes in the batch.
+    #[must_use]
+    pub fn payload_bytes(&self) -> usize {
+        self.inner.bytes.len()
+    }
+
+    /// Removes every record, keeping the memory.
+    pub fn clear(&mut self) {
+        self.inner.clear();
+    }
+}
+
+/// A submitted append: its LSNs, and a way to wait until it is acknowledged.
+/// Dropping a ticket does not cancel the append.
+#[derive(Debug)]
+#[must_use = "an append is acknowledged only once its ticket says so"]
+pub struct Ticket {
+    first: Lsn,
+    last: Lsn,
+    shared: Arc<Shared>,
+}
+
+impl Ticket {
+    /// LSN of the last (or only) record.
+    #[must_use]
+    pub fn lsn(&self) -> Lsn {
+        self.last
+    }
+
+    /// LSNs of all records of the submission.
+    #[must_use]
+    pub fn lsns(&self) -> RangeInclusive<Lsn> {
+        self.first..=self.last
+    }
+
+    /// Whether the append is acknowledged.
+    #[must_use]
+    pub fn is_acknowledged(&self) -> bool {
+        self.shared.acked_lsn() >= self.last
+    }
+
+    /// Blocks until acknowledged; returns the last LSN.
+    pub fn wait(self) -> Result<Lsn> {
+        self.shared.wait_for(self.last, Target::Acked, None)?;
+        Ok(self.last)
+    }
+
+    /// Blocks until acknowledged or `timeout`; `Ok(None)` on timeout (the
+    /// append goes on).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<Lsn>> {
+        let reached =
+            self.shared
+                .wait_for(self.last, Target::Acked, Some(Instant::now() + timeout))?;
+        Ok(reached.then_some(self.last))
+    }
+}
+
+#[derive(Debug)]
+struct Submitter {
+    next_lsn: Lsn,
+    requests: Option<Sender<Request>>,
+}
+
+/// A write-ahead log in one directory.
+///
+/// `Wal` is `Send + Sync`: share it (in an `Arc`) between any number of
+/// producer threads. Appends from all of them are committed together.
+#[derive(Debug)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    live: Arc<LiveSegments>,
+    submitter: Mutex<Submitter>,
+    pool: Receiver<BatchBufs>,
+    preparer: Option<PreparerClient>,
+    io_thread: Option<JoinHandle<()>>,
+    prepare_thread: Option<JoinHandle<()>>,
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    record_bytes_max: u32,
+    backend: BackendInfo,
+    report: RecoveryReport,
+    _lock: Box<dyn DirLock>,
+}
+
+/// Size of each flush buffer: the largest flush, plus the largest record that
+/// may overflow it, plus padding.
+fn buffer_bytes(options: &Options, block_bytes: u32) -> usize {
+    let block = u64::from(block_bytes.max(format::BLOCK_BYTES_MAX));
+    let bytes =
+        options.flush_bytes_max as u64 + record::encoded_len(options.record_bytes_max) + 2 * block;
+    (bytes as usize).next_multiple_of(4096)
+}
+
+impl Wal {
+    /// Opens the log in `options.dir()`, creating or recovering it.
+    pub fn open(options: Options) -> Result<Wal> {
+        Wal::open_with_storage(options, Arc::new(OsStorage))
+    }
+
+    /// Opens the log on another [`Storage`] (a simulated one in tests).
+    pub fn open_with_storage(options: Options, storage: Arc<dyn Storage>) -> Result<Wal> {
+        options.validate()?;
+        let dir = options.dir.clone();
+        if !dir.is_dir() && storage.list_dir(&dir).is_err() {
+            if !options.create_if_missing {
+                return Err(Error::io(
+                    "open log directory",
+                    &dir,
+                    std::io::ErrorKind::NotFound.into(),
+                ));
+            }
+            storage
+                .create_dir_all(&dir)
+                .map_err(|e| Error::io("create log directory", &dir, e))?;
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = storage.lock(&lock_path).map_err(|(e, holder_pid)| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    path: lock_path.clone(),
+                    holder_pid,
+                }
+            } else {
+                Error::io("lock", &lock_path, e)
+            }
+        })?;
+        let device = storage.device_facts(&lock_path);
+        let (direct, buffered_reason) =
+            decide_direct(&options, storage.as_ref(), &lock_path, &device)?;
+        let block_bytes = decide_block(&options, &device, direct)?;
+
+        let recovered = recovery::recover(&RecoverConfig {
+            storage: storage.clone(),
+            dir: dir.clone(),
+            direct,
+            record_bytes_max: options.record_bytes_max,
+            mode: options.recovery,
+            segment_bytes: options.segment_bytes,
+        })?;
+        for path in &recovered.remove {
+            match storage.remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", path, e)),
+            }
+        }
+        if !recovered.remove.is_empty() {
+            storage
+                .sync_dir(&dir)
+                .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        }
+        // Recovered data may still sit in the page cache of a process that
+        // crashed before syncing it; acknowledging anything new on top of it
+        // requires it to be durable first.
+        for seg in &recovered.live {
+            let file = storage
+                .open_file(&seg.path, OpenHow::read(false))
+                .map_err(|e| Error::io("open segment", &seg.path, e))?;
+            file.sync_data()
+                .map_err(|e| Error::io("fdatasync", &seg.path, e))?;
+        }
+
+        let prep_cfg = PrepareConfig {
+            storage: storage.clone(),
+            dir: dir.clone(),
+            segment_bytes: options.segment_bytes,
+            direct,
+            spare_segments_max: options.spare_segments_max,
+            recycle: options.recycle_segments,
+        };
+        let mut spares = recovered.spares;
+        let next_lsn = recovered.next_lsn;
+        let mut live_segments = recovered.live;
+        let active = match recovered.continue_at {
+            Continue::InSegment { meta, write_pos } => {
+                let file = storage
+                    .open_file(&meta.path, OpenHow::write(direct))
+                    .map_err(|e| Error::io("open segment", &meta.path, e))?;
+                let path = Arc::from(meta.path.as_path());
+                Active {
+                    meta,
+                    file,
+                    path,
+                    write_pos,
+                    activated: true,
+                }
+            }
+            Continue::NewSegment { id, prev_data_end } => {
+                let prepared = prepare::prepare_segment(&prep_cfg, &mut spares, id)?;
+                let header = SegmentHeader {
+                    segment_id: id,
+                    first_lsn: next_lsn,
+                    segment_bytes: options.segment_bytes,
+                    prev_data_end,
+                    block_bytes,
+                };
+                let block = header_block(&header);
+                write_all_at(prepared.file.as_ref(), &block, 0, false)
+                    .and_then(|()| prepared.file.sync_data())
+                    .map_err(|e| Error::io("activate segment", &prepared.path, e))?;
+                let meta = SegmentMeta {
+                    id,
+                    first_lsn: next_lsn,
+                    path: prepared.path.clone(),
+                    block_bytes,
+                    segment_bytes: options.segment_bytes,
+                };
+                live_segments.push(meta.clone());
+                let path = Arc::from(prepared.path.as_path());
+                Active {
+                    meta,
+                    file: prepared.file,
+                    path,
+                    write_pos: data_offset(block_bytes),
+                    activated: true,
+                }
+            }
+        };
+        let next_id = active.meta.id + 1;
+        let live = Arc::new(LiveSegments::new(live_segments));
+        let shared = Arc::new(Shared::new(
+            next_lsn - 1,
+            options.queue_bytes_max as u64,
+            options.wait_spin,
+        ));
+        let (prep_client, prepared_rx, prepare_thread) = prepare::spawn(prep_cfg, spares)
+            .map_err(|e| Error::io("spawn preparer thread", &dir, e))?;
+        prep_client.request(next_id)?;
+
+        let (req_tx, req_rx) = crossbeam_channel::bounded(options.queue_requests_max);
+        let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOLED_BATCHES_MAX);
+        let buffers = io::buffers::make_set(
+            options.flushes_in_flight_max + 2,
+            buffer_bytes(&options, block_bytes),
+        );
+        let parts = Parts {
+            cfg: EngineConfig {
+                durability: options.durability,
+                flush_bytes_max: options.flush_bytes_max,
+                flushes_in_flight_max: options.flushes_in_flight_max,
+                block_bytes,
+                segment_bytes: options.segment_bytes,
+            },
+            shared: shared.clone(),
+            live: live.clone(),
+            requests: req_rx,
+            pool: pool_tx,
+            preparer: prep_client.clone(),
+            prepared: prepared_rx,
+            active,
+            next_lsn,
+            buffers,
+        };
+        // Storages without descriptors (simulated ones) cannot use io_uring.
+        let descriptors = storage
+            .open_file(&lock_path, OpenHow::read(false))
+            .map_err(|e| Error::io("open", &lock_path, e))?
+            .raw_fd()
+            .is_some();
+        let (io_thread, started) =
+            start_io_thread(parts, options.backend, lock.raw_fd(), descriptors, &dir)?;
+        let backend = BackendInfo {
+            kind: started.kind,
+            fallback_reason: started.fallback_reason,
+            direct_io: direct,
+            buffered_reason,
+            block_bytes,
+            defer_taskrun: started.defer_taskrun,
+            fixed_buffers: started.fixed_buffers,
+            device,
+        };
+        Ok(Wal {
+            shared,
+            live,
+            submitter: Mutex::new(Submitter {
+                next_lsn,
+                requests: Some(req_tx),
+            }),
+            pool: pool_rx,
+            preparer: Some(prep_client),
+            io_thread: Some(io_thread),
+            prepare_thread: Some(prepare_thread),
+            storage,
+            dir,
+            record_bytes_max: options.record_bytes_max,
+            backend,
+            report: recovered.report,
+            _lock: lock,
+        })
+    }
+
+    fn take_batch(&self) -> BatchBufs {
+        self.pool.try_recv().unwrap_or_default()
+    }
+
+    fn check_record(&self, kind: RecordType, len: usize) -> Result<u16> {
+        if len > self.record_bytes_max as usize {
+            return Err(Error::RecordTooLarge {
+                len: len as u64,
+                max: self.record_bytes_max,
+            });
+        }
+        kind.to_raw().ok_or(Error::InvalidRecordType(kind))
+    }
+
+    /// Queues a request; returns the LSNs it got.
+    fn send(&self, batch: BatchBufs) -> Result<(Lsn, Lsn)> {
+        let n = batch.entries.len() as u64;
+        debug_assert!(n > 0);
+        self.shared.check_usable()?;
+        let bytes = batch.bytes.len() as u64;
+        self.shared.acquire_budget(bytes)?;
+        let mut sub = self
+            .submitter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let first = sub.next_lsn;
+        let sent = match &sub.requests {
+            Some(tx) => tx
+                .send(Request::Append {
+                    first_lsn: first,
+                    batch,
+                })
+                .is_ok(),
+            None => false,
+        };
+        if !sent {
+            drop(sub);
+            self.shared.budget.release(bytes);
+            self.shared.check_usable()?;
+            return Err(Error::Closed);
+        }
+        sub.next_lsn += n;
+        drop(sub);
+        if let Some(bell) = self.shared.doorbell.get() {
+            bell.ring();
+        }
+        Ok((first, first + n - 1))
+    }
+
+    /// Appends one record and returns its LSN once it is acknowledged under
+    /// the configured [`crate::Durability`].
+    pub fn append(&self, kind: RecordType, payload: &[u8]) -> Result<Lsn> {
+        self.submit(kind, payload)?.wait()
+    }
+
+    /// Queues one record and returns at once with a [`Ticket`] to wait on.
+    pub fn submit(&self, kind: RecordType, payload: &[u8]) -> Result<Ticket> {
+        let code = self.check_record(kind, payload.len())?;
+        let mut batch = self.take_batch();
+        batch.entries.push(Entry {
+            kind: code,
+            len: payload.len() as u32,
+        });
+        batch.bytes.extend_from_slice(payload);
+        let (first, last) = self.send(batch)?;
+        Ok(Ticket {
+            first,
+            last,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Appends every record of `batch` with consecutive LSNs and returns them
+    /// once all are acknowledged. The batch is left empty. An empty batch
+    /// returns `None` at once.
+    pub fn append_batch(&self, batch: &mut Batch) -> Result<Option<RangeInclusive<Lsn>>> {
+        match self.submit_batch(batch)? {
+            Some(ticket) => {
+                let range = ticket.lsns();
+                ticket.wait()?;
+                Ok(Some(range))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Queues every record of `batch` and returns at once with a ticket; the
+    /// batch is left empty (holding recycled memory).
+    pub fn submit_batch(&self, batch: &mut Batch) -> Result<Option<Ticket>> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        if let Some(e) = batch
+            .inner
+            .entries
+            .iter()
+            .find(|e| e.len > self.record_bytes_max)
+        {
+            return Err(Error::RecordTooLarge {
+                len: u64::from(e.len),
+                max: self.record_bytes_max,
+            });
+        }
+        let filled = std::mem::replace(&mut batch.inner, self.take_batch());
+        let (first, last) = self.send(filled)?;
+        Ok(Some(Ticket {
+            first,
+            last,
+            shared: self.shared.clone(),
+        }))
+    }
+
+    /// Makes every acknowledged record durable and returns the durable LSN.
+    /// Needed only under [`crate::Durability::Periodic`] and
+    /// [`crate::Durability::None`]; otherwise acknowledged means durable.
+    pub fn sync(&self) -> Result<Lsn> {
+        let target = {
+            let sub = self
+                .submitter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let target = sub.next_lsn - 1;
+            if let Some(tx) = &sub.requests {
+                tx.send(Request::Sync).map_err(|_| Error::Closed)?;
+            }
+            target
+        };
+        if let Some(bell) = self.shared.doorbell.get() {
+            bell.ring();
+        }
+        self.shared.wait_for(target, Target::Synced, None)?;
+        Ok(self.shared.synced_lsn())
+    }
+
+    /// Blocks until `lsn` is durable (synced), or `timeout` passes.
+    pub fn wait_durable(&self, lsn: Lsn, timeout: Option<Duration>) -> Result<bool> {
+        self.shared
+            .wait_for(lsn, Target::Synced, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Highest LSN acknowledged to an appender (0: none).
+    #[must_use]
+    pub fn last_lsn(&self) -> Lsn {
+        self.shared.acked_lsn()
+    }
+
+    /// Highest LSN on stable storage (0: none). Equals [`Wal::last_lsn`]
+    /// except under `Periodic` and `None` durability.
+    #[must_use]
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.synced_lsn()
+    }
+
+    /// The LSN the next append will get.
+    #[must_use]
+    pub fn next_lsn(&self) -> Lsn {
+        self.submitter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_lsn
+    }
+
+    /// First LSN still in the log.
+    #[must_use]
+    pub fn first_lsn(&self) -> Lsn {
+        self.live.first_lsn().unwrap_or_else(|| self.next_lsn())
+    }
+
+    /// Backend, I/O mode and device facts of this log.
+    #[must_use]
+    pub fn backend(&self) -> &BackendInfo {
+        &self.backend
+    }
+
+    /// What recovery found when the log was opened.
+    #[must_use]
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The failure that poisoned the log, if any.
+    #[must_use]
+    pub fn poisoned(&self) -> Option<Error> {
+        self.shared.failure().map(|f| Error::Poisoned(f.clone()))
+    }
+
+    /// Counters since opening.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            appends: get(&c.appends),
+            append_bytes: get(&c.append_bytes),
+            flushes: get(&c.flushes),
+            flush_bytes: get(&c.flush_bytes),
+            padding_bytes: get(&c.padding_bytes),
+            syncs: get(&c.syncs),
+            segments_activated: get(&c.segments_activated),
+            segment_stalls: get(&c.segment_stalls),
+            parks: get(&c.parks),
+            segments: self.live.len(),
+            acked_lsn: self.shared.acked_lsn(),
+            synced_lsn: self.shared.synced_lsn(),
+        }
+    }
+
+    /// Reads acknowledged records from `lsn` on, in order, with checksums
+    /// verified. The reader stops at the last record acknowledged when it was
+    /// created; appends continue meanwhile.
+    pub fn read_from(&self, lsn: Lsn) -> Result<Reader> {
+        let segments = self.live.snapshot();
+        let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
+        if lsn < first {
+            return Err(Error::Truncated {
+                requested: lsn,
+                first_available: first,
+            });
+        }
+        Ok(Reader::new(
+            self.storage.clone(),
+            segments,
+            lsn,
+            self.last_lsn(),
+            self.backend.direct_io,
+            self.record_bytes_max,
+            Some(self.live.clone()),
+        ))
+    }
+
+    /// Calls `apply` for each acknowledged record from `lsn` on, in LSN order;
+    /// stops at the first error. Returns the number of records applied.
+    pub fn replay_from<E, F>(&self, lsn: Lsn, mut apply: F) -> Result<u64, E>
+    where
+        E: From<Error>,
+        F: FnMut(RecordRef<'_>) -> Result<(), E>,
+    {
+        let mut reader = self.read_from(lsn)?;
+        let mut n = 0;
+        while let Some(rec) = reader.next_record()? {
+            apply(rec)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Removes, durably, every segment that holds only records below `lsn`
+    /// (the application no longer needs them, e.g. after a checkpoint).
+    /// The segment being written is never removed, nor one holding records
+    /// not yet acknowledged. Returns the number of segments removed.
+    pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
+        self.shared.check_usable()?;
+        let retired = self.live.split_front(lsn, self.shared.acked_lsn());
+        let n = retired.len();
+        if n > 0 {
+            self.preparer
+                .as_ref()
+                .ok_or(Error::Closed)?
+                .retire(retired)?;
+        }
+        Ok(n)
+    }
+
+    /// Flushes what was submitted, stops the I/O thread and releases the
+    /// directory; reports a failure that happened on the way.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let tx = self
+            .submitter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requests
+            .take();
+        if let Some(tx) = tx {
+            let _ = tx.send(Request::Shutdown);
+            if let Some(bell) = self.shared.doorbell.get() {
+                bell.ring();
+            }
+        }
+        let mut panicked = false;
+        if let Some(t) = self.io_thread.take() {
+            panicked |= t.join().is_err();
+        }
+        self.shared.close();
+        self.preparer = None;
+        if let Some(t) = self.prepare_thread.take() {
+            panicked |= t.join().is_err();
+        }
+        if let Some(f) = self.shared.failure() {
+            return Err(Error::Poisoned(f.clone()));
+        }
+        if panicked {
+            return Err(Error::io(
+                "join I/O thread",
+                &self.dir,
+                std::io::Error::other("thread panicked"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn decide_direct(
+    options: &Options,
+    storage: &dyn Storage,
+    probe_file: &Path,
+    device: &DeviceFacts,
+) -> Result<(bool, Option<String>)> {
+    if options.direct_io == DirectIo::Off {
+        return Ok((false, Some("DirectIo::Off".into())));
+    }
+    let refused = match storage.open_file(probe_file, OpenHow::read(true)) {
+        Ok(f) if f.is_direct() => {
+            if device.dio_offset_align > 4096 || device.dio_mem_align > 4096 {
+                Some(format!(
+                    "O_DIRECT needs {}-byte offsets and {}-byte memory alignment; buffers are 4096-aligned",
+                    device.dio_offset_align, device.dio_mem_align
+                ))
+            } else {
+                None
+            }
+        }
+        Ok(_) => Some(format!("{} storage has no O_DIRECT", device.fs_type)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Some(format!("{} refuses O_DIRECT (EINVAL)", device.fs_type))
+        }
+        Err(e) => return Err(Error::io("probe O_DIRECT", probe_file, e)),
+    };
+    match (refused, options.direct_io) {
+        (None, _) => Ok((true, None)),
+        (Some(reason), DirectIo::Required) => Err(Error::Unsupported {
+            what: "O_DIRECT",
+            reason,
+        }),
+        (Some(reason), _) => Ok((false, Some(reason))),
+    }
+}
+
+fn decide_block(options: &Options, device: &DeviceFacts, direct: bool) -> Result<u32> {
+    let block = match options.block {
+        BlockSize::Auto => device.safe_block_bytes(),
+        BlockSize::DirectIoAlignment => {
+            if device.dio_offset_align == 0 {
+                device.safe_block_bytes()
+            } else {
+                device
+                    .dio_offset_align
+                    .clamp(format::BLOCK_BYTES_MIN, format::BLOCK_BYTES_MAX)
+            }
+        }
+        BlockSize::Bytes(b) => b,
+    };
+    if direct && device.dio_offset_align > block {
+        return Err(Error::InvalidOptions(format!(
+            "block size {block} is below the device's O_DIRECT alignment {}",
+            device.dio_offset_align
+        )));
+    }
+    Ok(block)
+}
+
+struct Started {
+    kind: BackendKind,
+    fallback_reason: Option<String>,
+    defer_taskrun: bool,
+    fixed_buffers: bool,
+}
+
+/// Starts the I/O thread with the backend asked for; io_uring is set up on
+/// that thread because only the thread that creates a `SINGLE_ISSUER` ring
+/// may use it.
+fn start_io_thread(
+    parts: Parts,
+    backend: Backend,
+    lock_fd: Option<std::os::fd::RawFd>,
+    descriptors: bool,
+    dir: &Path,
+) -> Result<(JoinHandle<()>, Started)> {
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Started>>(1);
+    let thread = std::thread::Builder::new()
+        .name("uring-wal-io".into())
+        .spawn(move || {
+            let attempt = match backend {
+                Backend::Threaded => Err("Backend::Threaded".to_owned()),
+                _ if !descriptors => Err("storage without file descriptors".to_owned()),
+                _ => match uring::unavailable_reason() {
+                    Some(reason) => Err(reason),
+                    None => UringQueue::new(lock_fd, &parts.buffers)
+                        .map_err(|e| format!("io_uring setup: {e}")),
+                },
+            };
+            match attempt {
+                Ok((queue, doorbell, setup)) => {
+                    let _ = parts.shared.doorbell.set(doorbell);
+                    let _ = ready_tx.send(Ok(Started {
+                        kind: BackendKind::IoUring,
+                        fallback_reason: None,
+                        defer_taskrun: setup.defer_taskrun,
+                        fixed_buffers: setup.fixed_buffers,
+                    }));
+                    commit::Engine::new(parts, queue).run();
+                }
+                Err(reason) if backend == Backend::IoUring => {
+                    let _ = ready_tx.send(Err(Error::Unsupported {
+                        what: "io_uring",
+                        reason,
+                    }));
+                }
+                Err(reason) => {
+                    let _ = ready_tx.send(Ok(Started {
+                        kind: BackendKind::Threaded,
+                        fallback_reason: Some(reason),
+                        defer_taskrun: false,
+                        fixed_buffers: false,
+                    }));
+                    commit::Engine::new(parts, ThreadedQueue::new()).run();
+                }
+            }
+        })
+        .map_err(|e| Error::io("spawn I/O thread", dir, e))?;
+    match ready_rx.recv() {
+        Ok(Ok(started)) => Ok((thread, started)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(Error::io(
+                "start I/O thread",
+                dir,
+                std::io::Error::other("I/O thread exited during setup"),
+            ))
+        }
+    }
+}
