@@ -155,9 +155,7 @@ impl Options {
     /// Appends return once written; a sync every 100 ms
     /// ([`Durability::Periodic`]).
     pub fn fast(dir: impl AsRef<Path>) -> Options {
-        Options::new(dir).durability(Durability::Periodic {
-            interval: Duration::from_millis(100),
-        })
+        Options::new(dir).durability(Durability::Periodic { interval: Duration::from_millis(100) })
     }
 
     /// See [`Durability`].
@@ -279,20 +277,28 @@ impl Options {
         crate::Wal::open(self)
     }
 
+    /// The largest record, the header region and two blocks of padding must
+    /// fit in one segment.
+    pub(crate) fn check_fits(&self, block_bytes: u32) -> Result<()> {
+        let need =
+            format::data_offset(block_bytes) + record::encoded_len(self.record_bytes_max) + 2 * u64::from(block_bytes);
+        if need > self.segment_bytes {
+            return Err(Error::InvalidOptions(format!(
+                "record_bytes_max {} does not fit in segments of {} bytes with {block_bytes}-byte blocks",
+                self.record_bytes_max, self.segment_bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the limits that do not depend on the device.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidOptions(msg));
         if self.segment_bytes < 64 * 1024 || self.segment_bytes % (64 * 1024) != 0 {
-            return bad(format!(
-                "segment_bytes {} is not a multiple of 64 KiB",
-                self.segment_bytes
-            ));
+            return bad(format!("segment_bytes {} is not a multiple of 64 KiB", self.segment_bytes));
         }
         if self.segment_bytes > 1 << 40 {
-            return bad(format!(
-                "segment_bytes {} is above 1 TiB",
-                self.segment_bytes
-            ));
+            return bad(format!("segment_bytes {} is above 1 TiB", self.segment_bytes));
         }
         if self.record_bytes_max > RECORD_PAYLOAD_BYTES_LIMIT {
             return bad(format!(
@@ -300,34 +306,20 @@ impl Options {
                 self.record_bytes_max
             ));
         }
-        // The largest record, the largest header region and two blocks of
-        // padding must fit in one segment.
-        let need = format::data_offset(format::BLOCK_BYTES_MAX)
-            + record::encoded_len(self.record_bytes_max)
-            + 2 * u64::from(format::BLOCK_BYTES_MAX);
-        if need > self.segment_bytes {
-            return bad(format!(
-                "record_bytes_max {} does not fit in segments of {} bytes",
-                self.record_bytes_max, self.segment_bytes
-            ));
-        }
+        // Checked again once the device decided the block size.
+        let block = match self.block {
+            BlockSize::Bytes(b) => b,
+            _ => 4096,
+        };
+        self.check_fits(block)?;
         if !(4096..=64 << 20).contains(&self.flush_bytes_max) {
-            return bad(format!(
-                "flush_bytes_max {} is outside 4 KiB..=64 MiB",
-                self.flush_bytes_max
-            ));
+            return bad(format!("flush_bytes_max {} is outside 4 KiB..=64 MiB", self.flush_bytes_max));
         }
         if !(1..=64).contains(&self.flushes_in_flight_max) {
-            return bad(format!(
-                "flushes_in_flight_max {} is outside 1..=64",
-                self.flushes_in_flight_max
-            ));
+            return bad(format!("flushes_in_flight_max {} is outside 1..=64", self.flushes_in_flight_max));
         }
         if !(1..=1 << 20).contains(&self.queue_requests_max) {
-            return bad(format!(
-                "queue_requests_max {} is outside 1..=2^20",
-                self.queue_requests_max
-            ));
+            return bad(format!("queue_requests_max {} is outside 1..=2^20", self.queue_requests_max));
         }
         if self.queue_bytes_max < self.record_bytes_max as usize || self.queue_bytes_max > 1 << 32 {
             return bad(format!(
@@ -336,23 +328,16 @@ impl Options {
             ));
         }
         if !(1..=16).contains(&self.spare_segments_max) {
-            return bad(format!(
-                "spare_segments_max {} is outside 1..=16",
-                self.spare_segments_max
-            ));
+            return bad(format!("spare_segments_max {} is outside 1..=16", self.spare_segments_max));
         }
         if let BlockSize::Bytes(b) = self.block {
             if !format::is_valid_block(b) {
-                return bad(format!(
-                    "block size {b} is not a power of two in 512..=65536"
-                ));
+                return bad(format!("block size {b} is not a power of two in 512..=65536"));
             }
         }
         if let Durability::Periodic { interval } = self.durability {
             if interval.is_zero() || interval > Duration::from_secs(3600) {
-                return bad(format!(
-                    "periodic interval {interval:?} is outside (0, 1 h]"
-                ));
+                return bad(format!("periodic interval {interval:?} is outside (0, 1 h]"));
             }
         }
         if self.wait_spin > Duration::from_millis(10) {
@@ -370,41 +355,18 @@ mod tests {
     fn defaults_are_valid_and_bad_values_are_named() {
         Options::new("/x").validate().unwrap();
         Options::fast("/x").validate().unwrap();
-        let err = Options::new("/x")
-            .segment_bytes(1000)
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = Options::new("/x").segment_bytes(1000).validate().unwrap_err().to_string();
         assert!(err.contains("segment_bytes"), "{err}");
-        let err = Options::new("/x")
-            .record_bytes_max(u32::MAX)
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = Options::new("/x").record_bytes_max(u32::MAX).validate().unwrap_err().to_string();
         assert!(err.contains("record_bytes_max"), "{err}");
-        let err = Options::new("/x")
-            .segment_bytes(1 << 20)
-            .record_bytes_max(1 << 20)
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err =
+            Options::new("/x").segment_bytes(1 << 20).record_bytes_max(1 << 20).validate().unwrap_err().to_string();
         assert!(err.contains("does not fit"), "{err}");
-        let err = Options::new("/x")
-            .block_size(BlockSize::Bytes(1000))
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = Options::new("/x").block_size(BlockSize::Bytes(1000)).validate().unwrap_err().to_string();
         assert!(err.contains("block size"), "{err}");
-        let periodic = Durability::Periodic {
-            interval: Duration::ZERO,
-        };
+        let periodic = Durability::Periodic { interval: Duration::ZERO };
         assert!(Options::new("/x").durability(periodic).validate().is_err());
-        assert!(
-            Options::new("/x")
-                .flushes_in_flight_max(0)
-                .validate()
-                .is_err()
-        );
+        assert!(Options::new("/x").flushes_in_flight_max(0).validate().is_err());
         assert!(Options::new("/x").queue_bytes_max(10).validate().is_err());
     }
 }

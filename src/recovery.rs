@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::format::segment::HeaderState;
 use crate::format::walk::{self, Evidence, Limits, Step, Walker};
-use crate::format::{
-    self, BLOCK_BYTES_MAX, FORMAT_VERSION, SegmentHeader, align_down, data_offset,
-};
+use crate::format::{self, BLOCK_BYTES_MAX, BLOCK_BYTES_MIN, FORMAT_VERSION, SegmentHeader, align_down, data_offset};
 use crate::options::RecoveryMode;
 use crate::reader::source::{FileSource, window_bytes};
 use crate::segment::SegmentMeta;
@@ -130,9 +128,16 @@ pub(crate) struct Recovered {
 
 #[derive(Debug)]
 enum State {
+    /// A valid header of the life the name says.
     Live(SegmentHeader),
+    /// Zero header, or a header of an older life: prepared or recycled.
     Spare,
+    /// Unreadable header, but records of the life the name says: a segment
+    /// whose header was damaged after it was synced.
     Damaged(&'static str),
+    /// Unreadable header and no record of its life: a torn activation, or a
+    /// file of ours left short. Removed.
+    Junk,
 }
 
 #[derive(Debug)]
@@ -149,12 +154,18 @@ impl SegFile {
         matches!(self.state, State::Live(_))
     }
 
+    /// Whether records of this file's own life may be in it.
+    fn may_hold_records(&self) -> bool {
+        matches!(self.state, State::Live(_) | State::Damaged(_))
+    }
+
     /// Limits to read this file under: its header's, or generous ones for a
     /// file whose header is unreadable.
     fn limits(&self, record_bytes_max: u32) -> Limits {
         match self.state {
+            // What the writer accepted in this segment, whatever today's options say.
             State::Live(h) => Limits {
-                payload_len_max: record_bytes_max,
+                payload_len_max: h.record_bytes_max,
                 block_bytes: h.block_bytes,
                 segment_bytes: h.segment_bytes,
             },
@@ -173,10 +184,7 @@ pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
     let mut remove = Vec::new();
     let mut files = Vec::new();
-    let entries = cfg
-        .storage
-        .list_dir(&cfg.dir)
-        .map_err(|e| Error::io("list directory", &cfg.dir, e))?;
+    let entries = cfg.storage.list_dir(&cfg.dir).map_err(|e| Error::io("list directory", &cfg.dir, e))?;
     for entry in entries {
         let path = cfg.dir.join(&entry.name);
         match names::parse(&entry.name) {
@@ -184,10 +192,7 @@ pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
                 if entry.kind != EntryKind::File {
                     return Err(Error::UnexpectedFile {
                         path,
-                        detail: format!(
-                            "has a segment's name but is a {:?}, not a regular file",
-                            entry.kind
-                        ),
+                        detail: format!("has a segment's name but is a {:?}, not a regular file", entry.kind),
                     });
                 }
                 files.push(open_and_classify(cfg, id, path, &mut report)?);
@@ -198,83 +203,53 @@ pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
         }
     }
     files.sort_by_key(|f| f.id);
-    let window = window_bytes(cfg.record_bytes_max);
+    for f in &files {
+        if matches!(f.state, State::Junk) {
+            remove.push(f.path.clone());
+        }
+    }
 
     let Some(first) = files.iter().position(SegFile::is_live) else {
         // No live segment: a new log, or one whose first activation tore.
-        for f in &files {
-            if !matches!(f.state, State::Spare) {
-                if let Some(ev) = evidence_in(cfg, f, data_offset(512), window, &mut report)? {
-                    return Err(Error::Corruption {
-                        segment: f.id,
-                        path: f.path.clone(),
-                        offset: 0,
-                        lsn: ev.lsn,
-                        detail: format!(
-                            "cannot be placed: the segment header is damaged ({}) but the file holds records",
-                            damage_of(&f.state)
-                        ),
-                    });
-                }
-                remove.push(f.path.clone());
-            }
+        if let Some(f) = files.iter().find(|f| matches!(f.state, State::Damaged(_))) {
+            return Err(unplaceable(f, "cannot be placed"));
         }
         let spares = collect_spares(cfg, &files, 0, &mut remove);
         report.first_lsn = 1;
-        report.removed_files = remove.clone();
-        report.duration = started.elapsed();
-        return Ok(Recovered {
+        return Ok(finish(
             report,
-            live: Vec::new(),
-            next_lsn: 1,
-            continue_at: Continue::NewSegment {
-                id: 1,
-                prev_data_end: 0,
-            },
+            started,
+            Vec::new(),
+            1,
+            Continue::NewSegment { id: 1, prev_data_end: 0 },
             spares,
             remove,
-        });
+        ));
     };
 
     // Segments older than the first live one must hold nothing of their own
     // life: the log's history would be missing from its start.
     for f in &files[..first] {
-        if let State::Damaged(_) = f.state {
-            if let Some(ev) = evidence_in(cfg, f, data_offset(512), window, &mut report)? {
-                return Err(Error::Corruption {
-                    segment: f.id,
-                    path: f.path.clone(),
-                    offset: ev.offset,
-                    lsn: ev.lsn,
-                    detail: format!(
-                        "precedes the first readable segment and its header is damaged ({})",
-                        damage_of(&f.state)
-                    ),
-                });
-            }
+        if matches!(f.state, State::Damaged(_)) {
+            return Err(unplaceable(f, "precedes the first readable segment"));
         }
-        remove.push(f.path.clone());
+        if !remove.contains(&f.path) {
+            remove.push(f.path.clone());
+        }
     }
 
-    let State::Live(first_header) = files[first].state else {
-        unreachable!("position found a live file")
-    };
+    let State::Live(first_header) = files[first].state else { unreachable!("position found a live file") };
     report.first_lsn = first_header.first_lsn;
     let mut expected = first_header.first_lsn;
     let mut live = Vec::new();
     let mut idx = first;
     loop {
         let f = &files[idx];
-        let State::Live(header) = f.state else {
-            unreachable!("chain holds live files only")
-        };
+        let State::Live(header) = f.state else { unreachable!("the chain holds live files only") };
         if f.len != header.segment_bytes {
             return Err(Error::UnexpectedFile {
                 path: f.path.clone(),
-                detail: format!(
-                    "file is {} bytes but its header says {}",
-                    f.len, header.segment_bytes
-                ),
+                detail: format!("file is {} bytes but its header says {}", f.len, header.segment_bytes),
             });
         }
         live.push(SegmentMeta {
@@ -283,15 +258,13 @@ pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
             path: f.path.clone(),
             block_bytes: header.block_bytes,
             segment_bytes: header.segment_bytes,
+            record_bytes_max: header.record_bytes_max,
         });
         let limits = f.limits(cfg.record_bytes_max);
-        let mut src = FileSource::new(f.file.clone(), header.segment_bytes, window);
+        let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
         let mut walker = Walker::new(f.id, data_offset(header.block_bytes), expected, limits);
         let (end, broken) = loop {
-            match walker
-                .next(&mut src)
-                .map_err(|e| Error::io("read segment", &f.path, e))?
-            {
+            match walker.next(&mut src).map_err(|e| Error::io("read segment", &f.path, e))? {
                 Step::Record { .. } => report.records += 1,
                 Step::Skipped { from, to } => {
                     if cfg.mode == RecoveryMode::AbsoluteConsistency {
@@ -300,18 +273,12 @@ pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
                             path: f.path.clone(),
                             offset: from,
                             lsn: walker.expected(),
-                            detail: format!(
-                                "precedes damaged bytes up to offset {to} (no record lost)"
-                            ),
+                            detail: format!("precedes damaged bytes up to offset {to} (no record lost)"),
                         });
                     }
                     report.skipped_count += 1;
                     if report.skipped.len() < SKIPPED_LISTED_MAX {
-                        report.skipped.push(SkippedBytes {
-                            segment: f.id,
-                            from,
-                            to,
-                        });
+                        report.skipped.push(SkippedBytes { segment: f.id, from, to });
                     }
                 }
                 Step::Break { at, .. } => break (at, true),
@@ -320,64 +287,66 @@ pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
         };
         report.bytes_read += src.bytes_read;
         expected = walker.expected();
-        if !broken {
-            let next = files.get(idx + 1);
-            if let Some(
-                n @ SegFile {
-                    state: State::Live(nh),
-                    ..
-                },
-            ) = next
-            {
-                if n.id == f.id + 1 && nh.prev_data_end == end && nh.first_lsn == expected {
-                    idx += 1;
-                    continue;
-                }
-            }
-            let anything_later = files[idx + 1..]
-                .iter()
-                .any(|g| !matches!(g.state, State::Spare));
-            if !anything_later {
-                // The end of the log.
-                report.segments = live.len();
-                report.last_lsn = expected - 1;
-                let clean = format::is_clean_end(end, header.block_bytes, header.segment_bytes);
-                let continue_at = if clean {
-                    Continue::InSegment {
-                        meta: live.last().expect("non-empty").clone(),
-                        write_pos: end,
-                    }
-                } else {
-                    // The last flush's padding is torn; its records are intact.
-                    report.torn_tail = Some(TornTail {
-                        segment: f.id,
-                        offset: end,
-                        next_lsn: expected,
-                        records_dropped: 0,
-                        segments_removed: 0,
-                    });
-                    Continue::NewSegment {
-                        id: f.id + 1,
-                        prev_data_end: end,
-                    }
-                };
-                let spares = collect_spares(cfg, &files, f.id, &mut remove);
-                report.removed_files = remove.clone();
-                report.duration = started.elapsed();
-                return Ok(Recovered {
-                    report,
-                    live,
-                    next_lsn: expected,
-                    continue_at,
-                    spares,
-                    remove,
-                });
+        // The next segment's header certifies where this one's data ends and
+        // which LSN follows; whatever lies beyond that end (the remains of a
+        // torn window an earlier recovery cut off) is dead.
+        if let Some(n @ SegFile { state: State::Live(nh), .. }) = files.get(idx + 1) {
+            if n.id == f.id + 1 && nh.prev_data_end == end && nh.first_lsn == expected {
+                idx += 1;
+                continue;
             }
         }
-        // The chain breaks in segment `idx` at `end`: torn tail or corruption.
-        return finish_at_break(
-            cfg, files, idx, end, expected, live, report, remove, started, window,
-        );
+        let anything_later = files[idx + 1..].iter().any(SegFile::may_hold_records);
+        if broken || anything_later {
+            // The chain breaks in segment `idx` at `end`: torn tail or corruption.
+            return finish_at_break(cfg, files, idx, end, expected, live, report, remove, started);
+        }
+        // The end of the log.
+        report.segments = live.len();
+        report.last_lsn = expected - 1;
+        let continue_at = if format::is_clean_end(end, header.block_bytes, header.segment_bytes) {
+            Continue::InSegment { meta: live.last().expect("non-empty").clone(), write_pos: end }
+        } else {
+            // The last flush's padding is torn; its records are intact.
+            report.torn_tail = Some(TornTail {
+                segment: f.id,
+                offset: end,
+                next_lsn: expected,
+                records_dropped: 0,
+                segments_removed: 0,
+            });
+            Continue::NewSegment { id: f.id + 1, prev_data_end: end }
+        };
+        let spares = collect_spares(cfg, &files, f.id, &mut remove);
+        return Ok(finish(report, started, live, expected, continue_at, spares, remove));
+    }
+}
+
+fn finish(
+    mut report: RecoveryReport,
+    started: Instant,
+    live: Vec<SegmentMeta>,
+    next_lsn: u64,
+    continue_at: Continue,
+    spares: Spares,
+    remove: Vec<PathBuf>,
+) -> Recovered {
+    report.removed_files = remove.clone();
+    report.duration = started.elapsed();
+    Recovered { report, live, next_lsn, continue_at, spares, remove }
+}
+
+fn unplaceable(f: &SegFile, what: &str) -> Error {
+    let why = match f.state {
+        State::Damaged(why) => why,
+        _ => "unknown",
+    };
+    Error::Corruption {
+        segment: f.id,
+        path: f.path.clone(),
+        offset: 0,
+        lsn: 0,
+        detail: format!("{what}: its header is damaged ({why}) but it holds records"),
     }
 }
 
@@ -392,34 +361,21 @@ fn finish_at_break(
     mut report: RecoveryReport,
     mut remove: Vec<PathBuf>,
     started: Instant,
-    window: usize,
 ) -> Result<Recovered> {
     let f = &files[idx];
-    let mut strongest: Option<(u64, PathBuf, Evidence)> = None;
+    let later: Vec<&SegFile> = files[idx + 1..].iter().filter(|g| g.may_hold_records()).collect();
+    let mut strongest: Option<(&SegFile, Evidence)> = None;
     let mut dropped = 0u64;
-    let mut consider = |seg: &SegFile, ev: Option<Evidence>, count: u64| {
-        dropped += count;
+    for (g, from) in std::iter::once((f, at)).chain(later.iter().map(|g| (*g, data_offset(BLOCK_BYTES_MIN)))) {
+        let (ev, n) = evidence_and_count(cfg, g, from, missing_lsn, &mut report)?;
+        dropped += n;
         if let Some(ev) = ev {
-            if strongest
-                .as_ref()
-                .is_none_or(|(_, _, s)| ev.sync_hint > s.sync_hint)
-            {
-                strongest = Some((seg.id, seg.path.clone(), ev));
+            if strongest.as_ref().is_none_or(|(_, s)| ev.sync_hint > s.sync_hint) {
+                strongest = Some((g, ev));
             }
         }
-    };
-    let (ev, n) = evidence_and_count(cfg, f, at, missing_lsn, window, &mut report)?;
-    consider(f, ev, n);
-    let later: Vec<&SegFile> = files[idx + 1..]
-        .iter()
-        .filter(|g| !matches!(g.state, State::Spare))
-        .collect();
-    for g in &later {
-        let (ev, n) =
-            evidence_and_count(cfg, g, data_offset(512), missing_lsn, window, &mut report)?;
-        consider(g, ev, n);
     }
-    if let Some((seg, path, ev)) = &strongest {
+    if let Some((g, ev)) = strongest {
         if ev.sync_hint >= missing_lsn {
             return Err(Error::Corruption {
                 segment: f.id,
@@ -427,10 +383,11 @@ fn finish_at_break(
                 offset: at,
                 lsn: missing_lsn,
                 detail: format!(
-                    "is missing or damaged, yet LSN {} (segment {seg}, {}, offset {}) was written after \
+                    "is missing or damaged, yet LSN {} (segment {}, {}, offset {}) was written after \
                      LSN {} had been synced, so LSN {missing_lsn} was durable",
                     ev.lsn,
-                    path.display(),
+                    g.id,
+                    g.path.display(),
                     ev.offset,
                     ev.sync_hint
                 ),
@@ -438,12 +395,7 @@ fn finish_at_break(
         }
     }
     if cfg.mode == RecoveryMode::AbsoluteConsistency {
-        return Err(Error::TornTail {
-            segment: f.id,
-            path: f.path.clone(),
-            offset: at,
-            lsn: missing_lsn,
-        });
+        return Err(Error::TornTail { segment: f.id, path: f.path.clone(), offset: at, lsn: missing_lsn });
     }
     for g in &later {
         remove.push(g.path.clone());
@@ -458,19 +410,8 @@ fn finish_at_break(
         segments_removed: later.len(),
     });
     let spares = collect_spares(cfg, &files, f.id, &mut remove);
-    report.removed_files = remove.clone();
-    report.duration = started.elapsed();
-    Ok(Recovered {
-        report,
-        live,
-        next_lsn: missing_lsn,
-        continue_at: Continue::NewSegment {
-            id: f.id + 1,
-            prev_data_end: at,
-        },
-        spares,
-        remove,
-    })
+    let continue_at = Continue::NewSegment { id: f.id + 1, prev_data_end: at };
+    Ok(finish(report, started, live, missing_lsn, continue_at, spares, remove))
 }
 
 /// The strongest evidence among this life's valid records from `from` on,
@@ -480,27 +421,22 @@ fn evidence_and_count(
     f: &SegFile,
     from: u64,
     missing_lsn: u64,
-    window: usize,
     report: &mut RecoveryReport,
 ) -> Result<(Option<Evidence>, u64)> {
     let limits = f.limits(cfg.record_bytes_max);
-    let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window);
+    let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
     let mut best: Option<Evidence> = None;
     let mut count = 0;
     let mut pos = from;
-    while let Some((offset, header)) = walk::find_next(&mut src, f.id, pos, &limits)
-        .map_err(|e| Error::io("read segment", &f.path, e))?
+    while let Some((offset, header)) =
+        walk::find_next(&mut src, f.id, pos, &limits).map_err(|e| Error::io("read segment", &f.path, e))?
     {
         if !header.is_padding() && header.lsn >= missing_lsn {
             count += 1;
         }
         let hint = header.sync_hint();
         if best.is_none_or(|b| hint > b.sync_hint) {
-            best = Some(Evidence {
-                offset,
-                lsn: header.lsn,
-                sync_hint: hint,
-            });
+            best = Some(Evidence { offset, lsn: header.lsn, sync_hint: hint });
         }
         pos = offset + header.encoded_len();
     }
@@ -508,35 +444,10 @@ fn evidence_and_count(
     Ok((best, count))
 }
 
-fn evidence_in(
-    cfg: &RecoverConfig,
-    f: &SegFile,
-    from: u64,
-    window: usize,
-    report: &mut RecoveryReport,
-) -> Result<Option<Evidence>> {
-    Ok(evidence_and_count(cfg, f, from, 0, window, report)?.0)
-}
-
-fn damage_of(state: &State) -> &'static str {
-    match state {
-        State::Damaged(why) => why,
-        _ => "none",
-    }
-}
-
 /// Spares after the log's last segment that can be reused; the rest go to
 /// `remove`.
-fn collect_spares(
-    cfg: &RecoverConfig,
-    files: &[SegFile],
-    last_live: u64,
-    remove: &mut Vec<PathBuf>,
-) -> Spares {
-    let mut spares = Spares {
-        highest_id: last_live,
-        ..Spares::default()
-    };
+fn collect_spares(cfg: &RecoverConfig, files: &[SegFile], last_live: u64, remove: &mut Vec<PathBuf>) -> Spares {
+    let mut spares = Spares { highest_id: last_live, ..Spares::default() };
     for f in files {
         if !matches!(f.state, State::Spare) {
             continue;
@@ -551,23 +462,18 @@ fn collect_spares(
     spares
 }
 
-fn open_and_classify(
-    cfg: &RecoverConfig,
-    id: u64,
-    path: PathBuf,
-    report: &mut RecoveryReport,
-) -> Result<SegFile> {
-    let file = cfg
-        .storage
-        .open_file(&path, OpenHow::read(cfg.direct))
-        .map_err(|e| Error::io("open segment", &path, e))?;
-    let len = file
-        .size()
-        .map_err(|e| Error::io("stat segment", &path, e))?;
+/// Where the first record of a segment would start, for every block size.
+fn first_record_offsets(len: u64) -> impl Iterator<Item = u64> {
+    [4096u32, 8192, 16384, 32768, 65536].into_iter().map(data_offset).filter(move |&o| o + 32 <= len)
+}
+
+fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut RecoveryReport) -> Result<SegFile> {
+    let file =
+        cfg.storage.open_file(&path, OpenHow::read(cfg.direct)).map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file.size().map_err(|e| Error::io("stat segment", &path, e))?;
     let mut block = AlignedBuf::zeroed(4096);
     let got = if len >= 4096 {
-        read_full_at(file.as_ref(), &mut block, 0)
-            .map_err(|e| Error::io("read segment header", &path, e))?
+        read_full_at(file.as_ref(), &mut block, 0).map_err(|e| Error::io("read segment header", &path, e))?
     } else {
         0
     };
@@ -581,20 +487,37 @@ fn open_and_classify(
             HeaderState::Valid(_) => State::Damaged("header names a later segment"),
             HeaderState::Zero => State::Spare,
             HeaderState::UnsupportedVersion(found) => {
-                return Err(Error::UnsupportedVersion {
-                    path,
-                    found,
-                    supported: FORMAT_VERSION,
-                });
+                return Err(Error::UnsupportedVersion { path, found, supported: FORMAT_VERSION });
             }
             HeaderState::Invalid(_) => State::Damaged("invalid header"),
         }
     };
-    Ok(SegFile {
-        id,
-        path,
-        file,
-        len,
-        state,
-    })
+    let mut f = SegFile { id, path, file, len, state };
+    match f.state {
+        State::Damaged(_) => {
+            // Only records of this file's own life make it more than junk.
+            let (evidence, _) = evidence_and_count(cfg, &f, data_offset(BLOCK_BYTES_MIN), 0, report)?;
+            if evidence.is_none() {
+                f.state = State::Junk;
+            }
+        }
+        State::Spare => {
+            // Headers are synced before records, so a spare never holds a
+            // record of its own life; one that does lost its header later.
+            let limits = f.limits(cfg.record_bytes_max);
+            let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
+            for offset in first_record_offsets(len) {
+                if walk::probe(&mut src, offset, id, &limits)
+                    .map_err(|e| Error::io("read segment", &f.path, e))?
+                    .is_some()
+                {
+                    f.state = State::Damaged("header lost but records present");
+                    break;
+                }
+            }
+            report.bytes_read += src.bytes_read;
+        }
+        _ => {}
+    }
+    Ok(f)
 }

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::commit::shared::{Shared, Target};
-use crate::commit::{
-    self, Active, BatchBufs, EngineConfig, Entry, POOLED_BATCHES_MAX, Parts, Request,
-};
+use crate::commit::{self, Active, BatchBufs, EngineConfig, Entry, POOLED_BATCHES_MAX, Parts, Request};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordType, SegmentHeader, data_offset, record};
 use crate::io::threaded::ThreadedQueue;
@@ -103,10 +101,7 @@ impl Batch {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&l| l <= format::RECORD_PAYLOAD_BYTES_LIMIT)
-            .ok_or(Error::RecordTooLarge {
-                len: payload.len() as u64,
-                max: format::RECORD_PAYLOAD_BYTES_LIMIT,
-            })?;
+            .ok_or(Error::RecordTooLarge { len: payload.len() as u64, max: format::RECORD_PAYLOAD_BYTES_LIMIT })?;
         self.inner.entries.push(Entry { kind: code, len });
         self.inner.bytes.extend_from_slice(payload);
         Ok(())
@@ -174,9 +169,7 @@ impl Ticket {
     /// Blocks until acknowledged or `timeout`; `Ok(None)` on timeout (the
     /// append goes on).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<Lsn>> {
-        let reached =
-            self.shared
-                .wait_for(self.last, Target::Acked, Some(Instant::now() + timeout))?;
+        let reached = self.shared.wait_for(self.last, Target::Acked, Some(Instant::now() + timeout))?;
         Ok(reached.then_some(self.last))
     }
 }
@@ -212,8 +205,7 @@ pub struct Wal {
 /// may overflow it, plus padding.
 fn buffer_bytes(options: &Options, block_bytes: u32) -> usize {
     let block = u64::from(block_bytes.max(format::BLOCK_BYTES_MAX));
-    let bytes =
-        options.flush_bytes_max as u64 + record::encoded_len(options.record_bytes_max) + 2 * block;
+    let bytes = options.flush_bytes_max as u64 + record::encoded_len(options.record_bytes_max) + 2 * block;
     (bytes as usize).next_multiple_of(4096)
 }
 
@@ -229,31 +221,22 @@ impl Wal {
         let dir = options.dir.clone();
         if !dir.is_dir() && storage.list_dir(&dir).is_err() {
             if !options.create_if_missing {
-                return Err(Error::io(
-                    "open log directory",
-                    &dir,
-                    std::io::ErrorKind::NotFound.into(),
-                ));
+                return Err(Error::io("open log directory", &dir, std::io::ErrorKind::NotFound.into()));
             }
-            storage
-                .create_dir_all(&dir)
-                .map_err(|e| Error::io("create log directory", &dir, e))?;
+            storage.create_dir_all(&dir).map_err(|e| Error::io("create log directory", &dir, e))?;
         }
         let lock_path = dir.join(LOCK_FILE);
         let lock = storage.lock(&lock_path).map_err(|(e, holder_pid)| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked {
-                    path: lock_path.clone(),
-                    holder_pid,
-                }
+                Error::Locked { path: lock_path.clone(), holder_pid }
             } else {
                 Error::io("lock", &lock_path, e)
             }
         })?;
         let device = storage.device_facts(&lock_path);
-        let (direct, buffered_reason) =
-            decide_direct(&options, storage.as_ref(), &lock_path, &device)?;
+        let (direct, buffered_reason) = decide_direct(&options, storage.as_ref(), &lock_path, &device)?;
         let block_bytes = decide_block(&options, &device, direct)?;
+        options.check_fits(block_bytes)?;
 
         let recovered = recovery::recover(&RecoverConfig {
             storage: storage.clone(),
@@ -271,9 +254,7 @@ impl Wal {
             }
         }
         if !recovered.remove.is_empty() {
-            storage
-                .sync_dir(&dir)
-                .map_err(|e| Error::io("fsync directory", &dir, e))?;
+            storage.sync_dir(&dir).map_err(|e| Error::io("fsync directory", &dir, e))?;
         }
         // Recovered data may still sit in the page cache of a process that
         // crashed before syncing it; acknowledging anything new on top of it
@@ -282,8 +263,7 @@ impl Wal {
             let file = storage
                 .open_file(&seg.path, OpenHow::read(false))
                 .map_err(|e| Error::io("open segment", &seg.path, e))?;
-            file.sync_data()
-                .map_err(|e| Error::io("fdatasync", &seg.path, e))?;
+            file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, e))?;
         }
 
         let prep_cfg = PrepareConfig {
@@ -303,13 +283,7 @@ impl Wal {
                     .open_file(&meta.path, OpenHow::write(direct))
                     .map_err(|e| Error::io("open segment", &meta.path, e))?;
                 let path = Arc::from(meta.path.as_path());
-                Active {
-                    meta,
-                    file,
-                    path,
-                    write_pos,
-                    activated: true,
-                }
+                Active { meta, file, path, write_pos, activated: true }
             }
             Continue::NewSegment { id, prev_data_end } => {
                 let prepared = prepare::prepare_segment(&prep_cfg, &mut spares, id)?;
@@ -319,6 +293,7 @@ impl Wal {
                     segment_bytes: options.segment_bytes,
                     prev_data_end,
                     block_bytes,
+                    record_bytes_max: options.record_bytes_max,
                 };
                 let block = header_block(&header);
                 write_all_at(prepared.file.as_ref(), &block, 0, false)
@@ -330,35 +305,23 @@ impl Wal {
                     path: prepared.path.clone(),
                     block_bytes,
                     segment_bytes: options.segment_bytes,
+                    record_bytes_max: options.record_bytes_max,
                 };
                 live_segments.push(meta.clone());
                 let path = Arc::from(prepared.path.as_path());
-                Active {
-                    meta,
-                    file: prepared.file,
-                    path,
-                    write_pos: data_offset(block_bytes),
-                    activated: true,
-                }
+                Active { meta, file: prepared.file, path, write_pos: data_offset(block_bytes), activated: true }
             }
         };
         let next_id = active.meta.id + 1;
         let live = Arc::new(LiveSegments::new(live_segments));
-        let shared = Arc::new(Shared::new(
-            next_lsn - 1,
-            options.queue_bytes_max as u64,
-            options.wait_spin,
-        ));
-        let (prep_client, prepared_rx, prepare_thread) = prepare::spawn(prep_cfg, spares)
-            .map_err(|e| Error::io("spawn preparer thread", &dir, e))?;
+        let shared = Arc::new(Shared::new(next_lsn - 1, options.queue_bytes_max as u64, options.wait_spin));
+        let (prep_client, prepared_rx, prepare_thread) =
+            prepare::spawn(prep_cfg, spares).map_err(|e| Error::io("spawn preparer thread", &dir, e))?;
         prep_client.request(next_id)?;
 
         let (req_tx, req_rx) = crossbeam_channel::bounded(options.queue_requests_max);
         let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOLED_BATCHES_MAX);
-        let buffers = io::buffers::make_set(
-            options.flushes_in_flight_max + 2,
-            buffer_bytes(&options, block_bytes),
-        );
+        let buffers = io::buffers::make_set(options.flushes_in_flight_max + 2, buffer_bytes(&options, block_bytes));
         let parts = Parts {
             cfg: EngineConfig {
                 durability: options.durability,
@@ -366,6 +329,7 @@ impl Wal {
                 flushes_in_flight_max: options.flushes_in_flight_max,
                 block_bytes,
                 segment_bytes: options.segment_bytes,
+                record_bytes_max: options.record_bytes_max,
             },
             shared: shared.clone(),
             live: live.clone(),
@@ -383,8 +347,7 @@ impl Wal {
             .map_err(|e| Error::io("open", &lock_path, e))?
             .raw_fd()
             .is_some();
-        let (io_thread, started) =
-            start_io_thread(parts, options.backend, lock.raw_fd(), descriptors, &dir)?;
+        let (io_thread, started) = start_io_thread(parts, options.backend, lock.raw_fd(), descriptors, &dir)?;
         let backend = BackendInfo {
             kind: started.kind,
             fallback_reason: started.fallback_reason,
@@ -398,10 +361,7 @@ impl Wal {
         Ok(Wal {
             shared,
             live,
-            submitter: Mutex::new(Submitter {
-                next_lsn,
-                requests: Some(req_tx),
-            }),
+            submitter: Mutex::new(Submitter { next_lsn, requests: Some(req_tx) }),
             pool: pool_rx,
             preparer: Some(prep_client),
             io_thread: Some(io_thread),
@@ -421,10 +381,7 @@ impl Wal {
 
     fn check_record(&self, kind: RecordType, len: usize) -> Result<u16> {
         if len > self.record_bytes_max as usize {
-            return Err(Error::RecordTooLarge {
-                len: len as u64,
-                max: self.record_bytes_max,
-            });
+            return Err(Error::RecordTooLarge { len: len as u64, max: self.record_bytes_max });
         }
         kind.to_raw().ok_or(Error::InvalidRecordType(kind))
     }
@@ -436,18 +393,10 @@ impl Wal {
         self.shared.check_usable()?;
         let bytes = batch.bytes.len() as u64;
         self.shared.acquire_budget(bytes)?;
-        let mut sub = self
-            .submitter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut sub = self.submitter.lock().unwrap_or_else(PoisonError::into_inner);
         let first = sub.next_lsn;
         let sent = match &sub.requests {
-            Some(tx) => tx
-                .send(Request::Append {
-                    first_lsn: first,
-                    batch,
-                })
-                .is_ok(),
+            Some(tx) => tx.send(Request::Append { first_lsn: first, batch }).is_ok(),
             None => false,
         };
         if !sent {
@@ -474,17 +423,10 @@ impl Wal {
     pub fn submit(&self, kind: RecordType, payload: &[u8]) -> Result<Ticket> {
         let code = self.check_record(kind, payload.len())?;
         let mut batch = self.take_batch();
-        batch.entries.push(Entry {
-            kind: code,
-            len: payload.len() as u32,
-        });
+        batch.entries.push(Entry { kind: code, len: payload.len() as u32 });
         batch.bytes.extend_from_slice(payload);
         let (first, last) = self.send(batch)?;
-        Ok(Ticket {
-            first,
-            last,
-            shared: self.shared.clone(),
-        })
+        Ok(Ticket { first, last, shared: self.shared.clone() })
     }
 
     /// Appends every record of `batch` with consecutive LSNs and returns them
@@ -507,24 +449,12 @@ impl Wal {
         if batch.is_empty() {
             return Ok(None);
         }
-        if let Some(e) = batch
-            .inner
-            .entries
-            .iter()
-            .find(|e| e.len > self.record_bytes_max)
-        {
-            return Err(Error::RecordTooLarge {
-                len: u64::from(e.len),
-                max: self.record_bytes_max,
-            });
+        if let Some(e) = batch.inner.entries.iter().find(|e| e.len > self.record_bytes_max) {
+            return Err(Error::RecordTooLarge { len: u64::from(e.len), max: self.record_bytes_max });
         }
         let filled = std::mem::replace(&mut batch.inner, self.take_batch());
         let (first, last) = self.send(filled)?;
-        Ok(Some(Ticket {
-            first,
-            last,
-            shared: self.shared.clone(),
-        }))
+        Ok(Some(Ticket { first, last, shared: self.shared.clone() }))
     }
 
     /// Makes every acknowledged record durable and returns the durable LSN.
@@ -532,10 +462,7 @@ impl Wal {
     /// [`crate::Durability::None`]; otherwise acknowledged means durable.
     pub fn sync(&self) -> Result<Lsn> {
         let target = {
-            let sub = self
-                .submitter
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let sub = self.submitter.lock().unwrap_or_else(PoisonError::into_inner);
             let target = sub.next_lsn - 1;
             if let Some(tx) = &sub.requests {
                 tx.send(Request::Sync).map_err(|_| Error::Closed)?;
@@ -551,8 +478,7 @@ impl Wal {
 
     /// Blocks until `lsn` is durable (synced), or `timeout` passes.
     pub fn wait_durable(&self, lsn: Lsn, timeout: Option<Duration>) -> Result<bool> {
-        self.shared
-            .wait_for(lsn, Target::Synced, timeout.map(|t| Instant::now() + t))
+        self.shared.wait_for(lsn, Target::Synced, timeout.map(|t| Instant::now() + t))
     }
 
     /// Highest LSN acknowledged to an appender (0: none).
@@ -571,10 +497,7 @@ impl Wal {
     /// The LSN the next append will get.
     #[must_use]
     pub fn next_lsn(&self) -> Lsn {
-        self.submitter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_lsn
+        self.submitter.lock().unwrap_or_else(PoisonError::into_inner).next_lsn
     }
 
     /// First LSN still in the log.
@@ -635,10 +558,7 @@ impl Wal {
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
         if lsn < first {
-            return Err(Error::Truncated {
-                requested: lsn,
-                first_available: first,
-            });
+            return Err(Error::Truncated { requested: lsn, first_available: first });
         }
         Ok(Reader::new(
             self.storage.clone(),
@@ -646,7 +566,6 @@ impl Wal {
             lsn,
             self.last_lsn(),
             self.backend.direct_io,
-            self.record_bytes_max,
             Some(self.live.clone()),
         ))
     }
@@ -676,10 +595,7 @@ impl Wal {
         let retired = self.live.split_front(lsn, self.shared.acked_lsn());
         let n = retired.len();
         if n > 0 {
-            self.preparer
-                .as_ref()
-                .ok_or(Error::Closed)?
-                .retire(retired)?;
+            self.preparer.as_ref().ok_or(Error::Closed)?.retire(retired)?;
         }
         Ok(n)
     }
@@ -691,12 +607,7 @@ impl Wal {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        let tx = self
-            .submitter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .requests
-            .take();
+        let tx = self.submitter.lock().unwrap_or_else(PoisonError::into_inner).requests.take();
         if let Some(tx) = tx {
             let _ = tx.send(Request::Shutdown);
             if let Some(bell) = self.shared.doorbell.get() {
@@ -716,11 +627,7 @@ impl Wal {
             return Err(Error::Poisoned(f.clone()));
         }
         if panicked {
-            return Err(Error::io(
-                "join I/O thread",
-                &self.dir,
-                std::io::Error::other("thread panicked"),
-            ));
+            return Err(Error::io("join I/O thread", &self.dir, std::io::Error::other("thread panicked")));
         }
         Ok(())
     }
@@ -760,10 +667,7 @@ fn decide_direct(
     };
     match (refused, options.direct_io) {
         (None, _) => Ok((true, None)),
-        (Some(reason), DirectIo::Required) => Err(Error::Unsupported {
-            what: "O_DIRECT",
-            reason,
-        }),
+        (Some(reason), DirectIo::Required) => Err(Error::Unsupported { what: "O_DIRECT", reason }),
         (Some(reason), _) => Ok((false, Some(reason))),
     }
 }
@@ -775,9 +679,7 @@ fn decide_block(options: &Options, device: &DeviceFacts, direct: bool) -> Result
             if device.dio_offset_align == 0 {
                 device.safe_block_bytes()
             } else {
-                device
-                    .dio_offset_align
-                    .clamp(format::BLOCK_BYTES_MIN, format::BLOCK_BYTES_MAX)
+                device.dio_offset_align.clamp(format::BLOCK_BYTES_MIN, format::BLOCK_BYTES_MAX)
             }
         }
         BlockSize::Bytes(b) => b,
@@ -789,6 +691,28 @@ fn decide_block(options: &Options, device: &DeviceFacts, direct: bool) -> Result
         )));
     }
     Ok(block)
+}
+
+/// Poisons the log if the I/O thread unwinds, so no waiter hangs and every
+/// later append is refused with the cause.
+struct PoisonOnPanic {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+}
+
+impl Drop for PoisonOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.poison(Arc::new(crate::error::Failure {
+                op: "I/O thread",
+                path: self.dir.clone(),
+                segment: 0,
+                offset: 0,
+                lsn: self.shared.acked_lsn() + 1,
+                error: std::io::Error::other("the I/O thread panicked"),
+            }));
+        }
+    }
 }
 
 struct Started {
@@ -809,16 +733,17 @@ fn start_io_thread(
     dir: &Path,
 ) -> Result<(JoinHandle<()>, Started)> {
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Started>>(1);
+    let guard = PoisonOnPanic { shared: parts.shared.clone(), dir: dir.to_path_buf() };
     let thread = std::thread::Builder::new()
         .name("uring-wal-io".into())
         .spawn(move || {
+            let _guard = guard;
             let attempt = match backend {
                 Backend::Threaded => Err("Backend::Threaded".to_owned()),
                 _ if !descriptors => Err("storage without file descriptors".to_owned()),
                 _ => match uring::unavailable_reason() {
                     Some(reason) => Err(reason),
-                    None => UringQueue::new(lock_fd, &parts.buffers)
-                        .map_err(|e| format!("io_uring setup: {e}")),
+                    None => UringQueue::new(lock_fd, &parts.buffers).map_err(|e| format!("io_uring setup: {e}")),
                 },
             };
             match attempt {
@@ -833,10 +758,7 @@ fn start_io_thread(
                     commit::Engine::new(parts, queue).run();
                 }
                 Err(reason) if backend == Backend::IoUring => {
-                    let _ = ready_tx.send(Err(Error::Unsupported {
-                        what: "io_uring",
-                        reason,
-                    }));
+                    let _ = ready_tx.send(Err(Error::Unsupported { what: "io_uring", reason }));
                 }
                 Err(reason) => {
                     let _ = ready_tx.send(Ok(Started {
@@ -858,11 +780,7 @@ fn start_io_thread(
         }
         Err(_) => {
             let _ = thread.join();
-            Err(Error::io(
-                "start I/O thread",
-                dir,
-                std::io::Error::other("I/O thread exited during setup"),
-            ))
+            Err(Error::io("start I/O thread", dir, std::io::Error::other("I/O thread exited during setup")))
         }
     }
 }

@@ -88,6 +88,7 @@ pub(crate) struct EngineConfig {
     /// Padding unit and size of segments this run creates.
     pub block_bytes: u32,
     pub segment_bytes: u64,
+    pub record_bytes_max: u32,
 }
 
 /// The segment being appended to.
@@ -206,7 +207,8 @@ pub(crate) struct Engine<Q: IoQueue> {
     next_token: u64,
     activation: Option<Activation>,
     rounds: SyncRounds,
-    sync_wanted: bool,
+    /// Highest LSN a `Wal::sync` call waits to see synced.
+    sync_target: u64,
     shutting_down: bool,
     poisoned: bool,
     completions: Vec<Completion>,
@@ -254,7 +256,7 @@ impl<Q: IoQueue> Engine<Q> {
             next_token: 1,
             activation: None,
             rounds,
-            sync_wanted: false,
+            sync_target: 0,
             shutting_down: false,
             poisoned: false,
             completions: Vec::new(),
@@ -281,8 +283,15 @@ impl<Q: IoQueue> Engine<Q> {
             }
             if !progress {
                 let deadline = self.deadline();
-                match self.queue.wait(&self.requests, deadline) {
-                    Ok(Some(req)) => self.incoming = Some(req),
+                // Requests are wanted only when one could be taken now: never
+                // while one is held back (it would be overwritten, or the wait
+                // would return at once and spin).
+                let want = self.carry.is_none() && self.incoming.is_none() && !self.shutting_down;
+                match self.queue.wait(&self.requests, want, deadline) {
+                    Ok(Some(req)) => {
+                        debug_assert!(self.incoming.is_none());
+                        self.incoming = Some(req);
+                    }
                     Ok(None) => {}
                     Err(e) => self.poison_io("io_uring wait", e),
                 }
@@ -305,16 +314,13 @@ impl<Q: IoQueue> Engine<Q> {
                 && self.open.as_ref().is_none_or(|o| o.layout.is_empty())
                 && self.flushes.is_empty()
                 && self.rounds.in_flight == 0
-                && (self.data_sync != SyncMode::None
-                    || self.rounds.dirty.is_empty()
-                    || self.rounds.failed))
+                && (self.data_sync != SyncMode::None || self.rounds.dirty.is_empty() || self.rounds.failed))
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let mut deadline = self
-            .rounds
-            .next_due
-            .filter(|_| self.rounds.interval.is_some());
+        // A round in flight ends with a completion, not a deadline.
+        let mut deadline =
+            self.rounds.next_due.filter(|_| self.rounds.interval.is_some() && self.rounds.in_flight == 0);
         if self.awaiting_segment {
             // The preparer has no way to ring the doorbell; poll for it.
             let poll = Instant::now() + Duration::from_micros(200);
@@ -358,14 +364,10 @@ impl<Q: IoQueue> Engine<Q> {
             match req {
                 Request::Append { first_lsn, batch } => {
                     assert_eq!(first_lsn, self.next_lsn, "requests arrive in LSN order");
-                    self.carry = Some(Carry {
-                        first_lsn,
-                        batch,
-                        index: 0,
-                        byte_offset: 0,
-                    });
+                    self.carry = Some(Carry { first_lsn, batch, index: 0, byte_offset: 0 });
                 }
-                Request::Sync => self.sync_wanted = true,
+                // Everything queued before it: LSNs up to next_lsn - 1.
+                Request::Sync => self.sync_target = self.sync_target.max(self.next_lsn - 1),
                 Request::Shutdown => self.shutting_down = true,
             }
         }
@@ -393,9 +395,7 @@ impl<Q: IoQueue> Engine<Q> {
             };
             progress = true;
             match req {
-                Request::Append { batch, .. } => {
-                    self.shared.budget.release(batch.bytes.len() as u64)
-                }
+                Request::Append { batch, .. } => self.shared.budget.release(batch.bytes.len() as u64),
                 Request::Sync => {}
                 Request::Shutdown => self.shutting_down = true,
             }
@@ -403,12 +403,7 @@ impl<Q: IoQueue> Engine<Q> {
     }
 
     fn encode(&mut self, carry: Carry) -> Result<(), Carry> {
-        let Carry {
-            first_lsn,
-            batch,
-            mut index,
-            mut byte_offset,
-        } = carry;
+        let Carry { first_lsn, batch, mut index, mut byte_offset } = carry;
         while index < batch.entries.len() {
             let entry = batch.entries[index];
             debug_assert_eq!(first_lsn + index as u64, self.next_lsn);
@@ -419,22 +414,13 @@ impl<Q: IoQueue> Engine<Q> {
                     byte_offset += entry.len as usize;
                 }
                 Placed::Blocked => {
-                    return Err(Carry {
-                        first_lsn,
-                        batch,
-                        index,
-                        byte_offset,
-                    });
+                    return Err(Carry { first_lsn, batch, index, byte_offset });
                 }
             }
         }
         let counters = &self.shared.counters;
-        counters
-            .appends
-            .fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
-        counters
-            .append_bytes
-            .fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
+        counters.appends.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
+        counters.append_bytes.fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
         self.shared.budget.release(batch.bytes.len() as u64);
         self.recycle(batch);
         Ok(())
@@ -479,10 +465,7 @@ impl<Q: IoQueue> Engine<Q> {
                 Fit::BufferFull => {
                     // Buffers hold the largest record plus padding, so only a
                     // flush that already has records can be too full.
-                    assert!(
-                        !open.layout.is_empty(),
-                        "flush buffer smaller than the largest record"
-                    );
+                    assert!(!open.layout.is_empty(), "flush buffer smaller than the largest record");
                     self.seal();
                 }
                 Fit::SegmentFull => {
@@ -500,19 +483,8 @@ impl<Q: IoQueue> Engine<Q> {
             return false;
         };
         let meta = &self.active.meta;
-        let layout = FlushLayout::new(
-            self.active.write_pos,
-            meta.id,
-            meta.block_bytes,
-            meta.segment_bytes,
-        );
-        self.open = Some(OpenFlush {
-            buf,
-            layout,
-            first_lsn: 0,
-            last_lsn: 0,
-            record_bytes: 0,
-        });
+        let layout = FlushLayout::new(self.active.write_pos, meta.id, meta.block_bytes, meta.segment_bytes);
+        self.open = Some(OpenFlush { buf, layout, first_lsn: 0, last_lsn: 0, record_bytes: 0 });
         true
     }
 
@@ -526,15 +498,11 @@ impl<Q: IoQueue> Engine<Q> {
             return;
         }
         let next = self.next_lsn;
-        let len = open
-            .layout
-            .finish(&mut open.buf, next, sync_lag(next, self.synced));
+        let len = open.layout.finish(&mut open.buf, next, sync_lag(next, self.synced));
         self.active.write_pos = open.layout.end();
         let token = self.token();
         let counters = &self.shared.counters;
-        counters
-            .padding_bytes
-            .fetch_add((len - open.record_bytes) as u64, Ordering::Relaxed);
+        counters.padding_bytes.fetch_add((len - open.record_bytes) as u64, Ordering::Relaxed);
         self.flushes.push_back(Flush {
             token,
             segment_id: self.active.meta.id,
@@ -589,9 +557,7 @@ impl<Q: IoQueue> Engine<Q> {
             self.flushes_in_flight += 1;
             let counters = &self.shared.counters;
             counters.flushes.fetch_add(1, Ordering::Relaxed);
-            counters
-                .flush_bytes
-                .fetch_add(op.len as u64, Ordering::Relaxed);
+            counters.flush_bytes.fetch_add(op.len as u64, Ordering::Relaxed);
             if self.data_sync != SyncMode::None {
                 counters.syncs.fetch_add(1, Ordering::Relaxed);
             }
@@ -618,10 +584,7 @@ impl<Q: IoQueue> Engine<Q> {
                 Err(TryRecvError::Empty) => {
                     if !self.awaiting_segment {
                         self.awaiting_segment = true;
-                        self.shared
-                            .counters
-                            .segment_stalls
-                            .fetch_add(1, Ordering::Relaxed);
+                        self.shared.counters.segment_stalls.fetch_add(1, Ordering::Relaxed);
                     }
                     return false;
                 }
@@ -636,17 +599,14 @@ impl<Q: IoQueue> Engine<Q> {
             return false;
         };
         let next = self.next_segment.take().expect("checked above");
-        assert_eq!(
-            next.id,
-            self.active.meta.id + 1,
-            "segments are activated in id order"
-        );
+        assert_eq!(next.id, self.active.meta.id + 1, "segments are activated in id order");
         let header = SegmentHeader {
             segment_id: next.id,
             first_lsn: self.next_lsn,
             segment_bytes: self.cfg.segment_bytes,
             prev_data_end: self.active.write_pos,
             block_bytes: self.cfg.block_bytes,
+            record_bytes_max: self.cfg.record_bytes_max,
         };
         let header_len = data_offset(header.block_bytes) as usize;
         buf[..header_len].fill(0);
@@ -657,25 +617,12 @@ impl<Q: IoQueue> Engine<Q> {
             path: next.path.clone(),
             block_bytes: header.block_bytes,
             segment_bytes: header.segment_bytes,
+            record_bytes_max: header.record_bytes_max,
         };
         let token = self.token();
-        let sync = if self.data_sync == SyncMode::Dsync {
-            SyncMode::Dsync
-        } else {
-            SyncMode::DataSync
-        };
-        self.queue.submit_write(WriteOp {
-            token,
-            file: next.file.clone(),
-            offset: 0,
-            buf,
-            len: header_len,
-            sync,
-        });
-        self.activation = Some(Activation {
-            token,
-            meta: meta.clone(),
-        });
+        let sync = if self.data_sync == SyncMode::Dsync { SyncMode::Dsync } else { SyncMode::DataSync };
+        self.queue.submit_write(WriteOp { token, file: next.file.clone(), offset: 0, buf, len: header_len, sync });
+        self.activation = Some(Activation { token, meta: meta.clone() });
         self.active = Active {
             meta,
             file: next.file,
@@ -715,23 +662,14 @@ impl<Q: IoQueue> Engine<Q> {
                             if act.meta.id == self.active.meta.id {
                                 self.active.activated = true;
                             }
-                            self.shared
-                                .counters
-                                .segments_activated
-                                .fetch_add(1, Ordering::Relaxed);
+                            self.shared.counters.segments_activated.fetch_add(1, Ordering::Relaxed);
                             self.live.push(act.meta);
                         }
-                        Err(e) => {
-                            self.poison_op(e, &act.meta.path, act.meta.id, 0, act.meta.first_lsn)
-                        }
+                        Err(e) => self.poison_op(e, &act.meta.path, act.meta.id, 0, act.meta.first_lsn),
                     }
                     return;
                 }
-                let i = self
-                    .flushes
-                    .iter()
-                    .position(|f| f.token == token)
-                    .expect("completion of a known flush");
+                let i = self.flushes.iter().position(|f| f.token == token).expect("completion of a known flush");
                 self.flushes_in_flight -= 1;
                 match result {
                     Ok(()) => {
@@ -745,8 +683,7 @@ impl<Q: IoQueue> Engine<Q> {
                     Err(e) => {
                         let f = &mut self.flushes[i];
                         f.state = FlushState::Failed;
-                        let (path, id, offset, lsn) =
-                            (f.path.clone(), f.segment_id, f.offset, f.first_lsn);
+                        let (path, id, offset, lsn) = (f.path.clone(), f.segment_id, f.offset, f.first_lsn);
                         self.poison_op(e, &path, id, offset, lsn);
                     }
                 }
@@ -758,7 +695,7 @@ impl<Q: IoQueue> Engine<Q> {
                     let path = self.active.path.clone();
                     let (id, lsn) = (self.active.meta.id, self.rounds.covers);
                     self.poison_op(e, &path, id, 0, lsn);
-                } else if self.rounds.in_flight == 0 && !self.rounds.failed {
+                } else if self.rounds.in_flight == 0 && !self.rounds.failed && !self.poisoned {
                     self.synced = self.synced.max(self.rounds.covers);
                     self.publish();
                 }
@@ -777,6 +714,11 @@ impl<Q: IoQueue> Engine<Q> {
 
     /// Acknowledges the longest prefix of completed flushes.
     fn advance(&mut self) {
+        // After a failure nothing more is acknowledged: a later sync may have
+        // reported success only because an earlier one consumed the error.
+        if self.poisoned {
+            return;
+        }
         let mut acked = self.acked;
         while let Some(front) = self.flushes.front() {
             if front.state != FlushState::Done {
@@ -795,36 +737,31 @@ impl<Q: IoQueue> Engine<Q> {
     }
 
     fn publish(&mut self) {
-        self.shared
-            .publish(self.acked, self.synced, &mut self.wake_scratch);
+        self.shared.publish(self.acked, self.synced, &mut self.wake_scratch);
     }
 
     /// Starts a sync round when one is due (Periodic / None durability).
+    /// Under GroupSync and Dsync every acknowledgement is a sync already.
     fn sync_round(&mut self) -> bool {
-        if self.data_sync != SyncMode::None {
-            self.sync_wanted = false;
-            return false;
-        }
-        if self.rounds.in_flight > 0 || self.rounds.failed {
+        if self.data_sync != SyncMode::None || self.rounds.in_flight > 0 || self.rounds.failed || self.poisoned {
             return false;
         }
         let draining = self.shutting_down && self.flushes.is_empty() && self.carry.is_none();
-        let due = self.sync_wanted
-            || draining
-            || self.rounds.next_due.is_some_and(|d| Instant::now() >= d);
+        // A sync() waits for everything queued before it: wait until that is
+        // written, then sync.
+        let requested = self.sync_target > self.synced && self.acked >= self.sync_target;
+        let due = requested || draining || self.rounds.next_due.is_some_and(|d| Instant::now() >= d);
         if !due {
             return false;
         }
         if self.rounds.dirty.is_empty() {
-            // Everything written was synced by earlier rounds.
-            self.sync_wanted = false;
-            if self.synced < self.acked && self.flushes.is_empty() {
+            // Every completed write was synced by an earlier round.
+            if self.synced < self.acked {
                 self.synced = self.acked;
                 self.publish();
             }
             return false;
         }
-        self.sync_wanted = false;
         self.rounds.next_due = None;
         self.rounds.covers = self.acked;
         let dirty = std::mem::take(&mut self.rounds.dirty);
@@ -839,26 +776,12 @@ impl<Q: IoQueue> Engine<Q> {
     }
 
     fn poison_op(&mut self, e: OpError, path: &Path, segment: u64, offset: u64, lsn: u64) {
-        self.poison(Failure {
-            op: e.op,
-            path: path.to_path_buf(),
-            segment,
-            offset,
-            lsn,
-            error: e.error,
-        });
+        self.poison(Failure { op: e.op, path: path.to_path_buf(), segment, offset, lsn, error: e.error });
     }
 
     fn poison_io(&mut self, op: &'static str, error: std::io::Error) {
         let (path, segment) = (self.active.path.to_path_buf(), self.active.meta.id);
-        self.poison(Failure {
-            op,
-            path,
-            segment,
-            offset: 0,
-            lsn: self.acked + 1,
-            error,
-        });
+        self.poison(Failure { op, path, segment, offset: 0, lsn: self.acked + 1, error });
     }
 
     fn poison_error(&mut self, op: &'static str, error: Error) {

@@ -89,12 +89,7 @@ impl ByteBudget {
             if used != 0 && used + n > self.limit {
                 return false;
             }
-            match self.used.compare_exchange_weak(
-                used,
-                used + n,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match self.used.compare_exchange_weak(used, used + n, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return true,
                 Err(now) => used = now,
             }
@@ -222,11 +217,7 @@ impl Shared {
         for w in all {
             w.wake.wake();
         }
-        let _guard = self
-            .budget
-            .lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _guard = self.budget.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.budget.cv.notify_all();
     }
 
@@ -258,11 +249,7 @@ impl Shared {
                 break Err(e);
             }
             // The timeout only bounds the cost of a missed notification.
-            guard = budget
-                .cv
-                .wait_timeout(guard, Duration::from_millis(10))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            guard = budget.cv.wait_timeout(guard, Duration::from_millis(10)).unwrap_or_else(PoisonError::into_inner).0;
         };
         budget.sleepers.fetch_sub(1, Ordering::SeqCst);
         result
@@ -303,12 +290,7 @@ impl Shared {
             }
             if !registered {
                 let mut waiters = self.lock_waiters();
-                waiters.push(Waiter {
-                    lsn,
-                    target,
-                    token,
-                    wake: Wake::Thread(thread::current()),
-                });
+                waiters.push(Waiter { lsn, target, token, wake: Wake::Thread(thread::current()) });
                 self.registered.store(waiters.len(), Ordering::SeqCst);
                 registered = true;
                 // Re-check after registering (see the module comment).

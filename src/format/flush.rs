@@ -41,19 +41,9 @@ impl FlushLayout {
     /// If `file_offset` is not a block boundary inside the segment's data.
     #[must_use]
     pub fn new(file_offset: u64, segment_id: u64, block_bytes: u32, segment_bytes: u64) -> Self {
-        assert_eq!(
-            file_offset % u64::from(block_bytes),
-            0,
-            "flushes start at block boundaries"
-        );
+        assert_eq!(file_offset % u64::from(block_bytes), 0, "flushes start at block boundaries");
         assert!(file_offset >= data_offset(block_bytes) && file_offset <= segment_bytes);
-        FlushLayout {
-            file_offset,
-            len: 0,
-            segment_id,
-            block_bytes,
-            segment_bytes,
-        }
+        FlushLayout { file_offset, len: 0, segment_id, block_bytes, segment_bytes }
     }
 
     /// Whether a record of `payload_len` bytes fits, given a buffer of
@@ -63,9 +53,7 @@ impl FlushLayout {
         let end = self.file_offset + self.len as u64 + record::encoded_len(payload_len);
         if end > self.segment_bytes {
             Fit::SegmentFull
-        } else if padded_end(end, self.block_bytes, self.segment_bytes) - self.file_offset
-            > buffer_bytes as u64
-        {
+        } else if padded_end(end, self.block_bytes, self.segment_bytes) - self.file_offset > buffer_bytes as u64 {
             Fit::BufferFull
         } else {
             Fit::Yes
@@ -98,13 +86,7 @@ impl FlushLayout {
         let padded = padded_end(end, self.block_bytes, self.segment_bytes);
         let pad = (padded - end) as usize;
         if pad >= RECORD_HEADER_BYTES {
-            record::encode_padding(
-                &mut buf[self.len..],
-                pad,
-                next_lsn,
-                self.segment_id,
-                sync_lag,
-            );
+            record::encode_padding(&mut buf[self.len..], pad, next_lsn, self.segment_id, sync_lag);
         } else {
             // Only at the very end of a segment: too little room for a padding
             // header, and readers stop where no header fits.
@@ -130,12 +112,7 @@ mod tests {
         let seg = 64 * 1024;
         let mut buf = vec![0u8; 16 * 1024];
         let mut f = FlushLayout::new(4096, 1, 4096, seg);
-        let h = EncodeHeader {
-            lsn: 1,
-            segment_id: 1,
-            kind: 1,
-            sync_lag: 1,
-        };
+        let h = EncodeHeader { lsn: 1, segment_id: 1, kind: 1, sync_lag: 1 };
         assert_eq!(f.fits(100, buf.len()), Fit::Yes);
         f.push(&mut buf, h, &[7u8; 100]);
         assert_eq!(f.fits(16 * 1024, buf.len()), Fit::BufferFull);

@@ -47,9 +47,7 @@ impl RecordType {
             RecordType::Delete => 3,
             RecordType::Checkpoint => 4,
             RecordType::Noop => 5,
-            RecordType::Application(code) if code <= Self::APPLICATION_MAX => {
-                APPLICATION_BASE + code
-            }
+            RecordType::Application(code) if code <= Self::APPLICATION_MAX => APPLICATION_BASE + code,
             RecordType::Application(_) => return None,
         })
     }
@@ -81,9 +79,6 @@ mod tests {
                 None => assert!(raw == 0 || (6..APPLICATION_BASE).contains(&raw) || raw == 0xFFFF),
             }
         }
-        assert_eq!(
-            RecordType::Application(RecordType::APPLICATION_MAX + 1).to_raw(),
-            None
-        );
+        assert_eq!(RecordType::Application(RecordType::APPLICATION_MAX + 1).to_raw(), None);
     }
 }

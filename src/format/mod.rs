@@ -36,6 +36,10 @@ pub const HEADER_REGION_BYTES_MIN: u64 = 4096;
 /// Records start at multiples of this many bytes.
 pub const RECORD_ALIGN_BYTES: u64 = 8;
 
+/// Largest LSN and segment id the format accepts. Far beyond any real log
+/// (2^62), it keeps `lsn + 1` and `id + 1` from overflowing on hostile input.
+pub const LSN_MAX: u64 = 1 << 62;
+
 /// Hard ceiling on a record's payload, whatever the options say: 64 MiB.
 /// A length field above the configured maximum is never trusted.
 pub const RECORD_PAYLOAD_BYTES_LIMIT: u32 = 64 << 20;
@@ -90,8 +94,7 @@ pub fn padded_end(records_end: u64, block_bytes: u32, segment_bytes: u64) -> u64
 /// boundary, or within the last few bytes where no record header fits.
 #[must_use]
 pub fn is_clean_end(offset: u64, block_bytes: u32, segment_bytes: u64) -> bool {
-    offset % u64::from(block_bytes) == 0
-        || segment_bytes.saturating_sub(offset) < RECORD_HEADER_BYTES as u64
+    offset % u64::from(block_bytes) == 0 || segment_bytes.saturating_sub(offset) < RECORD_HEADER_BYTES as u64
 }
 
 #[cfg(test)]

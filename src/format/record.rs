@@ -79,11 +79,7 @@ impl RecordHeader {
     /// proves `n` was durable, so losing `n` is corruption, not a torn tail.
     #[must_use]
     pub fn sync_hint(&self) -> u64 {
-        if self.sync_lag == SYNC_LAG_UNKNOWN {
-            0
-        } else {
-            self.lsn.saturating_sub(u64::from(self.sync_lag))
-        }
+        if self.sync_lag == SYNC_LAG_UNKNOWN { 0 } else { self.lsn.saturating_sub(u64::from(self.sync_lag)) }
     }
 
     /// Checks everything but the checksum that a valid header must satisfy.
@@ -107,7 +103,7 @@ impl RecordHeader {
                 return Err(RecordDefect::Kind);
             }
         }
-        if self.lsn == 0 {
+        if self.lsn == 0 || self.lsn > super::LSN_MAX || self.segment_id > super::LSN_MAX {
             return Err(RecordDefect::Lsn);
         }
         Ok(())
@@ -151,10 +147,7 @@ pub fn verify(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> bool {
 /// `sync_lag` to store for a record `lsn` when `synced_lsn` is known synced.
 #[must_use]
 pub fn sync_lag(lsn: u64, synced_lsn: u64) -> u32 {
-    debug_assert!(
-        synced_lsn < lsn,
-        "a record is never encoded after it was synced"
-    );
+    debug_assert!(synced_lsn < lsn, "a record is never encoded after it was synced");
     match lsn.checked_sub(synced_lsn) {
         Some(lag) if lag < u64::from(SYNC_LAG_UNKNOWN) => lag as u32,
         _ => SYNC_LAG_UNKNOWN,
@@ -204,12 +197,7 @@ pub fn encode_padding(out: &mut [u8], total: usize, next_lsn: u64, segment_id: u
     let (head, rest) = out[..total].split_at_mut(RECORD_HEADER_BYTES);
     rest.fill(0);
     let head: &mut [u8; RECORD_HEADER_BYTES] = head.try_into().expect("32 bytes");
-    let header = EncodeHeader {
-        lsn: next_lsn,
-        segment_id,
-        kind: KIND_PADDING,
-        sync_lag,
-    };
+    let header = EncodeHeader { lsn: next_lsn, segment_id, kind: KIND_PADDING, sync_lag };
     write_header(head, (total - RECORD_HEADER_BYTES) as u32, header);
     let crc = checksum(head, rest);
     head[0..4].copy_from_slice(&crc.to_le_bytes());
@@ -238,12 +226,7 @@ mod tests {
         for len in [0usize, 1, 7, 8, 9, 255, 256, 4096] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
             let mut buf = vec![0xAAu8; 8192];
-            let h = EncodeHeader {
-                lsn: 42,
-                segment_id: 7,
-                kind: 1,
-                sync_lag: sync_lag(42, 40),
-            };
+            let h = EncodeHeader { lsn: 42, segment_id: 7, kind: 1, sync_lag: sync_lag(42, 40) };
             let n = encode(&mut buf, h, &payload);
             assert_eq!(n as u64, encoded_len(len as u32));
             assert_eq!(n % 8, 0);
@@ -253,10 +236,7 @@ mod tests {
             assert_eq!((parsed.lsn, parsed.segment_id, parsed.kind), (42, 7, 1));
             assert_eq!(parsed.sync_hint(), 40);
             assert!(verify(&head, &buf[32..32 + len]));
-            assert!(
-                buf[32 + len..n].iter().all(|&b| b == 0),
-                "alignment bytes are zero"
-            );
+            assert!(buf[32 + len..n].iter().all(|&b| b == 0), "alignment bytes are zero");
             assert_eq!(parsed.check_fields(1 << 20, 4096), Ok(()));
         }
     }
@@ -265,12 +245,7 @@ mod tests {
     fn every_single_bit_flip_is_detected() {
         let payload = b"the quick brown fox";
         let mut buf = vec![0u8; 64];
-        let h = EncodeHeader {
-            lsn: 9,
-            segment_id: 3,
-            kind: 2,
-            sync_lag: 1,
-        };
+        let h = EncodeHeader { lsn: 9, segment_id: 3, kind: 2, sync_lag: 1 };
         let n = encode(&mut buf, h, payload);
         let covered = RECORD_HEADER_BYTES + payload.len();
         for bit in 0..covered * 8 {
@@ -286,12 +261,7 @@ mod tests {
     #[test]
     fn segment_id_is_under_the_checksum() {
         let mut buf = vec![0u8; 64];
-        let h = EncodeHeader {
-            lsn: 1,
-            segment_id: 5,
-            kind: 1,
-            sync_lag: 0,
-        };
+        let h = EncodeHeader { lsn: 1, segment_id: 5, kind: 1, sync_lag: 0 };
         encode(&mut buf, h, b"x");
         buf[16..24].copy_from_slice(&6u64.to_le_bytes());
         assert!(!verify(&header_of(&buf), &buf[32..33]));
@@ -317,22 +287,13 @@ mod tests {
         head[8..16].copy_from_slice(&1u64.to_le_bytes());
         head[24..26].copy_from_slice(&1u16.to_le_bytes());
         let parsed = RecordHeader::parse(&head);
-        assert_eq!(
-            parsed.check_fields(1 << 20, 4096),
-            Err(RecordDefect::Length)
-        );
+        assert_eq!(parsed.check_fields(1 << 20, 4096), Err(RecordDefect::Length));
         head[4..8].fill(0);
         head[26] = 1;
-        assert_eq!(
-            RecordHeader::parse(&head).check_fields(1 << 20, 4096),
-            Err(RecordDefect::Flags)
-        );
+        assert_eq!(RecordHeader::parse(&head).check_fields(1 << 20, 4096), Err(RecordDefect::Flags));
         head[26] = 0;
         head[24..26].copy_from_slice(&9u16.to_le_bytes());
-        assert_eq!(
-            RecordHeader::parse(&head).check_fields(1 << 20, 4096),
-            Err(RecordDefect::Kind)
-        );
+        assert_eq!(RecordHeader::parse(&head).check_fields(1 << 20, 4096), Err(RecordDefect::Kind));
     }
 
     #[test]

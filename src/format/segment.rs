@@ -11,7 +11,7 @@
 //! 40     8    prev_data_end  where the previous segment's data ends (0: none)
 //! 48     4    block_bytes    padding unit of this segment
 //! 52     4    flags          0
-//! 56     4    reserved       0
+//! 56     4    record_bytes_max  largest payload the writer accepted here
 //! 60     4    crc            CRC32C of bytes 0..60
 //! ```
 //!
@@ -40,6 +40,9 @@ pub struct SegmentHeader {
     pub prev_data_end: u64,
     /// Padding unit.
     pub block_bytes: u32,
+    /// Largest payload the writer accepted in this segment; readers accept
+    /// no longer length field in it, whatever their own options say.
+    pub record_bytes_max: u32,
 }
 
 /// What the first bytes of a segment file hold.
@@ -81,6 +84,7 @@ impl SegmentHeader {
         b[32..40].copy_from_slice(&self.segment_bytes.to_le_bytes());
         b[40..48].copy_from_slice(&self.prev_data_end.to_le_bytes());
         b[48..52].copy_from_slice(&self.block_bytes.to_le_bytes());
+        b[56..60].copy_from_slice(&self.record_bytes_max.to_le_bytes());
         let crc = crc32c::crc32c(&b[0..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -113,15 +117,18 @@ impl SegmentHeader {
             segment_bytes: u64_at(32),
             prev_data_end: u64_at(40),
             block_bytes: u32_at(48),
+            record_bytes_max: u32_at(56),
         };
         let defect = if u32_at(12) as usize != SEGMENT_HEADER_BYTES {
             Some("header_bytes")
-        } else if u32_at(52) != 0 || u32_at(56) != 0 {
+        } else if u32_at(52) != 0 {
             Some("flags")
-        } else if header.segment_id == 0 {
+        } else if header.segment_id == 0 || header.segment_id > super::LSN_MAX {
             Some("segment_id")
-        } else if header.first_lsn == 0 {
+        } else if header.first_lsn == 0 || header.first_lsn > super::LSN_MAX {
             Some("first_lsn")
+        } else if header.record_bytes_max > super::RECORD_PAYLOAD_BYTES_LIMIT {
+            Some("record_bytes_max")
         } else if !is_valid_block(header.block_bytes) {
             Some("block_bytes")
         } else if header.segment_bytes % u64::from(header.block_bytes) != 0
@@ -151,6 +158,7 @@ mod tests {
             segment_bytes: 1 << 20,
             prev_data_end: 65536,
             block_bytes: 4096,
+            record_bytes_max: 1 << 20,
         }
     }
 
@@ -166,10 +174,7 @@ mod tests {
     #[test]
     fn zero_and_short() {
         assert_eq!(SegmentHeader::decode(&[0u8; 4096]), HeaderState::Zero);
-        assert_eq!(
-            SegmentHeader::decode(&[0u8; 10]),
-            HeaderState::Invalid(HeaderDefect::Short)
-        );
+        assert_eq!(SegmentHeader::decode(&[0u8; 10]), HeaderState::Invalid(HeaderDefect::Short));
     }
 
     #[test]
@@ -178,10 +183,7 @@ mod tests {
         for bit in 0..SEGMENT_HEADER_BYTES * 8 {
             let mut copy = bytes;
             copy[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                !matches!(SegmentHeader::decode(&copy), HeaderState::Valid(_)),
-                "flip of bit {bit} went unnoticed"
-            );
+            assert!(!matches!(SegmentHeader::decode(&copy), HeaderState::Valid(_)), "flip of bit {bit} went unnoticed");
         }
     }
 
@@ -191,31 +193,19 @@ mod tests {
         bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32c::crc32c(&bytes[0..60]);
         bytes[60..64].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            SegmentHeader::decode(&bytes),
-            HeaderState::UnsupportedVersion(2)
-        );
+        assert_eq!(SegmentHeader::decode(&bytes), HeaderState::UnsupportedVersion(2));
     }
 
     #[test]
     fn out_of_range_fields_are_invalid_even_with_a_good_checksum() {
         let mut h = sample();
         h.block_bytes = 3000;
-        assert!(matches!(
-            SegmentHeader::decode(&h.encode()),
-            HeaderState::Invalid(HeaderDefect::Field(_))
-        ));
+        assert!(matches!(SegmentHeader::decode(&h.encode()), HeaderState::Invalid(HeaderDefect::Field(_))));
         let mut h = sample();
         h.segment_bytes = 4096;
-        assert!(matches!(
-            SegmentHeader::decode(&h.encode()),
-            HeaderState::Invalid(HeaderDefect::Field(_))
-        ));
+        assert!(matches!(SegmentHeader::decode(&h.encode()), HeaderState::Invalid(HeaderDefect::Field(_))));
         let mut h = sample();
         h.first_lsn = 0;
-        assert!(matches!(
-            SegmentHeader::decode(&h.encode()),
-            HeaderState::Invalid(HeaderDefect::Field(_))
-        ));
+        assert!(matches!(SegmentHeader::decode(&h.encode()), HeaderState::Invalid(HeaderDefect::Field(_))));
     }
 }

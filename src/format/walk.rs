@@ -118,12 +118,7 @@ impl Walker {
     /// Walks from `offset`, expecting `expected_lsn` as the next record.
     #[must_use]
     pub fn new(segment_id: u64, offset: u64, expected_lsn: u64, limits: Limits) -> Walker {
-        Walker {
-            segment_id,
-            limits,
-            pos: offset,
-            expected: expected_lsn,
-        }
+        Walker { segment_id, limits, pos: offset, expected: expected_lsn }
     }
 
     /// Current position.
@@ -143,7 +138,10 @@ impl Walker {
     pub fn next<'s, S: SegmentSource>(&mut self, src: &'s mut S) -> io::Result<Step<'s>> {
         loop {
             if self.limits.segment_bytes.saturating_sub(self.pos) < RECORD_HEADER_BYTES as u64 {
-                return Ok(Step::End { at: self.pos });
+                // No record fits in the last few bytes: the writer filled them
+                // with zeros and counts the segment as full, so its data ends
+                // at the segment end (as the next header certifies).
+                return Ok(Step::End { at: self.limits.segment_bytes });
             }
             match probe(src, self.pos, self.segment_id, &self.limits)? {
                 Some(header) if header.lsn == self.expected => {
@@ -153,41 +151,21 @@ impl Walker {
                         continue;
                     }
                     self.expected += 1;
-                    let payload = src.read(
-                        offset + RECORD_HEADER_BYTES as u64,
-                        header.payload_len as usize,
-                    )?;
-                    return Ok(Step::Record {
-                        offset,
-                        header,
-                        payload,
-                    });
+                    let payload = src.read(offset + RECORD_HEADER_BYTES as u64, header.payload_len as usize)?;
+                    return Ok(Step::Record { offset, header, payload });
                 }
                 Some(found) => {
-                    return Ok(Step::Break {
-                        at: self.pos,
-                        found_offset: self.pos,
-                        found,
-                    });
+                    return Ok(Step::Break { at: self.pos, found_offset: self.pos, found });
                 }
                 None => {
-                    let next = find_next(
-                        src,
-                        self.segment_id,
-                        self.pos + RECORD_ALIGN_BYTES,
-                        &self.limits,
-                    )?;
+                    let next = find_next(src, self.segment_id, self.pos + RECORD_ALIGN_BYTES, &self.limits)?;
                     return Ok(match next {
                         Some((to, header)) if header.lsn == self.expected => {
                             let from = self.pos;
                             self.pos = to;
                             Step::Skipped { from, to }
                         }
-                        Some((found_offset, found)) => Step::Break {
-                            at: self.pos,
-                            found_offset,
-                            found,
-                        },
+                        Some((found_offset, found)) => Step::Break { at: self.pos, found_offset, found },
                         None => Step::End { at: self.pos },
                     });
                 }
@@ -207,23 +185,16 @@ pub fn probe<S: SegmentSource>(
     if limits.segment_bytes.saturating_sub(offset) < RECORD_HEADER_BYTES as u64 {
         return Ok(None);
     }
-    let head: [u8; RECORD_HEADER_BYTES] = src
-        .read(offset, RECORD_HEADER_BYTES)?
-        .try_into()
-        .expect("read returns the length asked");
+    let head: [u8; RECORD_HEADER_BYTES] =
+        src.read(offset, RECORD_HEADER_BYTES)?.try_into().expect("read returns the length asked");
     let header = RecordHeader::parse(&head);
     if header.segment_id != segment_id
-        || header
-            .check_fields(limits.payload_len_max, limits.block_bytes)
-            .is_err()
+        || header.check_fields(limits.payload_len_max, limits.block_bytes).is_err()
         || offset + header.encoded_len() > limits.segment_bytes
     {
         return Ok(None);
     }
-    let payload = src.read(
-        offset + RECORD_HEADER_BYTES as u64,
-        header.payload_len as usize,
-    )?;
+    let payload = src.read(offset + RECORD_HEADER_BYTES as u64, header.payload_len as usize)?;
     Ok(record::verify(&head, payload).then_some(header))
 }
 
@@ -242,8 +213,7 @@ pub fn find_next<S: SegmentSource>(
     let header_bytes = RECORD_HEADER_BYTES as u64;
     let mut pos = align_up(from, RECORD_ALIGN_BYTES);
     while pos + header_bytes <= limits.segment_bytes {
-        let chunk = (limits.segment_bytes - pos)
-            .min(SCAN_CHUNK_BYTES.min(src.window_bytes()) as u64) as usize;
+        let chunk = (limits.segment_bytes - pos).min(SCAN_CHUNK_BYTES.min(src.window_bytes()) as u64) as usize;
         let bytes = src.read(pos, chunk)?;
         let mut i = 0usize;
         let mut hit = None;
@@ -292,11 +262,7 @@ pub fn strongest_evidence<S: SegmentSource>(
     while let Some((offset, header)) = find_next(src, segment_id, pos, limits)? {
         let hint = header.sync_hint();
         if best.is_none_or(|b| hint > b.sync_hint) {
-            best = Some(Evidence {
-                offset,
-                lsn: header.lsn,
-                sync_hint: hint,
-            });
+            best = Some(Evidence { offset, lsn: header.lsn, sync_hint: hint });
         }
         pos = offset + header.encoded_len();
     }
@@ -312,11 +278,7 @@ mod tests {
 
     const SEG: u64 = 64 * 1024;
     const BLOCK: u32 = 4096;
-    const LIMITS: Limits = Limits {
-        payload_len_max: 8192,
-        block_bytes: BLOCK,
-        segment_bytes: SEG,
-    };
+    const LIMITS: Limits = Limits { payload_len_max: 8192, block_bytes: BLOCK, segment_bytes: SEG };
 
     /// Lays out flushes of the given payload sizes into a zeroed segment;
     /// returns the bytes and where each flush starts.
@@ -328,6 +290,7 @@ mod tests {
             segment_bytes: SEG,
             prev_data_end: 0,
             block_bytes: BLOCK,
+            record_bytes_max: 8192,
         };
         seg[..64].copy_from_slice(&header.encode());
         let mut pos = data_offset(BLOCK);
@@ -338,12 +301,7 @@ mod tests {
             let mut f = FlushLayout::new(pos, id, BLOCK, SEG);
             for &n in *sizes {
                 let payload: Vec<u8> = (0..n).map(|b| (b as u64 + lsn) as u8).collect();
-                let h = EncodeHeader {
-                    lsn,
-                    segment_id: id,
-                    kind: 1,
-                    sync_lag: sync_lag(lsn, synced[i]),
-                };
+                let h = EncodeHeader { lsn, segment_id: id, kind: 1, sync_lag: sync_lag(lsn, synced[i]) };
                 f.push(&mut buf, h, &payload);
                 lsn += 1;
             }
@@ -361,15 +319,8 @@ mod tests {
         let mut lsns = Vec::new();
         loop {
             match w.next(&mut src).unwrap() {
-                Step::Record {
-                    header, payload, ..
-                } => {
-                    assert!(
-                        payload
-                            .iter()
-                            .enumerate()
-                            .all(|(b, &v)| v == (b as u64 + header.lsn) as u8)
-                    );
+                Step::Record { header, payload, .. } => {
+                    assert!(payload.iter().enumerate().all(|(b, &v)| v == (b as u64 + header.lsn) as u8));
                     lsns.push(header.lsn);
                 }
                 Step::Skipped { from, to } => return (lsns, format!("skipped {from}..{to}")),
@@ -409,13 +360,8 @@ mod tests {
         let mut src = SliceSource::new(&seg);
         let mut w = Walker::new(1, 4096, 1, LIMITS);
         assert!(matches!(w.next(&mut src).unwrap(), Step::Record { .. }));
-        assert!(matches!(
-            w.next(&mut src).unwrap(),
-            Step::Skipped { to: 8192, .. }
-        ));
-        assert!(
-            matches!(w.next(&mut src).unwrap(), Step::Record { header, .. } if header.lsn == 2)
-        );
+        assert!(matches!(w.next(&mut src).unwrap(), Step::Skipped { to: 8192, .. }));
+        assert!(matches!(w.next(&mut src).unwrap(), Step::Record { header, .. } if header.lsn == 2));
     }
 
     #[test]
@@ -426,9 +372,7 @@ mod tests {
         assert_eq!(lsns, vec![1]);
         assert_eq!(how, format!("break at {} found 3", starts[0] + 136));
         let mut src = SliceSource::new(&seg);
-        let ev = strongest_evidence(&mut src, 1, starts[0] + 136, &LIMITS)
-            .unwrap()
-            .unwrap();
+        let ev = strongest_evidence(&mut src, 1, starts[0] + 136, &LIMITS).unwrap().unwrap();
         assert_eq!((ev.lsn, ev.sync_hint), (4, 3));
     }
 
@@ -443,6 +387,25 @@ mod tests {
             assert!(!lsns.is_empty() && lsns.len() <= 4, "cut {cut}: {lsns:?}");
             assert!(how.starts_with("end at"), "cut {cut}: {how}");
         }
+    }
+
+    #[test]
+    fn a_flush_ending_just_short_of_the_segment_end_fills_it() {
+        // One flush whose records end 8 bytes before the segment end: no
+        // padding record fits, so the writer zero-fills to the end and the
+        // segment's data ends at the segment end.
+        // 14 flushes of one block-filling record, then one ending 8 bytes short.
+        let mut flushes: Vec<&[usize]> = vec![&[4096 - 32]; 14];
+        flushes.push(&[4096 - 32 - 8]);
+        let (seg, starts) = build(1, 1, &flushes, &[0; 15]);
+        assert_eq!(*starts.last().unwrap(), SEG - 4096);
+        let mut src = SliceSource::new(&seg);
+        let mut w = Walker::new(1, 4096, 1, LIMITS);
+        for _ in 0..15 {
+            assert!(matches!(w.next(&mut src).unwrap(), Step::Record { .. }));
+        }
+        assert_eq!(w.position(), SEG - 8);
+        assert!(matches!(w.next(&mut src).unwrap(), Step::End { at } if at == SEG));
     }
 
     #[test]

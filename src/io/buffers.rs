@@ -43,10 +43,5 @@ impl DerefMut for IoBuf {
 /// If `count` exceeds `u16::MAX` (options limit it far below).
 pub(crate) fn make_set(count: usize, bytes: usize) -> Vec<IoBuf> {
     assert!(count <= usize::from(u16::MAX));
-    (0..count)
-        .map(|i| IoBuf {
-            buf: AlignedBuf::zeroed(bytes),
-            index: i as u16,
-        })
-        .collect()
+    (0..count).map(|i| IoBuf { buf: AlignedBuf::zeroed(bytes), index: i as u16 }).collect()
 }

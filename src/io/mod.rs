@@ -68,14 +68,8 @@ pub(crate) struct OpError {
 /// A finished operation.
 #[derive(Debug)]
 pub(crate) enum Completion {
-    Write {
-        token: u64,
-        buf: IoBuf,
-        result: Result<(), OpError>,
-    },
-    Sync {
-        result: Result<(), OpError>,
-    },
+    Write { token: u64, buf: IoBuf, result: Result<(), OpError> },
+    Sync { result: Result<(), OpError> },
 }
 
 /// Something the I/O thread submits to and reaps from.
@@ -93,11 +87,13 @@ pub(crate) trait IoQueue {
     /// without blocking. An error here is the kernel interface failing.
     fn poll(&mut self, out: &mut Vec<Completion>) -> io::Result<()>;
 
-    /// Blocks until an operation finishes, a request arrives on `requests`
-    /// (returned if the queue had to take it off the channel), or `deadline`.
+    /// Blocks until an operation finishes, `deadline` passes, or (only with
+    /// `want_requests`) a request arrives on `requests`; a request the queue
+    /// had to take off the channel to notice it is returned.
     fn wait<T>(
         &mut self,
         requests: &Receiver<T>,
+        want_requests: bool,
         deadline: Option<Instant>,
     ) -> io::Result<Option<T>>;
 }

@@ -49,10 +49,7 @@ impl Doorbell {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a new descriptor that nothing else owns.
-        Ok(Doorbell {
-            parked: AtomicBool::new(false),
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(Doorbell { parked: AtomicBool::new(false), fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
     /// Wakes the I/O thread if it is parked. Called after queueing a request.
@@ -128,9 +125,7 @@ pub(crate) struct UringQueue {
 
 impl std::fmt::Debug for UringQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UringQueue")
-            .field("in_flight", &self.in_flight)
-            .finish_non_exhaustive()
+        f.debug_struct("UringQueue").field("in_flight", &self.in_flight).finish_non_exhaustive()
     }
 }
 
@@ -139,19 +134,8 @@ type Ring = IoUring<squeue::Entry, cqueue::Entry>;
 fn build_ring() -> io::Result<(Ring, bool)> {
     let mut first_err = None;
     let attempts: [fn() -> io::Result<Ring>; 3] = [
-        || {
-            IoUring::builder()
-                .setup_single_issuer()
-                .setup_defer_taskrun()
-                .setup_taskrun_flag()
-                .build(RING_ENTRIES)
-        },
-        || {
-            IoUring::builder()
-                .setup_coop_taskrun()
-                .setup_taskrun_flag()
-                .build(RING_ENTRIES)
-        },
+        || IoUring::builder().setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag().build(RING_ENTRIES),
+        || IoUring::builder().setup_coop_taskrun().setup_taskrun_flag().build(RING_ENTRIES),
         || IoUring::builder().build(RING_ENTRIES),
     ];
     for (i, attempt) in attempts.iter().enumerate() {
@@ -171,29 +155,18 @@ impl UringQueue {
     /// Sets up a ring for the calling thread (the only one that may use it).
     /// `lock_fd` is registered with the ring; `buffers` are registered if the
     /// kernel allows. Errors mean io_uring is unusable here.
-    pub fn new(
-        lock_fd: Option<RawFd>,
-        buffers: &[IoBuf],
-    ) -> io::Result<(UringQueue, Arc<Doorbell>, UringSetup)> {
+    pub fn new(lock_fd: Option<RawFd>, buffers: &[IoBuf]) -> io::Result<(UringQueue, Arc<Doorbell>, UringSetup)> {
         let (ring, defer_taskrun) = build_ring()?;
         if !ring.params().is_feature_ext_arg() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "io_uring without EXT_ARG (Linux < 5.11)",
-            ));
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring without EXT_ARG (Linux < 5.11)"));
         }
         let mut probe = Probe::new();
         if ring.submitter().register_probe(&mut probe).is_ok() {
-            for (code, name) in [
-                (opcode::Write::CODE, "write"),
-                (opcode::Fsync::CODE, "fsync"),
-                (opcode::Read::CODE, "read"),
-            ] {
+            for (code, name) in
+                [(opcode::Write::CODE, "write"), (opcode::Fsync::CODE, "fsync"), (opcode::Read::CODE, "read")]
+            {
                 if !probe.is_supported(code) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        format!("io_uring lacks {name}"),
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::Unsupported, format!("io_uring lacks {name}")));
                 }
             }
         }
@@ -202,18 +175,14 @@ impl UringQueue {
         }
         let iovecs: Vec<libc::iovec> = buffers
             .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
+            .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() })
             .collect();
         // SAFETY: each iovec describes an IoBuf allocation. The kernel pins
         // those pages for as long as they stay registered. A WriteFixed only
         // names buffer i when the op owns the live IoBuf with index i (IoBufs
         // are created once, all together, and never re-created), and only
         // reads from it, so no operation ever touches memory that was freed.
-        let fixed_buffers =
-            !buffers.is_empty() && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
+        let fixed_buffers = !buffers.is_empty() && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         let doorbell = Arc::new(Doorbell::new()?);
         let queue = UringQueue {
             ring,
@@ -227,14 +196,7 @@ impl UringQueue {
             cqes: Vec::with_capacity(RING_ENTRIES as usize),
             failed: VecDeque::new(),
         };
-        Ok((
-            queue,
-            doorbell,
-            UringSetup {
-                defer_taskrun,
-                fixed_buffers,
-            },
-        ))
+        Ok((queue, doorbell, UringSetup { defer_taskrun, fixed_buffers }))
     }
 
     fn alloc_slot(&mut self, op: Op) -> u32 {
@@ -272,48 +234,31 @@ impl UringQueue {
             // this only hands over what is queued; completions wait in the CQ.
             self.submit_ignoring_transient()?;
         }
-        Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            "io_uring submission queue stays full",
-        ))
+        Err(io::Error::new(io::ErrorKind::WouldBlock, "io_uring submission queue stays full"))
     }
 
     /// Builds and pushes the SQEs of one attempt at a flush: the remaining
     /// bytes, and the sync.
     fn push_flush(&mut self, slot: u32) -> io::Result<()> {
         let fixed = self.fixed_buffers;
-        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else {
-            unreachable!("flush slot")
-        };
+        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
         let remaining = f.len - f.done;
         // SAFETY: done < len <= buf.len(), so the pointer stays in the buffer.
         let ptr = unsafe { f.buf.as_ptr().add(f.done) };
         let offset = f.offset + f.done as u64;
         let fd = types::Fd(f.fd);
-        let rw_flags = if f.sync == SyncMode::Dsync {
-            libc::RWF_DSYNC
-        } else {
-            0
-        };
+        let rw_flags = if f.sync == SyncMode::Dsync { libc::RWF_DSYNC } else { 0 };
         let write = if fixed {
-            opcode::WriteFixed::new(fd, ptr, remaining as u32, f.buf.index())
-                .offset(offset)
-                .rw_flags(rw_flags)
-                .build()
+            opcode::WriteFixed::new(fd, ptr, remaining as u32, f.buf.index()).offset(offset).rw_flags(rw_flags).build()
         } else {
-            opcode::Write::new(fd, ptr, remaining as u32)
-                .offset(offset)
-                .rw_flags(rw_flags)
-                .build()
+            opcode::Write::new(fd, ptr, remaining as u32).offset(offset).rw_flags(rw_flags).build()
         };
         let write = write.user_data(u64::from(slot) << 1);
         f.sync_ran = false;
         if f.sync == SyncMode::DataSync {
             f.outstanding = 2;
-            let sync = opcode::Fsync::new(fd)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build()
-                .user_data((u64::from(slot) << 1) | 1);
+            let sync =
+                opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data((u64::from(slot) << 1) | 1);
             // SAFETY: the buffer belongs to ops[slot], which is only released
             // after both completions of this attempt were reaped.
             unsafe { self.push(&[write.flags(squeue::Flags::IO_LINK), sync]) }
@@ -340,17 +285,11 @@ impl UringQueue {
             }
             let slot = (user_data >> 1) as u32;
             let linked_sync = user_data & 1 == 1;
-            match self.ops[slot as usize]
-                .as_mut()
-                .expect("completion for a live slot")
-            {
+            match self.ops[slot as usize].as_mut().expect("completion for a live slot") {
                 Op::Sync { .. } => {
                     self.release_slot(slot);
                     let result = if res < 0 {
-                        Err(OpError {
-                            op: "fdatasync",
-                            error: io::Error::from_raw_os_error(-res),
-                        })
+                        Err(OpError { op: "fdatasync", error: io::Error::from_raw_os_error(-res) })
                     } else {
                         Ok(())
                     };
@@ -367,9 +306,7 @@ impl UringQueue {
                             r => f.sync_err = Some(io::Error::from_raw_os_error(-r)),
                         }
                     } else if res < 0 {
-                        if matches!(-res, libc::EAGAIN | libc::EINTR)
-                            && f.stalls < WRITE_RETRIES_MAX
-                        {
+                        if matches!(-res, libc::EAGAIN | libc::EINTR) && f.stalls < WRITE_RETRIES_MAX {
                             f.stalls += 1;
                         } else {
                             f.write_err = Some(io::Error::from_raw_os_error(-res));
@@ -377,10 +314,7 @@ impl UringQueue {
                     } else if res == 0 {
                         f.stalls += 1;
                         if f.stalls > WRITE_RETRIES_MAX {
-                            f.write_err = Some(io::Error::new(
-                                io::ErrorKind::WriteZero,
-                                "write made no progress",
-                            ));
+                            f.write_err = Some(io::Error::new(io::ErrorKind::WriteZero, "write made no progress"));
                         }
                     } else {
                         f.done += res as usize;
@@ -396,42 +330,24 @@ impl UringQueue {
 
     /// All completions of an attempt arrived: finish, or go again.
     fn resolve(&mut self, slot: u32, out: &mut Vec<Completion>) {
-        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else {
-            unreachable!("flush slot")
-        };
+        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
         let dsync = f.sync == SyncMode::Dsync;
         let result = if let Some(error) = f.write_err.take() {
-            Some(Err(OpError {
-                op: if dsync { "write (RWF_DSYNC)" } else { "write" },
-                error,
-            }))
+            Some(Err(OpError { op: if dsync { "write (RWF_DSYNC)" } else { "write" }, error }))
         } else if let Some(error) = f.sync_err.take() {
-            Some(Err(OpError {
-                op: "fdatasync",
-                error,
-            }))
+            Some(Err(OpError { op: "fdatasync", error }))
         } else if f.done < f.len {
             None
         } else if f.sync == SyncMode::DataSync && !f.sync_ran {
             let error = io::Error::other("linked fdatasync was cancelled after a complete write");
-            Some(Err(OpError {
-                op: "fdatasync",
-                error,
-            }))
+            Some(Err(OpError { op: "fdatasync", error }))
         } else {
             Some(Ok(()))
         };
         match result {
             None => {
                 if let Err(error) = self.push_flush(slot) {
-                    self.finish_flush(
-                        slot,
-                        Err(OpError {
-                            op: "io_uring submit",
-                            error,
-                        }),
-                        out,
-                    );
+                    self.finish_flush(slot, Err(OpError { op: "io_uring submit", error }), out);
                 }
             }
             Some(result) => self.finish_flush(slot, result, out),
@@ -439,27 +355,17 @@ impl UringQueue {
     }
 
     fn finish_flush(&mut self, slot: u32, result: Result<(), OpError>, out: &mut Vec<Completion>) {
-        let Op::Flush(f) = self.release_slot(slot) else {
-            unreachable!("flush slot")
-        };
-        out.push(Completion::Write {
-            token: f.token,
-            buf: f.buf,
-            result,
-        });
+        let Op::Flush(f) = self.release_slot(slot) else { unreachable!("flush slot") };
+        out.push(Completion::Write { token: f.token, buf: f.buf, result });
     }
 
     fn arm_doorbell(&mut self) -> io::Result<()> {
         if self.doorbell_armed {
             return Ok(());
         }
-        let read = opcode::Read::new(
-            types::Fd(self.doorbell.fd.as_raw_fd()),
-            self.doorbell_buf.as_mut_ptr(),
-            8,
-        )
-        .build()
-        .user_data(DOORBELL);
+        let read = opcode::Read::new(types::Fd(self.doorbell.fd.as_raw_fd()), self.doorbell_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(DOORBELL);
         // SAFETY: doorbell_buf is a boxed array owned by self; Drop drains the
         // ring (completing this read) before freeing it.
         unsafe { self.push(&[read]) }?;
@@ -470,14 +376,7 @@ impl UringQueue {
     fn submit_ignoring_transient(&mut self) -> io::Result<()> {
         match self.ring.submit() {
             Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -485,10 +384,7 @@ impl UringQueue {
 
 impl IoQueue for UringQueue {
     fn submit_write(&mut self, op: WriteOp) {
-        let fd = op
-            .file
-            .raw_fd()
-            .expect("io_uring backend is only used with descriptor-backed files");
+        let fd = op.file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
         assert!(op.len <= op.buf.len() && op.len > 0);
         let slot = self.alloc_slot(Op::Flush(Flush {
             token: op.token,
@@ -508,22 +404,13 @@ impl IoQueue for UringQueue {
         if let Err(error) = self.push_flush(slot) {
             // Reported like any failed write; `poll` hands it over.
             let mut out = Vec::new();
-            self.finish_flush(
-                slot,
-                Err(OpError {
-                    op: "io_uring submit",
-                    error,
-                }),
-                &mut out,
-            );
+            self.finish_flush(slot, Err(OpError { op: "io_uring submit", error }), &mut out);
             self.pending_failures(out);
         }
     }
 
     fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
-        let fd = file
-            .raw_fd()
-            .expect("io_uring backend is only used with descriptor-backed files");
+        let fd = file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
         let slot = self.alloc_slot(Op::Sync { _file: file });
         let sync = opcode::Fsync::new(types::Fd(fd))
             .flags(types::FsyncFlags::DATASYNC)
@@ -532,12 +419,7 @@ impl IoQueue for UringQueue {
         // SAFETY: a sync references no user memory.
         if let Err(error) = unsafe { self.push(&[sync]) } {
             self.release_slot(slot);
-            self.pending_failures(vec![Completion::Sync {
-                result: Err(OpError {
-                    op: "io_uring submit",
-                    error,
-                }),
-            }]);
+            self.pending_failures(vec![Completion::Sync { result: Err(OpError { op: "io_uring submit", error }) }]);
         }
     }
 
@@ -562,28 +444,32 @@ impl IoQueue for UringQueue {
     fn wait<T>(
         &mut self,
         requests: &Receiver<T>,
+        want_requests: bool,
         deadline: Option<Instant>,
     ) -> io::Result<Option<T>> {
         if !self.failed.is_empty() {
             return Ok(None);
         }
-        self.arm_doorbell()?;
-        self.doorbell.parked.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !requests.is_empty() {
-            self.doorbell.parked.store(false, Ordering::Relaxed);
-            self.submit_ignoring_transient()?;
-            return Ok(None);
+        let mut deadline = deadline;
+        if want_requests {
+            self.arm_doorbell()?;
+            self.doorbell.parked.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if !requests.is_empty() {
+                self.doorbell.parked.store(false, Ordering::Relaxed);
+                self.submit_ignoring_transient()?;
+                return Ok(None);
+            }
+        } else if self.in_flight == 0 && !self.doorbell_armed {
+            // Nothing can complete: only time helps. Never block unbounded.
+            let nap = Instant::now() + Duration::from_millis(1);
+            deadline = Some(deadline.map_or(nap, |d| d.min(nap)));
         }
         let waited = match deadline {
             None => self.ring.submit_and_wait(1),
             Some(d) => {
-                let left = d
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_micros(1));
-                let ts = types::Timespec::new()
-                    .sec(left.as_secs())
-                    .nsec(left.subsec_nanos());
+                let left = d.saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
+                let ts = types::Timespec::new().sec(left.as_secs()).nsec(left.subsec_nanos());
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }
@@ -591,12 +477,7 @@ impl IoQueue for UringQueue {
         self.doorbell.parked.store(false, Ordering::Relaxed);
         match waited {
             Ok(_) => Ok(None),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::ETIME | libc::EAGAIN | libc::EBUSY)
-                ) =>
-            {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ETIME | libc::EAGAIN | libc::EBUSY)) => {
                 Ok(None)
             }
             Err(e) => Err(e),

@@ -32,11 +32,7 @@ impl RecordRef<'_> {
     /// Copies the payload out.
     #[must_use]
     pub fn to_owned(&self) -> Record {
-        Record {
-            lsn: self.lsn,
-            kind: self.kind,
-            payload: self.payload.to_vec(),
-        }
+        Record { lsn: self.lsn, kind: self.kind, payload: self.payload.to_vec() }
     }
 }
 
@@ -65,17 +61,13 @@ pub struct Reader {
     next_lsn: Lsn,
     end_lsn: Lsn,
     direct: bool,
-    record_bytes_max: u32,
     live: Option<Arc<LiveSegments>>,
     open: Option<Open>,
 }
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("next_lsn", &self.next_lsn)
-            .field("end_lsn", &self.end_lsn)
-            .finish()
+        f.debug_struct("Reader").field("next_lsn", &self.next_lsn).field("end_lsn", &self.end_lsn).finish()
     }
 }
 
@@ -86,20 +78,9 @@ impl Reader {
         from: Lsn,
         end_lsn: Lsn,
         direct: bool,
-        record_bytes_max: u32,
         live: Option<Arc<LiveSegments>>,
     ) -> Reader {
-        Reader {
-            storage,
-            segments,
-            index: 0,
-            next_lsn: from,
-            end_lsn,
-            direct,
-            record_bytes_max,
-            live,
-            open: None,
-        }
+        Reader { storage, segments, index: 0, next_lsn: from, end_lsn, direct, live, open: None }
     }
 
     /// The LSN of the next record this reader yields.
@@ -117,10 +98,7 @@ impl Reader {
     fn truncated_or(&self, err: Error) -> Error {
         if let Some(first) = self.live.as_ref().and_then(|l| l.first_lsn()) {
             if first > self.next_lsn {
-                return Error::Truncated {
-                    requested: self.next_lsn,
-                    first_available: first,
-                };
+                return Error::Truncated { requested: self.next_lsn, first_available: first };
             }
         }
         err
@@ -128,46 +106,25 @@ impl Reader {
 
     fn open_segment(&mut self) -> Result<()> {
         // The segment holding next_lsn: the last one starting at or before it.
-        let index = self
-            .segments
-            .partition_point(|s| s.first_lsn <= self.next_lsn);
+        let index = self.segments.partition_point(|s| s.first_lsn <= self.next_lsn);
         let Some(index) = index.checked_sub(1) else {
             let first = self.segments.first().map_or(self.next_lsn, |s| s.first_lsn);
-            return Err(Error::Truncated {
-                requested: self.next_lsn,
-                first_available: first,
-            });
+            return Err(Error::Truncated { requested: self.next_lsn, first_available: first });
         };
         let meta = self.segments[index].clone();
-        let file = match self
-            .storage
-            .open_file(&meta.path, OpenHow::read(self.direct))
-        {
+        let file = match self.storage.open_file(&meta.path, OpenHow::read(self.direct)) {
             Ok(f) => f,
             Err(e) => return Err(self.truncated_or(Error::io("open segment", &meta.path, e))),
         };
         let limits = Limits {
-            payload_len_max: self.record_bytes_max,
+            payload_len_max: meta.record_bytes_max,
             block_bytes: meta.block_bytes,
             segment_bytes: meta.segment_bytes,
         };
-        let source = FileSource::new(
-            file,
-            meta.segment_bytes,
-            window_bytes(self.record_bytes_max),
-        );
-        let walker = Walker::new(
-            meta.id,
-            data_offset(meta.block_bytes),
-            meta.first_lsn,
-            limits,
-        );
+        let source = FileSource::new(file, meta.segment_bytes, window_bytes(meta.record_bytes_max));
+        let walker = Walker::new(meta.id, data_offset(meta.block_bytes), meta.first_lsn, limits);
         self.index = index;
-        self.open = Some(Open {
-            meta,
-            source,
-            walker,
-        });
+        self.open = Some(Open { meta, source, walker });
         Ok(())
     }
 
@@ -185,10 +142,7 @@ impl Reader {
                 self.open_segment()?;
             }
             let open = self.open.as_mut().expect("opened above");
-            let step = open
-                .walker
-                .next(&mut open.source)
-                .map_err(|e| Error::io("read segment", &open.meta.path, e))?;
+            let step = open.walker.next(&mut open.source).map_err(|e| Error::io("read segment", &open.meta.path, e))?;
             match step {
                 Step::Record { offset, header, .. } => {
                     if header.lsn < self.next_lsn {
@@ -231,8 +185,6 @@ impl Iterator for Reader {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Result<Record>> {
-        self.next_record()
-            .map(|r| r.map(|r| r.to_owned()))
-            .transpose()
+        self.next_record().map(|r| r.map(|r| r.to_owned())).transpose()
     }
 }

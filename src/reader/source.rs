@@ -13,9 +13,7 @@ pub(crate) const WINDOW_BYTES_MIN: usize = 1 << 20;
 /// Window size that serves any record up to `record_bytes_max` in one read.
 pub(crate) fn window_bytes(record_bytes_max: u32) -> usize {
     let record = record::encoded_len(record_bytes_max) as usize;
-    (record + 2 * BUFFER_ALIGN_BYTES)
-        .max(WINDOW_BYTES_MIN)
-        .next_multiple_of(BUFFER_ALIGN_BYTES)
+    (record + 2 * BUFFER_ALIGN_BYTES).max(WINDOW_BYTES_MIN).next_multiple_of(BUFFER_ALIGN_BYTES)
 }
 
 /// A [`SegmentSource`] over an open file. Reads are aligned to 4 KiB in
@@ -49,17 +47,12 @@ impl SegmentSource for FileSource {
         let end = offset
             .checked_add(len as u64)
             .filter(|&e| e <= self.segment_bytes)
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "read beyond the segment")
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read beyond the segment"))?;
         if offset < self.buf_start || end > self.buf_start + self.buf_len as u64 {
             let start = align_down(offset, BUFFER_ALIGN_BYTES as u64);
             let want = (self.buf.len() as u64).min(self.segment_bytes - start) as usize;
             if end - start > want as u64 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "read larger than the window",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "read larger than the window"));
             }
             let got = read_full_at(self.file.as_ref(), &mut self.buf[..want], start)?;
             self.bytes_read += got as u64;

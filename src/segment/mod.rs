@@ -30,6 +30,8 @@ pub(crate) struct SegmentMeta {
     pub path: PathBuf,
     pub block_bytes: u32,
     pub segment_bytes: u64,
+    /// Largest payload accepted in this segment (from its header).
+    pub record_bytes_max: u32,
 }
 
 /// The live segments, oldest first, shared by the I/O thread (which appends
@@ -42,17 +44,13 @@ pub(crate) struct LiveSegments {
 
 impl LiveSegments {
     pub fn new(initial: Vec<SegmentMeta>) -> LiveSegments {
-        LiveSegments {
-            segments: Mutex::new(initial.into()),
-        }
+        LiveSegments { segments: Mutex::new(initial.into()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SegmentMeta>> {
         // A panic while holding this lock leaves the list consistent (every
         // mutation is a single push or drain), so poisoning is ignored.
-        self.segments
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.segments.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn push(&self, meta: SegmentMeta) {
@@ -115,6 +113,7 @@ mod tests {
             path: PathBuf::new(),
             block_bytes: 4096,
             segment_bytes: 1 << 20,
+            record_bytes_max: 4096,
         }
     }
 
@@ -123,22 +122,10 @@ mod tests {
         let live = LiveSegments::new(vec![meta(1, 1), meta(2, 100), meta(3, 200)]);
         assert!(live.split_front(50, 1000).is_empty());
         // Segment 2 starts at 100: segment 1 holds only 1..=99.
-        assert_eq!(
-            live.split_front(100, 150)
-                .iter()
-                .map(|s| s.id)
-                .collect::<Vec<_>>(),
-            vec![1]
-        );
+        assert_eq!(live.split_front(100, 150).iter().map(|s| s.id).collect::<Vec<_>>(), vec![1]);
         // Segment 2 holds 100..=199 but only up to 150 is acknowledged.
         assert!(live.split_front(1000, 150).is_empty());
-        assert_eq!(
-            live.split_front(1000, 1000)
-                .iter()
-                .map(|s| s.id)
-                .collect::<Vec<_>>(),
-            vec![2]
-        );
+        assert_eq!(live.split_front(1000, 1000).iter().map(|s| s.id).collect::<Vec<_>>(), vec![2]);
         assert_eq!(live.len(), 1);
     }
 }

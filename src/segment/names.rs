@@ -30,16 +30,14 @@ pub(crate) fn parse(name: &OsStr) -> Option<Name> {
     if let Some(digits) = name.strip_suffix(".wal.tmp") {
         return parse_id(digits).map(Name::Temp);
     }
-    name.strip_suffix(".wal")
-        .and_then(parse_id)
-        .map(Name::Segment)
+    name.strip_suffix(".wal").and_then(parse_id).map(Name::Segment)
 }
 
 fn parse_id(digits: &str) -> Option<u64> {
     if digits.len() != DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse::<u64>().ok().filter(|&id| id > 0)
+    digits.parse::<u64>().ok().filter(|&id| id > 0 && id <= crate::format::LSN_MAX)
 }
 
 pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -62,11 +60,9 @@ mod tests {
         let t = temp_path(Path::new("/d"), 7);
         assert_eq!(parse(t.file_name().unwrap()), Some(Name::Temp(7)));
         assert_eq!(parse(OsStr::new("LOCK")), Some(Name::Lock));
-        assert_eq!(
-            parse(OsStr::new("18446744073709551615.wal")),
-            Some(Name::Segment(u64::MAX))
-        );
+        assert_eq!(parse(OsStr::new("04611686018427387904.wal")), Some(Name::Segment(1 << 62)));
         for foreign in [
+            "18446744073709551615.wal", // beyond the id limit
             "18446744073709551616.wal", // overflows u64
             "00000000000000000000.wal", // id 0
             "0000000000000000042.wal",  // 19 digits

@@ -54,38 +54,23 @@ fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -
 
 /// Makes segment `id` ready: reuses a spare of that id, or creates a fresh
 /// zero-filled file. The file and its directory entry are durable on return.
-pub(crate) fn prepare_segment(
-    cfg: &PrepareConfig,
-    spares: &mut Spares,
-    id: u64,
-) -> Result<Prepared> {
+pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64) -> Result<Prepared> {
     spares.highest_id = spares.highest_id.max(id);
     // Spares with lower ids can never be used: the log has moved past them.
     let stale: Vec<u64> = spares.files.range(..id).map(|(&k, _)| k).collect();
     for k in stale {
         let path = spares.files.remove(&k).expect("key from range");
-        cfg.storage
-            .remove_file(&path)
-            .map_err(io_err("remove stale spare", &path))?;
-        cfg.storage
-            .sync_dir(&cfg.dir)
-            .map_err(io_err("fsync directory", &cfg.dir))?;
+        cfg.storage.remove_file(&path).map_err(io_err("remove stale spare", &path))?;
+        cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
     }
     if let Some(path) = spares.files.remove(&id) {
-        let file = cfg
-            .storage
-            .open_file(&path, OpenHow::write(cfg.direct))
-            .map_err(io_err("open spare", &path))?;
+        let file = cfg.storage.open_file(&path, OpenHow::write(cfg.direct)).map_err(io_err("open spare", &path))?;
         if file.size().map_err(io_err("stat", &path))? == cfg.segment_bytes {
             return Ok(Prepared { id, path, file });
         }
         drop(file);
-        cfg.storage
-            .remove_file(&path)
-            .map_err(io_err("remove odd-sized spare", &path))?;
-        cfg.storage
-            .sync_dir(&cfg.dir)
-            .map_err(io_err("fsync directory", &cfg.dir))?;
+        cfg.storage.remove_file(&path).map_err(io_err("remove odd-sized spare", &path))?;
+        cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
     }
     create_segment(cfg, id)
 }
@@ -93,10 +78,7 @@ pub(crate) fn prepare_segment(
 fn create_segment(cfg: &PrepareConfig, id: u64) -> Result<Prepared> {
     let tmp = temp_path(&cfg.dir, id);
     let path = segment_path(&cfg.dir, id);
-    let file = cfg
-        .storage
-        .open_file(&tmp, OpenHow::create(cfg.direct))
-        .map_err(io_err("create", &tmp))?;
+    let file = cfg.storage.open_file(&tmp, OpenHow::create(cfg.direct)).map_err(io_err("create", &tmp))?;
     let filled = (|| {
         file.allocate(cfg.segment_bytes)?;
         let zeros = AlignedBuf::zeroed(ZERO_FILL_CHUNK_BYTES);
@@ -114,12 +96,8 @@ fn create_segment(cfg: &PrepareConfig, id: u64) -> Result<Prepared> {
         let _ = cfg.storage.remove_file(&tmp);
         return Err(Error::io("zero-fill", &tmp, e));
     }
-    cfg.storage
-        .rename_no_replace(&tmp, &path)
-        .map_err(io_err("rename", &path))?;
-    cfg.storage
-        .sync_dir(&cfg.dir)
-        .map_err(io_err("fsync directory", &cfg.dir))?;
+    cfg.storage.rename_no_replace(&tmp, &path).map_err(io_err("rename", &path))?;
+    cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
     Ok(Prepared { id, path, file })
 }
 
@@ -127,30 +105,17 @@ fn create_segment(cfg: &PrepareConfig, id: u64) -> Result<Prepared> {
 /// crash part-way leaves a log that starts later but has no hole. Each is
 /// renamed to a future id (recycled) while fewer than the allowed spares
 /// exist, else deleted.
-pub(crate) fn retire_segments(
-    cfg: &PrepareConfig,
-    spares: &mut Spares,
-    retired: &[SegmentMeta],
-) -> Result<()> {
+pub(crate) fn retire_segments(cfg: &PrepareConfig, spares: &mut Spares, retired: &[SegmentMeta]) -> Result<()> {
     for seg in retired {
-        if cfg.recycle
-            && spares.files.len() < cfg.spare_segments_max
-            && seg.segment_bytes == cfg.segment_bytes
-        {
+        if cfg.recycle && spares.files.len() < cfg.spare_segments_max && seg.segment_bytes == cfg.segment_bytes {
             spares.highest_id += 1;
             let to = segment_path(&cfg.dir, spares.highest_id);
-            cfg.storage
-                .rename_no_replace(&seg.path, &to)
-                .map_err(io_err("rename retired segment", &seg.path))?;
+            cfg.storage.rename_no_replace(&seg.path, &to).map_err(io_err("rename retired segment", &seg.path))?;
             spares.files.insert(spares.highest_id, to);
         } else {
-            cfg.storage
-                .remove_file(&seg.path)
-                .map_err(io_err("remove retired segment", &seg.path))?;
+            cfg.storage.remove_file(&seg.path).map_err(io_err("remove retired segment", &seg.path))?;
         }
-        cfg.storage
-            .sync_dir(&cfg.dir)
-            .map_err(io_err("fsync directory", &cfg.dir))?;
+        cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
     }
     Ok(())
 }
@@ -169,17 +134,13 @@ pub(crate) struct PreparerClient {
 impl PreparerClient {
     /// Asks for segment `id`; the answer arrives on the ready channel.
     pub fn request(&self, id: u64) -> Result<()> {
-        self.tx
-            .send(Request::Prepare(id))
-            .map_err(|_| Error::Closed)
+        self.tx.send(Request::Prepare(id)).map_err(|_| Error::Closed)
     }
 
     /// Retires segments durably; returns once done.
     pub fn retire(&self, segments: Vec<SegmentMeta>) -> Result<()> {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        self.tx
-            .send(Request::Retire(segments, reply_tx))
-            .map_err(|_| Error::Closed)?;
+        self.tx.send(Request::Retire(segments, reply_tx)).map_err(|_| Error::Closed)?;
         reply_rx.recv().map_err(|_| Error::Closed)?
     }
 }
@@ -193,22 +154,20 @@ pub(crate) fn spawn(
     // only guards against a bug flooding the thread.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(64);
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(4);
-    let thread = std::thread::Builder::new()
-        .name("uring-wal-prepare".into())
-        .spawn(move || {
-            while let Ok(req) = rx.recv() {
-                match req {
-                    Request::Prepare(id) => {
-                        let result = prepare_segment(&cfg, &mut spares, id);
-                        if ready_tx.send(result).is_err() {
-                            break;
-                        }
-                    }
-                    Request::Retire(segments, reply) => {
-                        let _ = reply.send(retire_segments(&cfg, &mut spares, &segments));
+    let thread = std::thread::Builder::new().name("uring-wal-prepare".into()).spawn(move || {
+        while let Ok(req) = rx.recv() {
+            match req {
+                Request::Prepare(id) => {
+                    let result = prepare_segment(&cfg, &mut spares, id);
+                    if ready_tx.send(result).is_err() {
+                        break;
                     }
                 }
+                Request::Retire(segments, reply) => {
+                    let _ = reply.send(retire_segments(&cfg, &mut spares, &segments));
+                }
             }
-        })?;
+        }
+    })?;
     Ok((PreparerClient { tx }, ready_rx, thread))
 }

@@ -45,10 +45,7 @@ impl DeviceFacts {
     /// Probes the device under `file` (an existing file or directory).
     #[must_use]
     pub fn probe(file: &Path) -> DeviceFacts {
-        let mut facts = DeviceFacts {
-            fs_type: fs_type(file),
-            ..DeviceFacts::default()
-        };
+        let mut facts = DeviceFacts { fs_type: fs_type(file), ..DeviceFacts::default() };
         let Some(stx) = statx(file) else { return facts };
         if stx.stx_mask & libc::STATX_DIOALIGN != 0 {
             facts.dio_mem_align = stx.stx_dio_mem_align;
@@ -62,20 +59,11 @@ impl DeviceFacts {
         let dev = format!("{}:{}", stx.stx_dev_major, stx.stx_dev_minor);
         let base = PathBuf::from("/sys/dev/block").join(&dev);
         facts.device = Some(dev);
-        facts.device_name = std::fs::canonicalize(&base)
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        facts.device_name =
+            std::fs::canonicalize(&base).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
         // A partition has no queue directory of its own; its disk's is one up.
-        let queue = if base.join("queue").is_dir() {
-            base.join("queue")
-        } else {
-            base.join("../queue")
-        };
-        let read = |name: &str| {
-            std::fs::read_to_string(queue.join(name))
-                .ok()
-                .map(|s| s.trim().to_owned())
-        };
+        let queue = if base.join("queue").is_dir() { base.join("queue") } else { base.join("../queue") };
+        let read = |name: &str| std::fs::read_to_string(queue.join(name)).ok().map(|s| s.trim().to_owned());
         let read_u32 = |name: &str| read(name).and_then(|s| s.parse::<u32>().ok());
         facts.logical_block_bytes = read_u32("logical_block_size");
         facts.physical_block_bytes = read_u32("physical_block_size");
@@ -91,10 +79,7 @@ impl DeviceFacts {
     #[must_use]
     pub fn safe_block_bytes(&self) -> u32 {
         let physical = self.physical_block_bytes.unwrap_or(4096);
-        physical
-            .max(self.dio_offset_align)
-            .clamp(512, 65536)
-            .next_power_of_two()
+        physical.max(self.dio_offset_align).clamp(512, 65536).next_power_of_two()
     }
 }
 
@@ -155,9 +140,6 @@ mod tests {
         let facts = DeviceFacts::probe(dir.path());
         assert!(!facts.fs_type.is_empty());
         let b = facts.safe_block_bytes();
-        assert!(
-            b.is_power_of_two() && (512..=65536).contains(&b),
-            "{facts:?}"
-        );
+        assert!(b.is_power_of_two() && (512..=65536).contains(&b), "{facts:?}");
     }
 }

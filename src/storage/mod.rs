@@ -36,31 +36,19 @@ impl OpenHow {
     /// Read-only.
     #[must_use]
     pub fn read(direct: bool) -> OpenHow {
-        OpenHow {
-            write: false,
-            create_new: false,
-            direct,
-        }
+        OpenHow { write: false, create_new: false, direct }
     }
 
     /// Read and write an existing file.
     #[must_use]
     pub fn write(direct: bool) -> OpenHow {
-        OpenHow {
-            write: true,
-            create_new: false,
-            direct,
-        }
+        OpenHow { write: true, create_new: false, direct }
     }
 
     /// Create a new file for reading and writing.
     #[must_use]
     pub fn create(direct: bool) -> OpenHow {
-        OpenHow {
-            write: true,
-            create_new: true,
-            direct,
-        }
+        OpenHow { write: true, create_new: true, direct }
     }
 }
 
@@ -150,19 +138,11 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 }
 
 /// Writes all of `buf` at `offset`, continuing after short writes and EINTR.
-pub fn write_all_at(
-    file: &dyn StorageFile,
-    mut buf: &[u8],
-    mut offset: u64,
-    dsync: bool,
-) -> io::Result<()> {
+pub fn write_all_at(file: &dyn StorageFile, mut buf: &[u8], mut offset: u64, dsync: bool) -> io::Result<()> {
     while !buf.is_empty() {
         match file.write_at(buf, offset, dsync) {
             Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "write returned 0 bytes",
-                ));
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0 bytes"));
             }
             Ok(n) => {
                 buf = &buf[n..];

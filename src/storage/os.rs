@@ -21,11 +21,7 @@ fn c_path(path: &Path) -> io::Result<CString> {
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<()> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 impl Storage for OsStorage {
@@ -48,10 +44,7 @@ impl Storage for OsStorage {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => continue,
                 Err(e) => return Err(e),
             }
-            let parent = p
-                .parent()
-                .filter(|q| !q.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
+            let parent = p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
             self.sync_dir(parent)?;
         }
         Ok(())
@@ -73,10 +66,7 @@ impl Storage for OsStorage {
             } else {
                 EntryKind::Other
             };
-            out.push(DirEntry {
-                name: entry.file_name(),
-                kind,
-            });
+            out.push(DirEntry { name: entry.file_name(), kind });
         }
         Ok(out)
     }
@@ -87,39 +77,23 @@ impl Storage for OsStorage {
             flags |= libc::O_DIRECT;
         }
         let mut opts = OpenOptions::new();
-        opts.read(true)
-            .write(how.write)
-            .custom_flags(flags)
-            .mode(0o600);
+        opts.read(true).write(how.write).custom_flags(flags).mode(0o600);
         if how.create_new {
             opts.create_new(true);
         }
         let file = opts.open(path)?;
         if !file.metadata()?.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
         }
-        Ok(Arc::new(OsFile {
-            file,
-            direct: how.direct,
-        }))
+        Ok(Arc::new(OsFile { file, direct: how.direct }))
     }
 
     fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (f, t) = (c_path(from)?, c_path(to)?);
         // SAFETY: both pointers are valid NUL-terminated strings that outlive
         // the call; AT_FDCWD makes relative paths resolve as for rename(2).
-        let ret = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                f.as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
+        let ret =
+            unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
         match cvt(ret) {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
                 // File systems without RENAME_NOREPLACE: we hold the directory
@@ -138,10 +112,7 @@ impl Storage for OsStorage {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let d = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(dir)?;
+        let d = OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(dir)?;
         d.sync_all()
     }
 
@@ -159,22 +130,13 @@ impl Storage for OsStorage {
         let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if let Err(e) = cvt(ret) {
             let mut text = String::new();
-            let pid = file
-                .read_to_string(&mut text)
-                .ok()
-                .and_then(|_| text.trim().parse().ok());
+            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
             return Err((e, pid));
         }
         // Diagnostics only: who holds the lock. The lock itself is the flock.
         let pid = std::process::id();
-        let _ = file
-            .set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{pid}"));
-        Ok(Box::new(OsLock {
-            file,
-            path: path.to_path_buf(),
-        }))
+        let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{pid}"));
+        Ok(Box::new(OsLock { file, path: path.to_path_buf() }))
     }
 
     fn device_facts(&self, file: &Path) -> DeviceFacts {
@@ -210,12 +172,8 @@ impl StorageFile for OsFile {
         if !dsync {
             return self.file.write_at(buf, offset);
         }
-        let iov = libc::iovec {
-            iov_base: buf.as_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let off = libc::off_t::try_from(offset)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        let off = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: iov points at buf, which is valid for reads of its length
         // for the duration of the call; the kernel only reads from it.
         let n = unsafe { libc::pwritev2(self.file.as_raw_fd(), &iov, 1, off, libc::RWF_DSYNC) };
@@ -244,8 +202,7 @@ impl StorageFile for OsFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
-        let len =
-            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: plain system call on an open descriptor.
         let ret = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, 0, len) };
         match cvt(ret) {
