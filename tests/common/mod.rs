@@ -1,0 +1,190 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use uring_wal::storage::{DeviceFacts, DirEntry, DirLock, OpenHow, OsStorage, Storage, StorageFile};
+use uring_wal::{Backend, BlockSize, DirectIo, Options};
+
+/// The I/O paths every suite runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum IoPath {
+    /// io_uring with O_DIRECT (the default path).
+    UringDirect,
+    /// The threaded fallback with O_DIRECT.
+    ThreadedDirect,
+    /// Buffered I/O, backend chosen automatically.
+    Buffered,
+}
+
+pub const PATHS: [IoPath; 3] = [IoPath::UringDirect, IoPath::ThreadedDirect, IoPath::Buffered];
+
+/// Small segments so tests roll often; the given I/O path.
+pub fn options(dir: &Path, path: IoPath) -> Options {
+    let o =
+        Options::durable(dir).segment_bytes(128 * 1024).record_bytes_max(16 * 1024).block_size(BlockSize::Bytes(4096));
+    match path {
+        IoPath::UringDirect => o.backend(Backend::IoUring).direct_io(DirectIo::Required),
+        IoPath::ThreadedDirect => o.backend(Backend::Threaded).direct_io(DirectIo::Required),
+        IoPath::Buffered => o.direct_io(DirectIo::Off),
+    }
+}
+
+/// A payload that names its LSN, so any record can be checked on its own.
+pub fn payload(lsn: u64, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len);
+    let seed = lsn.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for i in 0..len {
+        // Never zero, so a torn payload never equals the zeros it replaced.
+        p.push(((seed >> (i % 57)) as u8 ^ i as u8) | 1);
+    }
+    p
+}
+
+/// Record length used for LSN `lsn` in size sweeps.
+pub fn len_for(lsn: u64, max: usize) -> usize {
+    (lsn.wrapping_mul(2_654_435_761) % (max as u64 + 1)) as usize
+}
+
+/// A tiny deterministic generator (tests need no rand dependency).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Segment files of a directory, oldest first.
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Faults to inject into segment-file operations.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    /// Data writes to let through before failing with EIO (-1: never).
+    pub fail_write_after: AtomicI64,
+    /// Syncs to let through before failing with EIO (-1: never).
+    pub fail_sync_after: AtomicI64,
+}
+
+impl FaultPlan {
+    pub fn new() -> Arc<FaultPlan> {
+        Arc::new(FaultPlan { fail_write_after: AtomicI64::new(-1), fail_sync_after: AtomicI64::new(-1) })
+    }
+
+    fn take(counter: &AtomicI64) -> bool {
+        // Decrement while positive; fail when it reaches zero.
+        let mut cur = counter.load(Ordering::SeqCst);
+        loop {
+            if cur < 0 {
+                return false;
+            }
+            if cur == 0 {
+                return true;
+            }
+            match counter.compare_exchange(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return false,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// The real file system with injected faults on `.wal` files. Its files have
+/// no raw descriptors, so logs on it run the threaded backend.
+#[derive(Debug)]
+pub struct FaultyStorage {
+    pub inner: OsStorage,
+    pub plan: Arc<FaultPlan>,
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Arc<dyn StorageFile>,
+    plan: Arc<FaultPlan>,
+    /// Set by the first write past the header block: from then on the file
+    /// carries log data (segments are created under a temporary name, so the
+    /// name cannot tell).
+    carries_data: std::sync::atomic::AtomicBool,
+}
+
+impl StorageFile for FaultyFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
+        // Only log data counts: zero-fill and activation headers start at 0.
+        if offset > 0 {
+            self.carries_data.store(true, Ordering::SeqCst);
+            if FaultPlan::take(&self.plan.fail_write_after) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+        }
+        self.inner.write_at(buf, offset, dsync)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if self.carries_data.load(Ordering::SeqCst) && FaultPlan::take(&self.plan.fail_sync_after) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.sync_data()
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+    fn is_direct(&self) -> bool {
+        self.inner.is_direct()
+    }
+}
+
+impl Storage for FaultyStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        self.inner.list_dir(dir)
+    }
+    fn open_file(&self, path: &Path, how: OpenHow) -> io::Result<Arc<dyn StorageFile>> {
+        let inner = self.inner.open_file(path, how)?;
+        Ok(Arc::new(FaultyFile { inner, plan: self.plan.clone(), carries_data: Default::default() }))
+    }
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename_no_replace(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> Result<Box<dyn DirLock>, (io::Error, Option<u32>)> {
+        self.inner.lock(path)
+    }
+    fn device_facts(&self, file: &Path) -> DeviceFacts {
+        self.inner.device_facts(file)
+    }
+}

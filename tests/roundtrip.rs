@@ -1,0 +1,263 @@
+//! Appending and reading back on every I/O path: sizes, reopening, threads,
+//! batches, tickets, durability modes, truncation.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{IoPath, PATHS, Rng, len_for, options, payload};
+use uring_wal::{Batch, Durability, Error, Options, RecordType, Wal};
+
+fn check_log(wal: &Wal, first: u64, last: u64, len_of: impl Fn(u64) -> usize) {
+    let mut expect = first;
+    for rec in wal.read_from(first).unwrap() {
+        let rec = rec.unwrap();
+        assert_eq!(rec.lsn, expect);
+        assert_eq!(rec.payload, payload(rec.lsn, len_of(rec.lsn)), "payload of LSN {}", rec.lsn);
+        expect += 1;
+    }
+    assert_eq!(expect, last + 1, "read up to LSN {last}");
+}
+
+#[test]
+fn every_record_size_round_trips_on_every_path() {
+    for path in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 16 * 1024;
+        // Every size up to 300, then a spread up to the maximum, then the maximum.
+        let mut sizes: Vec<usize> = (0..=300).collect();
+        sizes.extend((301..max).step_by(997));
+        sizes.push(max);
+        let wal = Wal::open(options(dir.path(), path)).unwrap();
+        for (i, &len) in sizes.iter().enumerate() {
+            let lsn = wal.append(RecordType::Put, &payload(i as u64 + 1, len)).unwrap();
+            assert_eq!(lsn, i as u64 + 1);
+        }
+        let too_big = wal.append(RecordType::Put, &vec![1u8; max + 1]).unwrap_err();
+        assert!(matches!(too_big, Error::RecordTooLarge { len, max: m } if len == max as u64 + 1 && m == max as u32));
+        let len_of = |lsn: u64| sizes[lsn as usize - 1];
+        check_log(&wal, 1, sizes.len() as u64, len_of);
+        assert!(wal.stats().segments > 1, "{path:?}: the sweep spans several segments");
+        drop(wal);
+        let wal = Wal::open(options(dir.path(), path)).unwrap();
+        assert_eq!(wal.last_lsn(), sizes.len() as u64);
+        assert!(wal.recovery_report().torn_tail.is_none(), "{path:?}: {:?}", wal.recovery_report());
+        check_log(&wal, 1, sizes.len() as u64, len_of);
+    }
+}
+
+#[test]
+fn reopening_continues_the_lsn_sequence() {
+    for path in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..4u64 {
+            let wal = Wal::open(options(dir.path(), path)).unwrap();
+            assert_eq!(wal.last_lsn(), round * 25);
+            assert_eq!(wal.next_lsn(), round * 25 + 1);
+            for i in 1..=25 {
+                let lsn = round * 25 + i;
+                assert_eq!(wal.append(RecordType::Update, &payload(lsn, len_for(lsn, 3000))).unwrap(), lsn);
+            }
+            check_log(&wal, 1, (round + 1) * 25, |l| len_for(l, 3000));
+        }
+    }
+}
+
+#[test]
+fn sixteen_threads_get_a_gapless_log_with_every_acknowledged_record_once() {
+    for path in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(options(dir.path(), path)).unwrap());
+        let threads: Vec<_> = (0..16u64)
+            .map(|t| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    let mut rng = Rng(t + 1);
+                    let mut acked = Vec::new();
+                    let mut batch = Batch::new();
+                    for i in 0..200u64 {
+                        let tag = (t << 32) | i;
+                        let len = 8 + rng.below(600) as usize;
+                        let mut body = tag.to_le_bytes().to_vec();
+                        body.resize(len, (tag % 251) as u8);
+                        match i % 3 {
+                            0 => acked.push((wal.append(RecordType::Put, &body).unwrap(), body)),
+                            1 => {
+                                let ticket = wal.submit(RecordType::Put, &body).unwrap();
+                                acked.push((ticket.wait().unwrap(), body));
+                            }
+                            _ => {
+                                batch.push(RecordType::Put, &body).unwrap();
+                                let mut second = body.clone();
+                                second[0] ^= 0x80;
+                                batch.push(RecordType::Update, &second).unwrap();
+                                let range = wal.append_batch(&mut batch).unwrap().unwrap();
+                                assert!(batch.is_empty());
+                                assert_eq!(range.end() - range.start(), 1);
+                                acked.push((*range.start(), body));
+                                acked.push((*range.end(), second));
+                            }
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        let mut acked: Vec<(u64, Vec<u8>)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        acked.sort_by_key(|(lsn, _)| *lsn);
+        let total = acked.len() as u64;
+        assert_eq!(acked.iter().map(|(l, _)| *l).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+        let read: Vec<_> = wal.read_from(1).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(read.len() as u64, total, "{path:?}");
+        for (rec, (lsn, body)) in read.iter().zip(&acked) {
+            assert_eq!((rec.lsn, &rec.payload), (*lsn, body));
+        }
+        let stats = wal.stats();
+        assert!(stats.flushes < stats.appends, "{path:?}: group commit shares flushes: {stats:?}");
+        drop(wal);
+        let wal = Wal::open(options(dir.path(), path)).unwrap();
+        assert_eq!(wal.last_lsn(), total);
+    }
+}
+
+#[test]
+fn every_durability_mode_round_trips_and_syncs_on_request() {
+    let modes = [
+        Durability::GroupSync,
+        Durability::Dsync,
+        Durability::Periodic { interval: Duration::from_millis(20) },
+        Durability::None,
+    ];
+    for path in PATHS {
+        for mode in modes {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Wal::open(options(dir.path(), path).durability(mode)).unwrap();
+            for lsn in 1..=300 {
+                assert_eq!(wal.append(RecordType::Put, &payload(lsn, len_for(lsn, 900))).unwrap(), lsn);
+            }
+            assert_eq!(wal.last_lsn(), 300);
+            match mode {
+                Durability::GroupSync | Durability::Dsync => assert_eq!(wal.durable_lsn(), 300),
+                Durability::Periodic { .. } => {
+                    assert!(wal.wait_durable(300, Some(Duration::from_secs(5))).unwrap(), "periodic sync ran");
+                }
+                _ => {}
+            }
+            assert_eq!(wal.sync().unwrap(), 300, "{path:?} {mode:?}");
+            assert_eq!(wal.durable_lsn(), 300);
+            drop(wal);
+            let wal = Wal::open(options(dir.path(), path).durability(mode)).unwrap();
+            check_log(&wal, 1, 300, |l| len_for(l, 900));
+        }
+    }
+}
+
+#[test]
+fn tickets_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
+    let tickets: Vec<_> = (1..=100).map(|lsn| wal.submit(RecordType::Noop, &payload(lsn, 10)).unwrap()).collect();
+    for (i, t) in tickets.iter().enumerate() {
+        assert_eq!(t.lsn(), i as u64 + 1);
+    }
+    let last = tickets.into_iter().last().unwrap();
+    assert_eq!(last.wait_timeout(Duration::from_secs(10)).unwrap(), Some(100));
+    assert!(wal.last_lsn() >= 100);
+    let mut batch = Batch::new();
+    assert_eq!(wal.append_batch(&mut batch).unwrap(), None, "an empty batch is not an append");
+    for lsn in 101..=150 {
+        batch.push(RecordType::Application(7), &payload(lsn, 33)).unwrap();
+    }
+    assert_eq!(batch.len(), 50);
+    assert_eq!(wal.append_batch(&mut batch).unwrap(), Some(101..=150));
+    assert!(Batch::new().push(RecordType::Application(u16::MAX), b"").is_err());
+    let kinds: Vec<_> = wal.read_from(99).unwrap().map(|r| r.unwrap().kind).collect();
+    assert_eq!(kinds[..2], [RecordType::Noop, RecordType::Noop]);
+    assert!(kinds[2..].iter().all(|k| *k == RecordType::Application(7)));
+    let mut seen = 0;
+    let n: u64 = wal
+        .replay_from(120, |r| {
+            assert_eq!(r.payload, &payload(r.lsn, 33)[..]);
+            seen += 1;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    assert_eq!((n, seen), (31, 31));
+    // A dropped ticket neither blocks nor loses its record.
+    drop(wal.submit(RecordType::Put, b"dropped ticket").unwrap());
+    assert_eq!(wal.append(RecordType::Put, b"after").unwrap(), 152);
+    assert_eq!(wal.read_from(151).unwrap().next().unwrap().unwrap().payload, b"dropped ticket");
+}
+
+#[test]
+fn truncate_before_removes_whole_old_segments_durably_and_recycles_them() {
+    for path in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || options(dir.path(), path).spare_segments_max(2);
+        let wal = Wal::open(opts()).unwrap();
+        for lsn in 1..=400 {
+            wal.append(RecordType::Put, &payload(lsn, len_for(lsn, 2000))).unwrap();
+        }
+        let segments_before = wal.stats().segments;
+        assert!(segments_before >= 4);
+        let removed = wal.truncate_before(300).unwrap();
+        assert!(removed >= 2, "{path:?}: removed {removed}");
+        let first = wal.first_lsn();
+        assert!(first > 1 && first <= 300);
+        assert!(
+            matches!(wal.read_from(1), Err(Error::Truncated { requested: 1, first_available }) if first_available == first)
+        );
+        check_log(&wal, first, 400, |l| len_for(l, 2000));
+        // Write on into the recycled files; none of their old records may reappear.
+        for lsn in 401..=900 {
+            wal.append(RecordType::Put, &payload(lsn, len_for(lsn, 2000))).unwrap();
+        }
+        check_log(&wal, first, 900, |l| len_for(l, 2000));
+        drop(wal);
+        let wal = Wal::open(opts()).unwrap();
+        assert_eq!(wal.first_lsn(), first);
+        assert_eq!(wal.last_lsn(), 900);
+        assert!(wal.recovery_report().torn_tail.is_none());
+        check_log(&wal, first, 900, |l| len_for(l, 2000));
+        // Truncating everything but the active segment.
+        wal.truncate_before(u64::MAX).unwrap();
+        assert_eq!(wal.stats().segments, 1);
+        let after = wal.first_lsn();
+        drop(wal);
+        let wal = Wal::open(opts()).unwrap();
+        assert_eq!((wal.first_lsn(), wal.last_lsn()), (after, 900));
+    }
+}
+
+#[test]
+fn a_second_opener_is_refused_with_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(Options::durable(dir.path())).unwrap();
+    match Wal::open(Options::durable(dir.path())) {
+        Err(Error::Locked { holder_pid, .. }) => assert_eq!(holder_pid, Some(std::process::id())),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(wal);
+    // Released on close: reopening works at once.
+    Wal::open(Options::durable(dir.path())).unwrap();
+}
+
+#[test]
+fn foreign_files_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README"), b"mine").unwrap();
+    std::fs::write(dir.path().join("00000000000000000001.wal.bak"), b"also mine").unwrap();
+    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
+    for lsn in 1..=200 {
+        wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
+    }
+    wal.truncate_before(150).unwrap();
+    assert_eq!(wal.recovery_report().ignored_entries, 2);
+    drop(wal);
+    assert_eq!(std::fs::read(dir.path().join("README")).unwrap(), b"mine");
+    assert_eq!(std::fs::read(dir.path().join("00000000000000000001.wal.bak")).unwrap(), b"also mine");
+    let unique: HashSet<_> = common::segment_files(dir.path()).into_iter().collect();
+    assert!(!unique.is_empty());
+}
