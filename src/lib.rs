@@ -52,6 +52,11 @@ mod segment;
 pub mod storage;
 mod wal;
 
+/// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use error::{Error, Failure, Result};
 pub use format::RecordType;
 pub use io::BackendKind;

@@ -222,6 +222,12 @@ mod tests {
     }
 
     #[test]
+    fn checksum_is_crc32c_castagnoli() {
+        // The check value docs/FORMAT.md quotes.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
     fn encode_then_parse_round_trips() {
         for len in [0usize, 1, 7, 8, 9, 255, 256, 4096] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
