@@ -120,6 +120,13 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
             });
             // Let it start (and recover) and append for a random while.
             std::thread::sleep(Duration::from_millis(40 + rng.below(160)));
+            if round == 0 {
+                // While the child runs, a second opener is refused and told who holds it.
+                match Wal::open(options(dir.path(), path)) {
+                    Err(Error::Locked { holder_pid, .. }) => assert_eq!(holder_pid, Some(child.id())),
+                    other => panic!("{path:?}: expected Locked while the child runs, got {:?}", other.map(|_| ())),
+                }
+            }
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             let acked = reader.join().unwrap();

@@ -327,6 +327,24 @@ fn a_failed_write_poisons_the_log_and_nothing_after_it_is_acknowledged() {
 }
 
 #[test]
+fn short_writes_and_eintr_are_retried_to_completion() {
+    // Buffered: a short O_DIRECT write would leave the rest misaligned.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    plan.short_writes.store(true, std::sync::atomic::Ordering::SeqCst);
+    let storage = Arc::new(FaultyStorage { inner: OsStorage, plan: plan.clone() });
+    let wal = Wal::open_with_storage(options(dir.path(), IoPath::Buffered), storage).unwrap();
+    for lsn in 1..=100 {
+        assert_eq!(wal.append(RecordType::Put, &payload(lsn, 700)).unwrap(), lsn);
+    }
+    assert!(plan.write_attempts.load(std::sync::atomic::Ordering::SeqCst) > 300, "writes were split and retried");
+    drop(wal);
+    let wal = Wal::open(options(dir.path(), IoPath::Buffered)).unwrap();
+    assert_eq!(wal.last_lsn(), 100);
+    assert_payloads(&wal, |_| 700);
+}
+
+#[test]
 fn a_failed_sync_poisons_the_log_and_is_never_retried() {
     for threads in [1u64, 8] {
         let dir = tempfile::tempdir().unwrap();

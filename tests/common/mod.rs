@@ -84,11 +84,21 @@ pub struct FaultPlan {
     pub fail_write_after: AtomicI64,
     /// Syncs to let through before failing with EIO (-1: never).
     pub fail_sync_after: AtomicI64,
+    /// Make data writes short (half, at least one byte) and interrupt every
+    /// third attempt with EINTR.
+    pub short_writes: std::sync::atomic::AtomicBool,
+    /// Data write attempts seen.
+    pub write_attempts: AtomicI64,
 }
 
 impl FaultPlan {
     pub fn new() -> Arc<FaultPlan> {
-        Arc::new(FaultPlan { fail_write_after: AtomicI64::new(-1), fail_sync_after: AtomicI64::new(-1) })
+        Arc::new(FaultPlan {
+            fail_write_after: AtomicI64::new(-1),
+            fail_sync_after: AtomicI64::new(-1),
+            short_writes: Default::default(),
+            write_attempts: AtomicI64::new(0),
+        })
     }
 
     fn take(counter: &AtomicI64) -> bool {
@@ -137,6 +147,14 @@ impl StorageFile for FaultyFile {
             self.carries_data.store(true, Ordering::SeqCst);
             if FaultPlan::take(&self.plan.fail_write_after) {
                 return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            let attempt = self.plan.write_attempts.fetch_add(1, Ordering::SeqCst);
+            if self.plan.short_writes.load(Ordering::SeqCst) {
+                if attempt % 3 == 2 {
+                    return Err(io::Error::from_raw_os_error(libc::EINTR));
+                }
+                let n = (buf.len() / 2).max(1);
+                return self.inner.write_at(&buf[..n], offset, dsync);
             }
         }
         self.inner.write_at(buf, offset, dsync)
