@@ -58,6 +58,16 @@ mod wal;
 struct ReadmeDoctests;
 
 pub use error::{Error, Failure, Result};
+
+/// Version of this library.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why io_uring cannot be used on this machine, or `None` if it can. Sets up
+/// and drops a small ring to find out.
+#[must_use]
+pub fn io_uring_unavailable_reason() -> Option<String> {
+    io::uring::unavailable_reason()
+}
 pub use format::RecordType;
 pub use io::BackendKind;
 pub use options::{Backend, BlockSize, DirectIo, Durability, Options, RecoveryMode};

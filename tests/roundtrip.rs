@@ -232,6 +232,41 @@ fn truncate_before_removes_whole_old_segments_durably_and_recycles_them() {
 }
 
 #[test]
+fn reopening_with_a_larger_record_limit_moves_larger_records_to_a_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = || options(dir.path(), IoPath::UringDirect).record_bytes_max(1024);
+    let large = || options(dir.path(), IoPath::UringDirect).record_bytes_max(8192);
+    let wal = Wal::open(small()).unwrap();
+    for lsn in 1..=10 {
+        wal.append(RecordType::Put, &payload(lsn, 1000)).unwrap();
+    }
+    assert!(wal.append(RecordType::Put, &payload(11, 1025)).is_err());
+    drop(wal);
+    let wal = Wal::open(large()).unwrap();
+    let segments = wal.stats().segments;
+    for lsn in 11..=30 {
+        wal.append(RecordType::Put, &payload(lsn, if lsn % 2 == 0 { 8000 } else { 500 })).unwrap();
+    }
+    assert!(wal.stats().segments > segments, "the first large record opened a new segment");
+    drop(wal);
+    // And reopening with the small limit again still reads everything.
+    for opts in [large(), small()] {
+        let wal = Wal::open(opts).unwrap();
+        assert_eq!(wal.last_lsn(), 30);
+        assert!(wal.recovery_report().torn_tail.is_none());
+        check_log(&wal, 1, 30, |l| {
+            if l <= 10 {
+                1000
+            } else if l % 2 == 0 {
+                8000
+            } else {
+                500
+            }
+        });
+    }
+}
+
+#[test]
 fn a_second_opener_is_refused_with_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(Options::durable(dir.path())).unwrap();

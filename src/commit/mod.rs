@@ -440,7 +440,15 @@ impl<Q: IoQueue> Engine<Q> {
                 return Placed::Blocked;
             }
             let open = self.open.as_mut().expect("started above");
-            match open.layout.fits(payload.len() as u32, open.buf.len()) {
+            // A segment holds records up to the limit its header declares (a
+            // log reopened with a larger limit continues in a segment written
+            // under a smaller one): larger ones go to the next segment.
+            let fit = if payload.len() > self.active.meta.record_bytes_max as usize {
+                Fit::SegmentFull
+            } else {
+                open.layout.fits(payload.len() as u32, open.buf.len())
+            };
+            match fit {
                 Fit::Yes => {
                     let lsn = self.next_lsn;
                     let header = EncodeHeader {

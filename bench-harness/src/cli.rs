@@ -1,0 +1,235 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::sys::{SizeRange, parse_bytes, parse_duration, parse_size_range};
+use crate::target::TargetSpec;
+
+const EXAMPLES: &str = "\
+Examples:
+  bench-harness                                   default suite (~1 min) in ./wal-bench-data
+  bench-harness probe                             what the device and file system offer
+  bench-harness raw --record-bytes 4KiB           device ceiling: qd1 durable writes, bandwidth
+  bench-harness latency --writers 1 --duration 10s --hgrm lat.hgrm
+  bench-harness latency --rate 5000 --writers 8   open loop, coordinated omission corrected
+  bench-harness throughput --writers 1,16,64 --record-bytes 128..4096 --json out.json
+  bench-harness sweep --backend uring-wal:group-sync,uring-wal:dsync --writers 1,4,16,64 --svg sweep.svg
+  bench-harness recovery --bytes 1GiB --kill
+Backends: uring-wal[:MODE][:PATH] with MODE group-sync | dsync | periodic[=MS] | none and
+PATH auto | uring | threaded | buffered; with --features peers also okaywal, raft-engine, naive.";
+
+/// Measures uring-wal: append latency, throughput, recovery time, durability
+/// settings, against the raw device and other WAL libraries.
+#[derive(Parser, Debug, Serialize)]
+#[command(name = "bench-harness", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    /// Without a command: `run`, the default suite.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options of every command.
+#[derive(Args, Debug, Serialize, Clone)]
+pub struct Global {
+    /// Data directory; created if missing. What the harness writes there is
+    /// removed at the end unless --keep.
+    #[arg(long, global = true, default_value = "wal-bench-data")]
+    pub dir: PathBuf,
+    /// Write configuration, environment and results as JSON.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write latency distributions in HdrHistogram's percentile format.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Write charts: latency by percentile; throughput by writers.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Measure where O_DIRECT is refused (tmpfs, overlayfs), with buffered I/O.
+    #[arg(long, global = true)]
+    pub allow_buffered: bool,
+    /// Keep the files written in the data directory.
+    #[arg(long, global = true)]
+    pub keep: bool,
+    /// No progress line on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug, Serialize)]
+pub enum Command {
+    /// The default suite: probe, raw device, latency, throughput at 1/4/16/64
+    /// writers, recovery; a summary of each figure against the raw device.
+    Run(RunArgs),
+    /// What the device and file system offer.
+    Probe,
+    /// The device with no WAL: qd1 durable writes, sequential bandwidth.
+    Raw(RawArgs),
+    /// Append latency: closed loop, or open loop with --rate.
+    Latency(LoadArgs),
+    /// Records/s and MB/s over writer counts.
+    Throughput(LoadArgs),
+    /// Every combination of backends, writers and record sizes, plus a table
+    /// of sync methods.
+    Sweep(LoadArgs),
+    /// Write a log, close or SIGKILL the writer, time open-to-ready.
+    Recovery(RecoveryArgs),
+    /// (internal) The writer process of `recovery --kill`.
+    #[command(hide = true)]
+    RecoveryChild(ChildArgs),
+}
+
+fn writers(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|_| format!("{s:?} is not a number of writers"))?;
+    if !(1..=1024).contains(&n) {
+        return Err(format!("writers must be 1..=1024, got {n}"));
+    }
+    Ok(n)
+}
+
+fn positive_u64(s: &str) -> Result<u64, String> {
+    let n: u64 = parse_bytes(s)?;
+    if n == 0 {
+        return Err("must be positive".into());
+    }
+    Ok(n)
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a rate in operations per second"))?;
+    if !r.is_finite() || r <= 0.0 || r > 10_000_000.0 {
+        return Err(format!("rate must be in (0, 10000000] operations per second, got {s}"));
+    }
+    Ok(r)
+}
+
+fn batch(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|_| format!("{s:?} is not a batch size"))?;
+    if !(1..=65536).contains(&n) {
+        return Err(format!("batch must be 1..=65536 records, got {n}"));
+    }
+    Ok(n)
+}
+
+fn ser_specs<S: serde::Serializer>(v: &[TargetSpec], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}
+
+/// Options of a load.
+#[derive(Args, Debug, Serialize, Clone)]
+pub struct LoadArgs {
+    /// Logs to measure, comma separated.
+    #[arg(long = "backend", value_name = "BACKEND", value_delimiter = ',', default_value = "uring-wal")]
+    #[serde(serialize_with = "ser_specs")]
+    pub backends: Vec<TargetSpec>,
+    /// Writer threads, comma separated (default: 1 for latency, 1,4,16,64 otherwise).
+    #[arg(long, value_delimiter = ',', value_parser = writers)]
+    pub writers: Vec<usize>,
+    /// Payload bytes: fixed (256), a range (128..4096), or a comma-separated
+    /// list for sweeps.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size_range, default_value = "256")]
+    pub record_bytes: Vec<SizeRange>,
+    /// Measured time per load (default 5s; with --ops, until that many records).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Measured records per load.
+    #[arg(long, value_parser = positive_u64)]
+    pub ops: Option<u64>,
+    /// Unmeasured time before each load.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub warmup: Duration,
+    /// Open loop: operations per second across all writers; latency counts
+    /// from each operation's intended start.
+    #[arg(long, value_parser = rate)]
+    pub rate: Option<f64>,
+    /// Records per append call (uring-wal: one batch, one wait).
+    #[arg(long, value_parser = batch, default_value = "1")]
+    pub batch: usize,
+    /// (testing) Make the N-th append stall for --debug-stall-ms.
+    #[arg(long, hide = true)]
+    pub debug_stall_after: Option<u64>,
+    /// (testing) Length of the stall in milliseconds.
+    #[arg(long, hide = true, default_value = "100")]
+    pub debug_stall_ms: u64,
+}
+
+/// Options of `raw`.
+#[derive(Args, Debug, Serialize, Clone)]
+pub struct RawArgs {
+    /// Size of the records to compare with; writes are this padded to 4 KiB
+    /// blocks, as the WAL writes them (see --write-bytes).
+    #[arg(long, value_parser = parse_size_range, default_value = "256")]
+    pub record_bytes: SizeRange,
+    /// Write size of the qd1 tests, overriding the padded record size.
+    #[arg(long, value_parser = positive_u64)]
+    pub write_bytes: Option<u64>,
+    /// Time per qd1 sync method.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub duration: Duration,
+    /// Size of the baseline file, also the sequential test's size.
+    #[arg(long, value_parser = positive_u64, default_value = "256MiB")]
+    pub file_bytes: u64,
+    /// Sequential test block size.
+    #[arg(long, value_parser = positive_u64, default_value = "1MiB")]
+    pub seq_block_bytes: u64,
+    /// Sequential test operations in flight.
+    #[arg(long, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub queue_depth: u32,
+    /// Also every sync method (pg_test_fsync-like), not just io_uring's two.
+    #[arg(long)]
+    pub all_methods: bool,
+}
+
+/// Options of `recovery`.
+#[derive(Args, Debug, Serialize, Clone)]
+pub struct RecoveryArgs {
+    /// The uring-wal mode to write with.
+    #[arg(long, default_value = "uring-wal")]
+    #[serde(serialize_with = "ser_spec")]
+    pub backend: TargetSpec,
+    /// Log size to write before recovering.
+    #[arg(long, value_parser = positive_u64, default_value = "1GiB")]
+    pub bytes: u64,
+    /// Payload bytes per record.
+    #[arg(long, value_parser = parse_size_range, default_value = "4KiB")]
+    pub record_bytes: SizeRange,
+    /// Records per append call while writing.
+    #[arg(long, value_parser = batch, default_value = "64")]
+    pub batch: usize,
+    /// Writer threads while writing.
+    #[arg(long, value_parser = writers, default_value = "4")]
+    pub writers: usize,
+    /// SIGKILL the writer process instead of closing the log.
+    #[arg(long)]
+    pub kill: bool,
+}
+
+fn ser_spec<S: serde::Serializer>(v: &TargetSpec, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string())
+}
+
+/// Options of the hidden writer process.
+#[derive(Args, Debug, Serialize, Clone)]
+pub struct ChildArgs {
+    #[command(flatten)]
+    pub recovery: RecoveryArgs,
+    /// Where the child writes.
+    #[arg(long)]
+    pub log_dir: PathBuf,
+}
+
+/// Options of `run`.
+#[derive(Args, Debug, Serialize, Clone, Default)]
+pub struct RunArgs {
+    /// Shorter loads (for smoke tests): durations divided by 10.
+    #[arg(long)]
+    pub quick: bool,
+    /// Log size for the recovery measurement (topped up after the loads).
+    #[arg(long, value_parser = positive_u64, default_value = "512MiB")]
+    pub recovery_bytes: u64,
+}

@@ -1,0 +1,168 @@
+//! What a run measures, as data: printed as tables, written as JSON, `.hgrm`
+//! and SVG. JSON keys are stable; units are in the key names.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies are recorded in nanoseconds, up to 60 s, 3 significant digits.
+pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
+
+/// A new latency histogram.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid histogram bounds")
+}
+
+/// The machine and storage the run measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Environment {
+    pub harness_version: String,
+    pub library_version: String,
+    pub timestamp_utc: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_bytes: u64,
+    pub dir: String,
+    pub fs_type: String,
+    pub device: Option<String>,
+    pub device_name: Option<String>,
+    pub logical_block_bytes: Option<u32>,
+    pub physical_block_bytes: Option<u32>,
+    pub dio_mem_align: u32,
+    pub dio_offset_align: u32,
+    pub write_cache: Option<String>,
+    pub fua: Option<bool>,
+    pub atomic_write_unit_max_bytes: Option<u32>,
+    pub rotational: Option<bool>,
+    pub io_uring_available: bool,
+    pub io_uring_unavailable_reason: Option<String>,
+    pub o_direct_accepted: bool,
+    pub o_direct_refused_reason: Option<String>,
+}
+
+/// Percentiles of a latency distribution, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min_us: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub p9999_us: f64,
+    pub max_us: f64,
+}
+
+impl LatencySummary {
+    /// Summarizes a histogram of nanoseconds.
+    pub fn of(h: &Histogram<u64>) -> LatencySummary {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        LatencySummary {
+            count: h.len(),
+            min_us: us(h.min()),
+            mean_us: h.mean() / 1000.0,
+            p50_us: us(h.value_at_quantile(0.50)),
+            p90_us: us(h.value_at_quantile(0.90)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            p9999_us: us(h.value_at_quantile(0.9999)),
+            max_us: us(h.max()),
+        }
+    }
+}
+
+/// One measured load: a backend, a number of writers, a record size.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadResult {
+    /// What was measured: `latency`, `throughput`, `sweep`, `raw`.
+    pub test: String,
+    /// `uring-wal/group-sync`, `raw/fdatasync`, `okaywal`, ...
+    pub backend: String,
+    pub writers: usize,
+    /// Payload bytes; for a size range, the mean.
+    pub record_bytes: f64,
+    /// `closed` (each writer waits for its append) or `open` (fixed rate).
+    pub load: String,
+    /// Target rate of an open-loop load, operations per second.
+    pub rate_ops_per_sec: Option<f64>,
+    pub ops: u64,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+    pub mb_per_sec: f64,
+    /// Append latency; for an open loop, from each operation's intended start
+    /// (coordinated omission corrected).
+    pub latency: LatencySummary,
+    /// Open loop only: from each operation's actual start.
+    pub latency_uncorrected: Option<LatencySummary>,
+    /// Mean records per flush (group commit batch size), where known.
+    pub records_per_flush: Option<f64>,
+    /// Syncs per second, where known.
+    pub syncs_per_sec: Option<f64>,
+    /// User + system CPU time of the whole process per operation.
+    pub cpu_us_per_op: f64,
+    /// Peak resident set size during the load.
+    pub peak_rss_bytes: u64,
+    /// Errors (a failed load keeps its partial results).
+    pub error: Option<String>,
+    /// The latency histogram (nanoseconds), for `.hgrm` and SVG output.
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
+}
+
+/// Sequential bandwidth of the raw device.
+#[derive(Clone, Debug, Serialize)]
+pub struct BandwidthResult {
+    /// `write` or `read`.
+    pub direction: String,
+    pub block_bytes: usize,
+    pub queue_depth: usize,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mb_per_sec: f64,
+}
+
+/// Time from open to ready of a log of a given size.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecoveryResult {
+    /// How the writer stopped: `close` or `sigkill`.
+    pub stop: String,
+    pub segments: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mb_per_sec: f64,
+    pub records_per_sec: f64,
+    /// Records the writer reported acknowledged before it stopped.
+    pub acknowledged_records: u64,
+    /// A torn tail recovery cut off: `segment:offset`, records dropped.
+    pub torn_tail: Option<String>,
+    pub records_dropped: u64,
+}
+
+/// A row of the final summary: a WAL figure next to the raw device's.
+#[derive(Clone, Debug, Serialize)]
+pub struct SummaryRow {
+    pub metric: String,
+    pub unit: String,
+    pub wal: f64,
+    pub raw: Option<f64>,
+    /// `wal / raw` (for latencies, above 1 means slower than the device).
+    pub ratio: Option<f64>,
+    pub note: String,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// The command line and every option as parsed.
+    pub config: serde_json::Value,
+    pub environment: Environment,
+    pub loads: Vec<LoadResult>,
+    pub bandwidth: Vec<BandwidthResult>,
+    pub recovery: Vec<RecoveryResult>,
+    pub summary: Vec<SummaryRow>,
+}

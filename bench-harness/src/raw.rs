@@ -1,0 +1,322 @@
+//! The device with no log on top: the ceiling every report compares to.
+//!
+//! Writes go to a pre-written file (overwrites, like the log's pre-written
+//! segments) through the same kind of io_uring ring the library uses
+//! (`SINGLE_ISSUER` + `DEFER_TASKRUN` where available, a registered buffer),
+//! and, for the sync-method table, through plain system calls.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use uring_wal::storage::AlignedBuf;
+
+use crate::model::{BandwidthResult, LatencySummary, LoadResult, latency_histogram};
+use crate::sys;
+
+/// A pre-written file the raw tests write into and read from.
+pub struct RawFile {
+    pub path: PathBuf,
+    file: File,
+    pub size: u64,
+    pub direct: bool,
+}
+
+impl Drop for RawFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn open_flags(direct: bool, extra: i32) -> i32 {
+    extra | if direct { libc::O_DIRECT } else { 0 }
+}
+
+impl RawFile {
+    /// Creates `raw-baseline.dat` in `dir`, `size` bytes, written with zeros
+    /// and synced, so later writes are overwrites.
+    pub fn prepare(dir: &Path, size: u64, direct: bool) -> Result<RawFile> {
+        let path = dir.join("raw-baseline.dat");
+        let _ = std::fs::remove_file(&path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(open_flags(direct, libc::O_NOFOLLOW))
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let chunk = AlignedBuf::zeroed(1 << 20);
+        let mut off = 0;
+        while off < size {
+            let n = (size - off).min(chunk.len() as u64) as usize;
+            file.write_all_at(&chunk[..n], off).with_context(|| format!("pre-writing {}", path.display()))?;
+            off += n as u64;
+        }
+        file.sync_all().context("syncing the raw baseline file")?;
+        Ok(RawFile { path, file, size, direct })
+    }
+}
+
+/// Ways to make one write durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMethod {
+    /// io_uring write linked to fdatasync (what GroupSync does).
+    UringFdatasync,
+    /// io_uring write with RWF_DSYNC (what Dsync does).
+    UringDsync,
+    /// pwrite(2) then fdatasync(2).
+    PwriteFdatasync,
+    /// pwritev2(2) with RWF_DSYNC.
+    PwriteDsync,
+    /// pwrite(2) on a descriptor opened with O_DSYNC.
+    OpenDsync,
+    /// pwrite(2), no sync: not durable, the device's write latency.
+    PwriteNoSync,
+}
+
+impl SyncMethod {
+    pub const ALL: [SyncMethod; 6] = [
+        SyncMethod::UringFdatasync,
+        SyncMethod::UringDsync,
+        SyncMethod::PwriteFdatasync,
+        SyncMethod::PwriteDsync,
+        SyncMethod::OpenDsync,
+        SyncMethod::PwriteNoSync,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMethod::UringFdatasync => "raw/io_uring write+fdatasync",
+            SyncMethod::UringDsync => "raw/io_uring write RWF_DSYNC",
+            SyncMethod::PwriteFdatasync => "raw/pwrite+fdatasync",
+            SyncMethod::PwriteDsync => "raw/pwritev2 RWF_DSYNC",
+            SyncMethod::OpenDsync => "raw/pwrite O_DSYNC",
+            SyncMethod::PwriteNoSync => "raw/pwrite, no sync",
+        }
+    }
+}
+
+type Ring = IoUring<squeue::Entry, cqueue::Entry>;
+
+fn ring() -> Result<Ring> {
+    IoUring::<squeue::Entry, cqueue::Entry>::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(8)
+        .or_else(|_| IoUring::new(8))
+        .context("setting up io_uring for the raw baseline")
+}
+
+/// Writes `write_bytes` at a time, one at a time, each made durable by
+/// `method`, for `duration` after `warmup`.
+pub fn qd1(
+    raw: &RawFile,
+    method: SyncMethod,
+    write_bytes: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<LoadResult> {
+    if raw.direct && write_bytes % 512 != 0 {
+        bail!("raw O_DIRECT writes must be a multiple of 512 bytes, got {write_bytes}");
+    }
+    let mut buf = AlignedBuf::zeroed(write_bytes);
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i * 7 + 1) as u8;
+    }
+    let dsync_file = if method == SyncMethod::OpenDsync {
+        Some(
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(open_flags(raw.direct, libc::O_DSYNC))
+                .open(&raw.path)
+                .context("opening with O_DSYNC")?,
+        )
+    } else {
+        None
+    };
+    let mut ring = match method {
+        SyncMethod::UringFdatasync | SyncMethod::UringDsync => Some(ring()?),
+        _ => None,
+    };
+    let fixed = if let Some(r) = &ring {
+        let iov = [libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }];
+        // SAFETY: buf outlives the ring (the ring is dropped first, at the
+        // end of this function, before buf) and is only read by writes.
+        unsafe { r.submitter().register_buffers(&iov) }.is_ok()
+    } else {
+        false
+    };
+    let fd = raw.file.as_raw_fd();
+    let slots = (raw.size / write_bytes as u64).max(1);
+    let mut hist = latency_histogram();
+    let mut i = 0u64;
+    let cpu0 = sys::cpu_time();
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let stop = measure_from + duration;
+    let mut measured = 0u64;
+    let mut t_measure = None;
+    let mut cpu_measure = cpu0;
+    loop {
+        let now = Instant::now();
+        if now >= stop {
+            break;
+        }
+        if t_measure.is_none() && now >= measure_from {
+            t_measure = Some(now);
+            cpu_measure = sys::cpu_time();
+        }
+        let offset = (i % slots) * write_bytes as u64;
+        i += 1;
+        let t0 = Instant::now();
+        match method {
+            SyncMethod::UringFdatasync | SyncMethod::UringDsync => {
+                let ring = ring.as_mut().expect("ring for io_uring methods");
+                let dsync = method == SyncMethod::UringDsync;
+                let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+                let write = if fixed {
+                    opcode::WriteFixed::new(types::Fd(fd), buf.as_ptr(), write_bytes as u32, 0)
+                        .offset(offset)
+                        .rw_flags(flags)
+                        .build()
+                } else {
+                    opcode::Write::new(types::Fd(fd), buf.as_ptr(), write_bytes as u32)
+                        .offset(offset)
+                        .rw_flags(flags)
+                        .build()
+                };
+                // No allocation per operation: two entries, one or both used.
+                let mut entries = [opcode::Nop::new().build(), opcode::Nop::new().build()];
+                let n = if dsync {
+                    entries[0] = write.user_data(1);
+                    1
+                } else {
+                    entries[0] = write.flags(squeue::Flags::IO_LINK).user_data(1);
+                    entries[1] =
+                        opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
+                    2
+                };
+                // SAFETY: the entries point at buf, alive until we reaped
+                // their completions below, before the next iteration.
+                unsafe { ring.submission().push_multiple(&entries[..n]) }.map_err(|_| anyhow::anyhow!("ring full"))?;
+                ring.submit_and_wait(n).context("io_uring_enter")?;
+                let mut seen = 0;
+                while seen < n {
+                    if let Some(cqe) = ring.completion().next() {
+                        seen += 1;
+                        let want = if cqe.user_data() == 1 { write_bytes as i32 } else { 0 };
+                        if cqe.result() != want {
+                            bail!("raw {}: completion {} (expected {want})", method.name(), cqe.result());
+                        }
+                    } else {
+                        ring.submit_and_wait(1).context("io_uring_enter")?;
+                    }
+                }
+            }
+            SyncMethod::PwriteFdatasync => {
+                raw.file.write_all_at(&buf, offset)?;
+                raw.file.sync_data()?;
+            }
+            SyncMethod::PwriteDsync => {
+                let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+                // SAFETY: iov describes buf, valid for the call.
+                let n = unsafe { libc::pwritev2(fd, &iov, 1, offset as libc::off_t, libc::RWF_DSYNC) };
+                if n != write_bytes as isize {
+                    bail!("pwritev2: {}", std::io::Error::last_os_error());
+                }
+            }
+            SyncMethod::OpenDsync => {
+                dsync_file.as_ref().expect("opened above").write_all_at(&buf, offset)?;
+            }
+            SyncMethod::PwriteNoSync => {
+                raw.file.write_all_at(&buf, offset)?;
+            }
+        }
+        if t_measure.is_some() {
+            let ns = t0.elapsed().as_nanos().min(u128::from(crate::model::LATENCY_NS_MAX)) as u64;
+            hist.saturating_record(ns.max(1));
+            measured += 1;
+        }
+    }
+    drop(ring);
+    let seconds = t_measure.map_or(0.0, |t| t.elapsed().as_secs_f64()).max(1e-9);
+    let cpu = sys::cpu_time().saturating_sub(cpu_measure);
+    Ok(LoadResult {
+        test: "raw".into(),
+        backend: method.name().into(),
+        writers: 1,
+        record_bytes: write_bytes as f64,
+        load: "closed".into(),
+        rate_ops_per_sec: None,
+        ops: measured,
+        seconds,
+        ops_per_sec: measured as f64 / seconds,
+        mb_per_sec: measured as f64 * write_bytes as f64 / seconds / 1e6,
+        latency: LatencySummary::of(&hist),
+        latency_uncorrected: None,
+        records_per_flush: Some(1.0),
+        syncs_per_sec: (method != SyncMethod::PwriteNoSync).then(|| measured as f64 / seconds),
+        cpu_us_per_op: cpu.as_secs_f64() * 1e6 / measured.max(1) as f64,
+        peak_rss_bytes: sys::peak_rss_bytes(),
+        error: None,
+        histogram: hist,
+    })
+}
+
+/// Sequential bandwidth over the whole file: `block_bytes` per operation,
+/// `queue_depth` operations in flight. Writes end with an fdatasync, inside
+/// the timed span.
+pub fn sequential(raw: &RawFile, write: bool, block_bytes: usize, queue_depth: usize) -> Result<BandwidthResult> {
+    let mut ring = ring()?;
+    let mut bufs: Vec<AlignedBuf> = (0..queue_depth).map(|_| AlignedBuf::zeroed(block_bytes)).collect();
+    for b in &mut bufs {
+        b.fill(0x3C);
+    }
+    let fd = raw.file.as_raw_fd();
+    let ops = raw.size / block_bytes as u64;
+    let mut next = 0u64;
+    let mut done = 0u64;
+    let mut free: Vec<usize> = (0..queue_depth).collect();
+    let started = Instant::now();
+    while done < ops {
+        while next < ops {
+            let Some(slot) = free.pop() else { break };
+            let ptr = bufs[slot].as_mut_ptr();
+            let offset = next * block_bytes as u64;
+            let e = if write {
+                opcode::Write::new(types::Fd(fd), ptr, block_bytes as u32).offset(offset).build()
+            } else {
+                opcode::Read::new(types::Fd(fd), ptr, block_bytes as u32).offset(offset).build()
+            };
+            // SAFETY: bufs[slot] stays alive and unused by anything else
+            // until its completion returns the slot to `free`.
+            unsafe { ring.submission().push(&e.user_data(slot as u64)) }.map_err(|_| anyhow::anyhow!("ring full"))?;
+            next += 1;
+        }
+        ring.submit_and_wait(1).context("io_uring_enter")?;
+        for cqe in ring.completion() {
+            if cqe.result() != block_bytes as i32 {
+                bail!("sequential {}: completion {}", if write { "write" } else { "read" }, cqe.result());
+            }
+            free.push(cqe.user_data() as usize);
+            done += 1;
+        }
+    }
+    if write {
+        raw.file.sync_data()?;
+    }
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    Ok(BandwidthResult {
+        direction: if write { "write" } else { "read" }.into(),
+        block_bytes,
+        queue_depth,
+        bytes: raw.size,
+        seconds,
+        mb_per_sec: raw.size as f64 / seconds / 1e6,
+    })
+}

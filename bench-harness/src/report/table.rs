@@ -1,0 +1,527 @@
+//! Human-readable tables for stdout: fixed-width aligned columns with the unit
+//! in each header, `-` for a value that is missing.
+
+use std::fmt::Write as _;
+
+use super::{record_bytes, thousands};
+use crate::model::{BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, SummaryRow};
+
+const MISSING: &str = "-";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+enum Line {
+    Cells(Vec<String>),
+    /// A line of free text below a row (an error), not part of the columns.
+    Note(String),
+}
+
+/// Columns sized to their widest cell, separated by two spaces.
+struct Table {
+    columns: Vec<(&'static str, Align)>,
+    lines: Vec<Line>,
+}
+
+impl Table {
+    fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table { columns: columns.to_vec(), lines: Vec::new() }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        self.lines.push(Line::Cells(cells));
+    }
+
+    fn note(&mut self, text: String) {
+        self.lines.push(Line::Note(text));
+    }
+
+    fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.columns.iter().map(|(h, _)| h.chars().count()).collect();
+        for line in &self.lines {
+            if let Line::Cells(cells) = line {
+                for (w, cell) in widths.iter_mut().zip(cells) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+        }
+        let mut out = String::new();
+        let header: Vec<String> = self.columns.iter().map(|(h, _)| h.to_string()).collect();
+        self.push_cells(&mut out, &widths, &header);
+        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+        self.push_cells(&mut out, &widths, &rule);
+        for line in &self.lines {
+            match line {
+                Line::Cells(cells) => self.push_cells(&mut out, &widths, cells),
+                Line::Note(text) => {
+                    out.push_str("    ");
+                    out.push_str(text);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    fn push_cells(&self, out: &mut String, widths: &[usize], cells: &[String]) {
+        let mut line = String::new();
+        for (i, ((cell, &width), (_, align))) in cells.iter().zip(widths).zip(&self.columns).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = width.saturating_sub(cell.chars().count());
+            match align {
+                Align::Left => {
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+                Align::Right => {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+/// A latency in microseconds: one decimal under 100 us, an integer above.
+fn latency(us: f64) -> String {
+    if !us.is_finite() {
+        MISSING.to_string()
+    } else if us.abs() < 100.0 {
+        format!("{us:.1}")
+    } else {
+        thousands(us)
+    }
+}
+
+/// A rate: one decimal under 100, an integer with separators above.
+fn rate(v: f64) -> String {
+    if !v.is_finite() {
+        MISSING.to_string()
+    } else if v.abs() < 100.0 {
+        format!("{v:.1}")
+    } else {
+        thousands(v)
+    }
+}
+
+/// A figure with two decimals under 10, one under 1000, an integer above.
+fn number(v: f64) -> String {
+    if !v.is_finite() {
+        MISSING.to_string()
+    } else if v == 0.0 {
+        "0".to_string()
+    } else if v.abs() < 0.01 {
+        format!("{v:.4}")
+    } else if v.abs() < 10.0 {
+        format!("{v:.2}")
+    } else if v.abs() < 1000.0 {
+        format!("{v:.1}")
+    } else {
+        thousands(v)
+    }
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| MISSING.to_string())
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes == 0 { MISSING.to_string() } else { format!("{:.1}", bytes as f64 / (1u64 << 20) as f64) }
+}
+
+fn mb(bytes: u64) -> String {
+    number(bytes as f64 / 1e6)
+}
+
+fn yes_no(v: Option<bool>) -> String {
+    match v {
+        Some(true) => "yes".to_string(),
+        Some(false) => "no".to_string(),
+        None => "unknown".to_string(),
+    }
+}
+
+fn or_missing(s: &str) -> String {
+    if s.trim().is_empty() { MISSING.to_string() } else { s.to_string() }
+}
+
+fn bytes_opt(v: Option<u32>) -> String {
+    opt(v, |b| format!("{} B", thousands(f64::from(b))))
+}
+
+/// The machine and storage measured, one `label: value` per line.
+pub fn environment(env: &Environment) -> String {
+    let device = match (&env.device, &env.device_name) {
+        (Some(d), Some(n)) if !n.trim().is_empty() => format!("{d} ({n})"),
+        (Some(d), _) => d.clone(),
+        (None, Some(n)) => n.clone(),
+        (None, None) => MISSING.to_string(),
+    };
+    let memory = if env.memory_bytes == 0 {
+        MISSING.to_string()
+    } else {
+        format!("{:.1} GiB", env.memory_bytes as f64 / (1u64 << 30) as f64)
+    };
+    let cpus = match (env.cpus, env.cpu_model.trim()) {
+        (0, "") => MISSING.to_string(),
+        (0, model) => model.to_string(),
+        (n, "") => n.to_string(),
+        (n, model) => format!("{n} x {model}"),
+    };
+    let io_uring = if env.io_uring_available {
+        "available".to_string()
+    } else {
+        format!("unavailable: {}", env.io_uring_unavailable_reason.as_deref().unwrap_or("reason unknown"))
+    };
+    let o_direct = if env.o_direct_accepted {
+        "accepted".to_string()
+    } else {
+        format!("refused: {}", env.o_direct_refused_reason.as_deref().unwrap_or("reason unknown"))
+    };
+    let atomic = match env.atomic_write_unit_max_bytes {
+        Some(0) => "none".to_string(),
+        v => bytes_opt(v),
+    };
+    let items: Vec<(&str, String)> = vec![
+        ("bench-harness", or_missing(&env.harness_version)),
+        ("uring-wal", or_missing(&env.library_version)),
+        ("timestamp (UTC)", or_missing(&env.timestamp_utc)),
+        ("kernel", or_missing(&env.kernel)),
+        ("CPUs", cpus),
+        ("memory", memory),
+        ("directory", or_missing(&env.dir)),
+        ("file system", or_missing(&env.fs_type)),
+        ("device", device),
+        ("logical block", bytes_opt(env.logical_block_bytes)),
+        ("physical block", bytes_opt(env.physical_block_bytes)),
+        (
+            "O_DIRECT alignment",
+            format!(
+                "memory {} B, offset {} B",
+                thousands(f64::from(env.dio_mem_align)),
+                thousands(f64::from(env.dio_offset_align))
+            ),
+        ),
+        ("write cache", opt(env.write_cache.as_deref(), or_missing)),
+        ("FUA", yes_no(env.fua)),
+        ("atomic write max", atomic),
+        ("rotational", yes_no(env.rotational)),
+        ("io_uring", io_uring),
+        ("O_DIRECT", o_direct),
+    ];
+    let width = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::from("Environment\n");
+    for (key, value) in items {
+        let _ = writeln!(out, "  {:<width$} {value}", format!("{key}:"));
+    }
+    out
+}
+
+fn latency_cells(l: &LatencySummary) -> Vec<String> {
+    if l.count == 0 {
+        return vec![MISSING.to_string(); 7];
+    }
+    [l.min_us, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.p9999_us, l.max_us].into_iter().map(latency).collect()
+}
+
+/// The test name, with the target rate of an open-loop load.
+fn test_label(r: &LoadResult) -> String {
+    match r.rate_ops_per_sec {
+        Some(rate) => format!("{} @{}/s", r.test, thousands(rate)),
+        None => r.test.clone(),
+    }
+}
+
+/// One row per load (a second, `(uncorrected)`, for an open loop), its error
+/// on a line of its own below it.
+pub fn loads(results: &[LoadResult]) -> String {
+    let mut t = Table::new(&[
+        ("test", Align::Left),
+        ("backend", Align::Left),
+        ("writers", Align::Right),
+        ("record B", Align::Right),
+        ("ops/s", Align::Right),
+        ("MB/s", Align::Right),
+        ("min us", Align::Right),
+        ("p50 us", Align::Right),
+        ("p90 us", Align::Right),
+        ("p99 us", Align::Right),
+        ("p99.9 us", Align::Right),
+        ("p99.99 us", Align::Right),
+        ("max us", Align::Right),
+        ("rec/flush", Align::Right),
+        ("syncs/s", Align::Right),
+        ("CPU us/op", Align::Right),
+        ("RSS MiB", Align::Right),
+    ]);
+    for r in results {
+        let mut cells = vec![
+            test_label(r),
+            r.backend.clone(),
+            r.writers.to_string(),
+            record_bytes(r.record_bytes),
+            rate(r.ops_per_sec),
+            number(r.mb_per_sec),
+        ];
+        cells.extend(latency_cells(&r.latency));
+        cells.extend([
+            opt(r.records_per_flush, |v| format!("{v:.1}")),
+            opt(r.syncs_per_sec, rate),
+            number(r.cpu_us_per_op),
+            mib(r.peak_rss_bytes),
+        ]);
+        t.row(cells);
+        if let Some(u) = &r.latency_uncorrected {
+            let mut cells = vec![String::new(), "  (uncorrected)".to_string()];
+            cells.extend(std::iter::repeat_n(String::new(), 4));
+            cells.extend(latency_cells(u));
+            cells.extend(std::iter::repeat_n(String::new(), 4));
+            t.row(cells);
+        }
+        if let Some(e) = &r.error {
+            t.note(format!("error: {e}"));
+        }
+    }
+    t.render()
+}
+
+/// Like pg_test_fsync: one row per sync method (the backend), its operations
+/// per second and mean microseconds per operation.
+pub fn sync_methods(results: &[LoadResult]) -> String {
+    let mut t = Table::new(&[("method", Align::Left), ("ops/s", Align::Right), ("us/op", Align::Right)]);
+    for r in results {
+        let us_per_op = if r.latency.count == 0 { MISSING.to_string() } else { latency(r.latency.mean_us) };
+        t.row(vec![r.backend.clone(), rate(r.ops_per_sec), us_per_op]);
+        if let Some(e) = &r.error {
+            t.note(format!("error: {e}"));
+        }
+    }
+    t.render()
+}
+
+/// Sequential bandwidth of the raw device.
+pub fn bandwidth(results: &[BandwidthResult]) -> String {
+    let mut t = Table::new(&[
+        ("direction", Align::Left),
+        ("block B", Align::Right),
+        ("queue depth", Align::Right),
+        ("MB", Align::Right),
+        ("seconds", Align::Right),
+        ("MB/s", Align::Right),
+    ]);
+    for r in results {
+        t.row(vec![
+            r.direction.clone(),
+            thousands(r.block_bytes as f64),
+            r.queue_depth.to_string(),
+            mb(r.bytes),
+            format!("{:.3}", r.seconds),
+            number(r.mb_per_sec),
+        ]);
+    }
+    t.render()
+}
+
+/// Time from open to ready of logs of several sizes.
+pub fn recovery(results: &[RecoveryResult]) -> String {
+    let mut t = Table::new(&[
+        ("stop", Align::Left),
+        ("segments", Align::Right),
+        ("records", Align::Right),
+        ("MB", Align::Right),
+        ("seconds", Align::Right),
+        ("MB/s", Align::Right),
+        ("records/s", Align::Right),
+        ("acked records", Align::Right),
+        ("dropped records", Align::Right),
+        ("torn tail", Align::Left),
+    ]);
+    for r in results {
+        t.row(vec![
+            r.stop.clone(),
+            r.segments.to_string(),
+            thousands(r.records as f64),
+            mb(r.bytes),
+            format!("{:.3}", r.seconds),
+            number(r.mb_per_sec),
+            rate(r.records_per_sec),
+            thousands(r.acknowledged_records as f64),
+            thousands(r.records_dropped as f64),
+            opt(r.torn_tail.as_deref(), or_missing),
+        ]);
+    }
+    t.render()
+}
+
+/// The final summary: each WAL figure next to the raw device's, and their
+/// ratio (`1.08x`).
+pub fn summary(rows: &[SummaryRow]) -> String {
+    let mut t = Table::new(&[
+        ("metric", Align::Left),
+        ("unit", Align::Left),
+        ("WAL", Align::Right),
+        ("raw device", Align::Right),
+        ("ratio", Align::Right),
+        ("note", Align::Left),
+    ]);
+    for r in rows {
+        t.row(vec![
+            r.metric.clone(),
+            r.unit.clone(),
+            number(r.wal),
+            opt(r.raw, number),
+            opt(r.ratio.filter(|v| v.is_finite()), |v| format!("{v:.2}x")),
+            r.note.clone(),
+        ]);
+    }
+    t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures;
+
+    /// The byte offset of every column of a table's header, from its rule line.
+    fn rule_columns(table: &str) -> Vec<(usize, usize)> {
+        let rule = table.lines().nth(1).expect("rule line");
+        let mut spans = Vec::new();
+        let mut start = None;
+        for (i, c) in rule.char_indices() {
+            match (c, start) {
+                ('-', None) => start = Some(i),
+                (' ', Some(s)) => {
+                    spans.push((s, i));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            spans.push((s, rule.len()));
+        }
+        spans
+    }
+
+    #[test]
+    fn loads_has_unit_headers_and_aligned_rows() {
+        let results = fixtures::loads();
+        let out = loads(&results);
+        let header = out.lines().next().unwrap();
+        for h in [
+            "test",
+            "backend",
+            "writers",
+            "record B",
+            "ops/s",
+            "MB/s",
+            "min us",
+            "p50 us",
+            "p90 us",
+            "p99 us",
+            "p99.9 us",
+            "p99.99 us",
+            "max us",
+            "rec/flush",
+            "syncs/s",
+            "CPU us/op",
+            "RSS MiB",
+        ] {
+            assert!(header.contains(h), "header lacks {h:?}: {header}");
+        }
+        // Header, rule, a row per result, plus the open loop's uncorrected row and error line.
+        assert_eq!(out.lines().count(), 2 + results.len() + 2, "{out}");
+        assert!(out.contains("(uncorrected)"));
+        assert!(out.contains("    error: writer 3: <timed out> & gave up"));
+        assert!(out.contains("latency @5,000/s"));
+        // Right-aligned cells end where their column's rule ends.
+        let spans = rule_columns(&out);
+        assert_eq!(spans.len(), 17);
+        let first_row = out.lines().nth(2).unwrap();
+        let (_, p99_end) = spans[9];
+        assert!(first_row.as_bytes()[p99_end - 1].is_ascii_digit(), "{out}");
+        assert!(first_row.len() >= p99_end);
+    }
+
+    #[test]
+    fn loads_prints_dashes_for_missing_values() {
+        let mut r = fixtures::load("okaywal", 1, 100.0, 50.0, 1);
+        r.latency = LatencySummary::default();
+        r.records_per_flush = None;
+        r.syncs_per_sec = None;
+        r.peak_rss_bytes = 0;
+        let out = loads(&[r]);
+        let row = out.lines().nth(2).unwrap();
+        let dashes = row.split_whitespace().filter(|c| *c == "-").count();
+        assert_eq!(dashes, 7 + 2 + 1, "{out}");
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(latency(57.25), "57.2");
+        assert_eq!(latency(0.04), "0.0");
+        assert_eq!(latency(12345.6), "12,346");
+        assert_eq!(rate(45.25), "45.2");
+        assert_eq!(rate(123456.0), "123,456");
+        assert_eq!(number(1.08), "1.08");
+        assert_eq!(number(1342.2), "1,342");
+    }
+
+    #[test]
+    fn sync_methods_table() {
+        let results = fixtures::loads();
+        let out = sync_methods(&results[..2]);
+        let header = out.lines().next().unwrap();
+        assert!(header.starts_with("method") && header.contains("ops/s") && header.contains("us/op"), "{out}");
+        assert!(out.contains("uring-wal/group-sync") && out.contains("raw/fdatasync"));
+        assert_eq!(out.lines().count(), 4);
+    }
+
+    #[test]
+    fn other_tables() {
+        let report = fixtures::report();
+        let env = environment(&report.environment);
+        for needle in [
+            "kernel:",
+            "2 x Test CPU",
+            "24.0 GiB",
+            "/dev/nvme0n1 (Fake NVMe)",
+            "4,096 B",
+            "memory 512 B, offset 512 B",
+            "write back",
+            "FUA:",
+            "atomic write max:",
+            "unavailable: io_uring_setup: EPERM",
+            "O_DIRECT:",
+            "accepted",
+        ] {
+            assert!(env.contains(needle), "environment lacks {needle:?}:\n{env}");
+        }
+        let bw = bandwidth(&report.bandwidth);
+        assert!(bw.lines().next().unwrap().contains("MB/s"), "{bw}");
+        assert!(bw.contains("1,048,576"), "{bw}");
+        let rec = recovery(&report.recovery);
+        assert!(rec.contains("records/s") && rec.contains("15:1048576") && rec.contains("1,000,000"), "{rec}");
+        let sum = summary(&report.summary);
+        assert!(sum.lines().next().unwrap().contains("raw device"), "{sum}");
+        assert!(sum.contains("1.08x"), "{sum}");
+        let recovery_row = sum.lines().nth(3).unwrap();
+        assert_eq!(recovery_row.split_whitespace().filter(|c| *c == "-").count(), 2, "{sum}");
+    }
+
+    #[test]
+    fn empty_inputs_give_headers_only() {
+        assert_eq!(loads(&[]).lines().count(), 2);
+        assert_eq!(summary(&[]).lines().count(), 2);
+        let env = environment(&Environment::default());
+        assert!(env.contains("unavailable: reason unknown"));
+    }
+}

@@ -1,0 +1,277 @@
+//! The logs a load can be run against, behind one trait.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use uring_wal::{Backend, Batch, DirectIo, Durability, Options, RecordType, Wal};
+
+/// A log under test: appends durably from many threads at once.
+pub trait Target: Send + Sync {
+    /// Appends one record and returns once it is durable as the target
+    /// defines it (for uring-wal: acknowledged under its durability mode).
+    fn append(&self, payload: &[u8]) -> Result<()>;
+
+    /// Appends several records in one call, returning once all are durable.
+    fn append_batch(&self, payloads: &[&[u8]]) -> Result<()> {
+        for p in payloads {
+            self.append(p)?;
+        }
+        Ok(())
+    }
+
+    /// Group-commit counters since opening, where the target knows them.
+    fn flush_stats(&self) -> Option<FlushStats> {
+        None
+    }
+
+    /// A short description of how it runs (backend, I/O mode).
+    fn describe(&self) -> String;
+
+    /// Closes, after making everything appended durable.
+    fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// Counters of a target that batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    pub appends: u64,
+    pub flushes: u64,
+    pub syncs: u64,
+}
+
+/// I/O path of uring-wal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoPath {
+    Auto,
+    Uring,
+    Threaded,
+    Buffered,
+}
+
+/// Which log, and how: `uring-wal[:MODE][:PATH]`, `okaywal`, `raft-engine`,
+/// `naive` (the last three with the `peers` feature).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetSpec {
+    UringWal { durability: Durability, path: IoPath },
+    Okaywal,
+    RaftEngine,
+    Naive,
+}
+
+impl TargetSpec {
+    /// Default: uring-wal, group sync, io_uring where available.
+    pub fn default_wal() -> TargetSpec {
+        TargetSpec::UringWal { durability: Durability::GroupSync, path: IoPath::Auto }
+    }
+
+    /// Whether appends are synced before they return.
+    pub fn is_durable(&self) -> bool {
+        match self {
+            TargetSpec::UringWal { durability, .. } => {
+                matches!(durability, Durability::GroupSync | Durability::Dsync)
+            }
+            _ => true,
+        }
+    }
+}
+
+fn durability_name(d: Durability) -> String {
+    match d {
+        Durability::GroupSync => "group-sync".into(),
+        Durability::Dsync => "dsync".into(),
+        Durability::Periodic { interval } => format!("periodic={}ms", interval.as_millis()),
+        Durability::None => "none".into(),
+        _ => "other".into(),
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::UringWal { durability, path } => {
+                write!(f, "uring-wal/{}", durability_name(*durability))?;
+                match path {
+                    IoPath::Auto => Ok(()),
+                    IoPath::Uring => write!(f, "/uring"),
+                    IoPath::Threaded => write!(f, "/threaded"),
+                    IoPath::Buffered => write!(f, "/buffered"),
+                }
+            }
+            TargetSpec::Okaywal => write!(f, "okaywal"),
+            TargetSpec::RaftEngine => write!(f, "raft-engine"),
+            TargetSpec::Naive => write!(f, "naive"),
+        }
+    }
+}
+
+impl FromStr for TargetSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TargetSpec, String> {
+        let mut parts = s.split([':', '/']);
+        let head = parts.next().unwrap_or_default();
+        match head {
+            "uring-wal" | "wal" => {
+                let mut durability = Durability::GroupSync;
+                let mut path = IoPath::Auto;
+                for part in parts {
+                    match part {
+                        "group-sync" | "groupsync" | "fdatasync" => durability = Durability::GroupSync,
+                        "dsync" => durability = Durability::Dsync,
+                        "none" => durability = Durability::None,
+                        "periodic" => durability = Durability::Periodic { interval: Duration::from_millis(100) },
+                        p if p.starts_with("periodic=") => {
+                            let ms = p["periodic=".len()..].trim_end_matches("ms");
+                            let ms: u64 = ms.parse().map_err(|_| format!("bad periodic interval in {s:?}"))?;
+                            if ms == 0 {
+                                return Err(format!("periodic interval must be positive in {s:?}"));
+                            }
+                            durability = Durability::Periodic { interval: Duration::from_millis(ms) };
+                        }
+                        "uring" | "io-uring" => path = IoPath::Uring,
+                        "threaded" => path = IoPath::Threaded,
+                        "buffered" => path = IoPath::Buffered,
+                        "auto" => path = IoPath::Auto,
+                        other => {
+                            return Err(format!(
+                                "unknown part {other:?} in {s:?}: modes are group-sync, dsync, periodic[=MS], none; \
+                                 paths are auto, uring, threaded, buffered"
+                            ));
+                        }
+                    }
+                }
+                Ok(TargetSpec::UringWal { durability, path })
+            }
+            "okaywal" if parts.next().is_none() => Ok(TargetSpec::Okaywal),
+            "raft-engine" if parts.next().is_none() => Ok(TargetSpec::RaftEngine),
+            "naive" if parts.next().is_none() => Ok(TargetSpec::Naive),
+            _ => Err(format!(
+                "unknown backend {s:?}: uring-wal[:MODE][:PATH], okaywal, raft-engine, naive (the last three \
+                 need --features peers)"
+            )),
+        }
+    }
+}
+
+/// How targets are opened.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Largest record the load appends.
+    pub record_bytes_max: usize,
+    /// Accept a directory where O_DIRECT is refused.
+    pub allow_buffered: bool,
+}
+
+/// Opens `spec` in `dir` (which it owns: created if missing).
+pub fn open(spec: &TargetSpec, dir: &Path, opts: &OpenOptions) -> Result<Box<dyn Target>> {
+    match spec {
+        TargetSpec::UringWal { durability, path } => Ok(Box::new(WalTarget::open(dir, *durability, *path, opts)?)),
+        #[cfg(feature = "peers")]
+        other => crate::peers::open(other, dir, opts),
+        #[cfg(not(feature = "peers"))]
+        other => anyhow::bail!("backend {other} needs the harness built with --features peers"),
+    }
+}
+
+/// uring-wal under test.
+pub struct WalTarget {
+    wal: Wal,
+}
+
+impl WalTarget {
+    pub fn open(dir: &Path, durability: Durability, path: IoPath, opts: &OpenOptions) -> Result<WalTarget> {
+        let record_max = u32::try_from(opts.record_bytes_max.max(1024))
+            .ok()
+            .filter(|&m| m <= uring_wal::format::RECORD_PAYLOAD_BYTES_LIMIT)
+            .with_context(|| format!("record size {} is above the 64 MiB limit", opts.record_bytes_max))?;
+        let segment_bytes = (64u64 << 20).max((u64::from(record_max) * 4).next_multiple_of(64 << 10));
+        let mut o = Options::durable(dir)
+            .durability(durability)
+            .record_bytes_max(record_max)
+            .segment_bytes(segment_bytes)
+            .queue_bytes_max((16usize << 20).max(record_max as usize * 2));
+        o = match path {
+            IoPath::Auto => o,
+            IoPath::Uring => o.backend(Backend::IoUring),
+            IoPath::Threaded => o.backend(Backend::Threaded),
+            IoPath::Buffered => o.direct_io(DirectIo::Off),
+        };
+        if path != IoPath::Buffered && !opts.allow_buffered {
+            o = o.direct_io(DirectIo::Required);
+        }
+        let wal = Wal::open(o).with_context(|| format!("opening uring-wal in {}", dir.display()))?;
+        Ok(WalTarget { wal })
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+}
+
+impl Target for WalTarget {
+    fn append(&self, payload: &[u8]) -> Result<()> {
+        self.wal.append(RecordType::Put, payload)?;
+        Ok(())
+    }
+
+    fn append_batch(&self, payloads: &[&[u8]]) -> Result<()> {
+        // A batch per call; its buffers come back from (and return to) the
+        // log's pool, so steady state does not allocate.
+        thread_local! {
+            static BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new());
+        }
+        BATCH.with(|b| {
+            let mut batch = b.borrow_mut();
+            for p in payloads {
+                batch.push(RecordType::Put, p)?;
+            }
+            self.wal.append_batch(&mut batch)?;
+            Ok(())
+        })
+    }
+
+    fn flush_stats(&self) -> Option<FlushStats> {
+        let s = self.wal.stats();
+        Some(FlushStats { appends: s.appends, flushes: s.flushes, syncs: s.syncs })
+    }
+
+    fn describe(&self) -> String {
+        let b = self.wal.backend();
+        let mut d =
+            format!("{:?}, {}, block {} B", b.kind, if b.direct_io { "O_DIRECT" } else { "buffered" }, b.block_bytes);
+        if let Some(r) = &b.fallback_reason {
+            d.push_str(&format!(" (io_uring: {r})"));
+        }
+        if let Some(r) = &b.buffered_reason {
+            d.push_str(&format!(" (buffered: {r})"));
+        }
+        d
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        self.wal.close()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print() {
+        let s: TargetSpec = "uring-wal:dsync:threaded".parse().unwrap();
+        assert_eq!(s, TargetSpec::UringWal { durability: Durability::Dsync, path: IoPath::Threaded });
+        assert_eq!(s.to_string(), "uring-wal/dsync/threaded");
+        let p: TargetSpec = "uring-wal:periodic=20".parse().unwrap();
+        assert_eq!(p.to_string(), "uring-wal/periodic=20ms");
+        assert!(!p.is_durable());
+        assert_eq!("okaywal".parse::<TargetSpec>().unwrap(), TargetSpec::Okaywal);
+        assert!("uring-wal:fast".parse::<TargetSpec>().is_err());
+        assert!("uring-wal:periodic=0".parse::<TargetSpec>().is_err());
+        assert!("sqlite".parse::<TargetSpec>().is_err());
+    }
+}

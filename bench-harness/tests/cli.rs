@@ -1,0 +1,194 @@
+//! The harness as users run it: every subcommand with tiny durations, the
+//! output files, and bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn harness(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bench-harness"))
+        .arg("--dir")
+        .arg(dir)
+        .arg("--quiet")
+        .args(args)
+        .output()
+        .expect("run bench-harness")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = harness(dir, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = harness(dir, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn probe_prints_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["probe"]);
+    for needle in ["kernel", "io_uring", "O_DIRECT", "ext4"] {
+        assert!(out.contains(needle), "probe output lacks {needle}:\n{out}");
+    }
+}
+
+#[test]
+fn latency_writes_json_hgrm_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let j = out_dir.path().join("lat.json");
+    let h = out_dir.path().join("lat.hgrm");
+    let s = out_dir.path().join("lat.svg");
+    let stdout = ok(
+        dir.path(),
+        &[
+            "latency",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--json",
+            j.to_str().unwrap(),
+            "--hgrm",
+            h.to_str().unwrap(),
+            "--svg",
+            s.to_str().unwrap(),
+        ],
+    );
+    assert!(stdout.contains("p99.9 us"), "{stdout}");
+    let v = json(&j);
+    for key in ["config", "environment", "loads", "bandwidth", "recovery", "summary"] {
+        assert!(v.get(key).is_some(), "JSON lacks {key}");
+    }
+    let load = &v["loads"][0];
+    for key in ["backend", "writers", "ops_per_sec", "mb_per_sec", "cpu_us_per_op", "peak_rss_bytes"] {
+        assert!(load.get(key).is_some(), "load lacks {key}: {load}");
+    }
+    assert!(load["ops"].as_u64().unwrap() > 0);
+    assert!(load["latency"]["p50_us"].as_f64().unwrap() > 0.0);
+    let hgrm = std::fs::read_to_string(&h).unwrap();
+    let rows: Vec<&str> = hgrm.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).skip(1).collect();
+    assert!(rows.len() > 10, "{hgrm}");
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols.len(), 4, "row {row:?}");
+        assert!(cols.iter().all(|c| c.parse::<f64>().is_ok() || *c == "inf" || *c == "Infinity"), "row {row:?}");
+    }
+    assert!(hgrm.contains("#[Mean"));
+    let svg = std::fs::read_to_string(&s).unwrap();
+    assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    // The data directory holds nothing the harness wrote.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn throughput_and_sweep_with_tiny_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["throughput", "--writers", "1,4", "--duration", "300ms", "--warmup", "100ms"]);
+    assert!(out.contains("uring-wal/group-sync"), "{out}");
+    let j = dir.path().join("sweep.json");
+    let out = ok(
+        dir.path(),
+        &[
+            "sweep",
+            "--backend",
+            "uring-wal:group-sync,uring-wal:dsync",
+            "--writers",
+            "1,2",
+            "--record-bytes",
+            "100,1000..2000",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "50ms",
+            "--json",
+            j.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("pwrite+fdatasync"), "sync method table:\n{out}");
+    let loads = json(&j)["loads"].as_array().unwrap().len();
+    assert!(loads >= 8 + 6, "2 backends x 2 writers x 2 sizes, and the sync methods: {loads}");
+}
+
+#[test]
+fn raw_and_recovery_with_small_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["raw", "--duration", "200ms", "--file-bytes", "8MiB", "--all-methods"]);
+    assert!(out.contains("io_uring write+fdatasync") && out.contains("MB/s"), "{out}");
+    let out = ok(dir.path(), &["recovery", "--bytes", "8MiB"]);
+    assert!(out.contains("close"), "{out}");
+    let j = dir.path().join("rec.json");
+    ok(dir.path(), &["recovery", "--bytes", "8MiB", "--kill", "--json", j.to_str().unwrap()]);
+    let rec = &json(&j)["recovery"][0];
+    assert_eq!(rec["stop"], "sigkill");
+    assert!(rec["records"].as_u64().unwrap() >= rec["acknowledged_records"].as_u64().unwrap());
+    assert!(rec["seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn run_quick_ends_with_a_summary_of_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["run", "--quick"]);
+    assert!(out.to_lowercase().contains("summary") || out.contains("ratio"), "{out}");
+    assert!(out.contains("x"), "{out}");
+}
+
+#[test]
+fn open_loop_with_a_stall_shows_corrected_percentiles_above_uncorrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("open.json");
+    ok(
+        dir.path(),
+        &[
+            "latency",
+            "--rate",
+            "2000",
+            "--writers",
+            "1",
+            "--duration",
+            "1s",
+            "--warmup",
+            "100ms",
+            "--backend",
+            "uring-wal:none",
+            "--debug-stall-after",
+            "600",
+            "--debug-stall-ms",
+            "200",
+            "--json",
+            j.to_str().unwrap(),
+        ],
+    );
+    let load = &json(&j)["loads"][0];
+    let corrected = load["latency"]["p99_us"].as_f64().unwrap();
+    let uncorrected = load["latency_uncorrected"]["p99_us"].as_f64().unwrap();
+    assert!(corrected > 5.0 * uncorrected, "corrected p99 {corrected} us vs uncorrected {uncorrected} us");
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_failing_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(fails(d, &["latency", "--no-such-flag"]).contains("--no-such-flag"));
+    assert!(fails(d, &["latency", "--record-bytes", "0"]).contains("positive"));
+    assert!(fails(d, &["latency", "--record-bytes", "100MiB"]).contains("maximum record size"));
+    assert!(fails(d, &["throughput", "--writers=-3"]).contains("writers"));
+    assert!(fails(d, &["throughput", "--writers", "0"]).contains("writers"));
+    assert!(fails(d, &["latency", "--duration=-1s"]).contains("duration"));
+    assert!(fails(d, &["latency", "--backend", "sqlite"]).contains("unknown backend"));
+    assert!(fails(d, &["latency", "--rate", "0"]).contains("rate"));
+    if Path::new("/dev/shm").is_dir() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let err = fails(shm.path(), &["latency", "--duration", "100ms"]);
+        assert!(err.contains("--allow-buffered"), "{err}");
+    }
+}
