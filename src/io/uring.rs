@@ -100,8 +100,13 @@ struct Flush {
     sync: SyncMode,
     /// Bytes known written.
     done: usize,
-    /// CQEs still expected for the current attempt.
-    outstanding: u8,
+    /// The current attempt's write CQE is still expected.
+    awaiting_write: bool,
+    /// The current attempt's linked sync CQE is still expected.
+    awaiting_sync: bool,
+    /// The current attempt's write posted a CQE (with `SKIP_SUCCESS` it
+    /// does only when it failed or was short).
+    write_seen: bool,
     write_err: Option<io::Error>,
     sync_err: Option<io::Error>,
     sync_ran: bool,
@@ -118,6 +123,10 @@ pub(crate) struct UringQueue {
     doorbell_buf: Box<[u8; 8]>,
     doorbell_armed: bool,
     fixed_buffers: bool,
+    /// `IOSQE_CQE_SKIP_SUCCESS` on linked writes (Linux 5.17+): a write that
+    /// completes in full posts no CQE, so the I/O thread wakes once per
+    /// flush (for its sync) instead of twice.
+    skip_write_cqe: bool,
     cqes: Vec<(u64, i32)>,
     /// Operations that failed at submission, reported by the next poll.
     failed: VecDeque<Completion>,
@@ -184,6 +193,7 @@ impl UringQueue {
         // reads from it, so no operation ever touches memory that was freed.
         let fixed_buffers = !buffers.is_empty() && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         let doorbell = Arc::new(Doorbell::new()?);
+        let ring_skip = ring.params().is_feature_skip_cqe_on_success();
         let queue = UringQueue {
             ring,
             ops: Vec::new(),
@@ -193,6 +203,7 @@ impl UringQueue {
             doorbell_buf: Box::new([0; 8]),
             doorbell_armed: false,
             fixed_buffers,
+            skip_write_cqe: ring_skip,
             cqes: Vec::with_capacity(RING_ENTRIES as usize),
             failed: VecDeque::new(),
         };
@@ -255,15 +266,24 @@ impl UringQueue {
         };
         let write = write.user_data(u64::from(slot) << 1);
         f.sync_ran = false;
+        f.write_seen = false;
         if f.sync == SyncMode::DataSync {
-            f.outstanding = 2;
+            // A short or failed write still posts its CQE (the kernel clears
+            // the skip flag when it marks the request failed, which it does
+            // for any result other than the full length) and cancels the sync.
+            let skip = self.skip_write_cqe;
+            f.awaiting_write = !skip;
+            f.awaiting_sync = true;
+            let flags =
+                if skip { squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS } else { squeue::Flags::IO_LINK };
             let sync =
                 opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data((u64::from(slot) << 1) | 1);
             // SAFETY: the buffer belongs to ops[slot], which is only released
-            // after both completions of this attempt were reaped.
-            unsafe { self.push(&[write.flags(squeue::Flags::IO_LINK), sync]) }
+            // after every completion of this attempt was reaped.
+            unsafe { self.push(&[write.flags(flags), sync]) }
         } else {
-            f.outstanding = 1;
+            f.awaiting_write = true;
+            f.awaiting_sync = false;
             // SAFETY: as above.
             unsafe { self.push(&[write]) }
         }
@@ -296,30 +316,43 @@ impl UringQueue {
                     out.push(Completion::Sync { result });
                 }
                 Op::Flush(f) => {
-                    f.outstanding -= 1;
                     if linked_sync {
+                        f.awaiting_sync = false;
                         match res {
-                            0 => f.sync_ran = true,
-                            // The write before it was short or failed; the
-                            // sync never ran and is reissued with the rest.
-                            r if r == -libc::ECANCELED => {}
+                            0 => {
+                                f.sync_ran = true;
+                                // The sync runs only after the write completed
+                                // in full; with a skipped CQE, this is the
+                                // only news of it.
+                                if !f.write_seen {
+                                    f.done = f.len;
+                                }
+                            }
+                            // The write before it was short or failed (its
+                            // CQE says how); the sync never ran and is
+                            // reissued with the rest.
+                            r if r == -libc::ECANCELED => f.awaiting_write = !f.write_seen,
                             r => f.sync_err = Some(io::Error::from_raw_os_error(-r)),
                         }
-                    } else if res < 0 {
-                        if matches!(-res, libc::EAGAIN | libc::EINTR) && f.stalls < WRITE_RETRIES_MAX {
-                            f.stalls += 1;
-                        } else {
-                            f.write_err = Some(io::Error::from_raw_os_error(-res));
-                        }
-                    } else if res == 0 {
-                        f.stalls += 1;
-                        if f.stalls > WRITE_RETRIES_MAX {
-                            f.write_err = Some(io::Error::new(io::ErrorKind::WriteZero, "write made no progress"));
-                        }
                     } else {
-                        f.done += res as usize;
+                        f.write_seen = true;
+                        f.awaiting_write = false;
+                        if res < 0 {
+                            if matches!(-res, libc::EAGAIN | libc::EINTR) && f.stalls < WRITE_RETRIES_MAX {
+                                f.stalls += 1;
+                            } else {
+                                f.write_err = Some(io::Error::from_raw_os_error(-res));
+                            }
+                        } else if res == 0 {
+                            f.stalls += 1;
+                            if f.stalls > WRITE_RETRIES_MAX {
+                                f.write_err = Some(io::Error::new(io::ErrorKind::WriteZero, "write made no progress"));
+                            }
+                        } else {
+                            f.done += res as usize;
+                        }
                     }
-                    if f.outstanding == 0 {
+                    if !f.awaiting_write && !f.awaiting_sync {
                         self.resolve(slot, out);
                     }
                 }
@@ -395,7 +428,9 @@ impl IoQueue for UringQueue {
             len: op.len,
             sync: op.sync,
             done: 0,
-            outstanding: 0,
+            awaiting_write: false,
+            awaiting_sync: false,
+            write_seen: false,
             write_err: None,
             sync_err: None,
             sync_ran: false,
