@@ -347,7 +347,8 @@ impl Wal {
             .map_err(|e| Error::io("open", &lock_path, e))?
             .raw_fd()
             .is_some();
-        let (io_thread, started) = start_io_thread(parts, options.backend, lock.raw_fd(), descriptors, &dir)?;
+        let order = storage.completion_order();
+        let (io_thread, started) = start_io_thread(parts, options.backend, lock.raw_fd(), descriptors, order, &dir)?;
         let backend = BackendInfo {
             kind: started.kind,
             fallback_reason: started.fallback_reason,
@@ -730,6 +731,7 @@ fn start_io_thread(
     backend: Backend,
     lock_fd: Option<std::os::fd::RawFd>,
     descriptors: bool,
+    order: crate::storage::CompletionOrder,
     dir: &Path,
 ) -> Result<(JoinHandle<()>, Started)> {
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Started>>(1);
@@ -767,7 +769,7 @@ fn start_io_thread(
                         defer_taskrun: false,
                         fixed_buffers: false,
                     }));
-                    commit::Engine::new(parts, ThreadedQueue::new()).run();
+                    commit::Engine::new(parts, ThreadedQueue::new(order)).run();
                 }
             }
         })

@@ -15,20 +15,74 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{Completion, IoQueue, OpError, SyncMode, WRITE_RETRIES_MAX, WriteOp};
-use crate::storage::StorageFile;
+use crate::storage::sim::SimRng;
+use crate::storage::{CompletionOrder, StorageFile};
 
 /// Longest sleep when there is nothing to wait for but time.
 const IDLE_NAP: Duration = Duration::from_millis(1);
 
-/// Runs each operation synchronously when submitted.
-#[derive(Debug, Default)]
+enum Deferred {
+    Write(WriteOp),
+    Sync(Arc<dyn StorageFile>),
+}
+
+/// Runs each operation synchronously: when submitted, or (with a shuffled
+/// completion order, for simulations) at the next poll, in a random order.
+#[derive(Default)]
 pub(crate) struct ThreadedQueue {
     done: VecDeque<Completion>,
+    shuffle: Option<(SimRng, Vec<Deferred>)>,
+}
+
+impl std::fmt::Debug for ThreadedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadedQueue").field("done", &self.done.len()).finish_non_exhaustive()
+    }
 }
 
 impl ThreadedQueue {
-    pub fn new() -> ThreadedQueue {
-        ThreadedQueue::default()
+    pub fn new(order: CompletionOrder) -> ThreadedQueue {
+        let shuffle = match order {
+            CompletionOrder::Shuffled { seed } => Some((SimRng::new(seed), Vec::new())),
+            _ => None,
+        };
+        ThreadedQueue { done: VecDeque::new(), shuffle }
+    }
+
+    fn run_write(&mut self, op: WriteOp) {
+        let dsync = op.sync == SyncMode::Dsync;
+        let result = write_fully(op.file.as_ref(), &op.buf[..op.len], op.offset, dsync)
+            .map_err(|error| OpError { op: if dsync { "write (RWF_DSYNC)" } else { "write" }, error })
+            .and_then(|()| {
+                if op.sync == SyncMode::DataSync {
+                    op.file.sync_data().map_err(|error| OpError { op: "fdatasync", error })
+                } else {
+                    Ok(())
+                }
+            });
+        self.done.push_back(Completion::Write { token: op.token, buf: op.buf, result });
+    }
+
+    fn run_sync(&mut self, file: &Arc<dyn StorageFile>) {
+        let result = file.sync_data().map_err(|error| OpError { op: "fdatasync", error });
+        self.done.push_back(Completion::Sync { result });
+    }
+
+    /// Runs the deferred operations in a random order.
+    fn run_deferred(&mut self) {
+        let Some((rng, deferred)) = self.shuffle.as_mut() else { return };
+        let mut batch = std::mem::take(deferred);
+        // Fisher-Yates with the seeded generator.
+        for i in (1..batch.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            batch.swap(i, j);
+        }
+        for op in batch {
+            match op {
+                Deferred::Write(w) => self.run_write(w),
+                Deferred::Sync(f) => self.run_sync(&f),
+            }
+        }
     }
 }
 
@@ -53,29 +107,25 @@ fn write_fully(file: &dyn StorageFile, buf: &[u8], offset: u64, dsync: bool) -> 
 
 impl IoQueue for ThreadedQueue {
     fn submit_write(&mut self, op: WriteOp) {
-        let dsync = op.sync == SyncMode::Dsync;
-        let result = write_fully(op.file.as_ref(), &op.buf[..op.len], op.offset, dsync)
-            .map_err(|error| OpError { op: if dsync { "write (RWF_DSYNC)" } else { "write" }, error })
-            .and_then(|()| {
-                if op.sync == SyncMode::DataSync {
-                    op.file.sync_data().map_err(|error| OpError { op: "fdatasync", error })
-                } else {
-                    Ok(())
-                }
-            });
-        self.done.push_back(Completion::Write { token: op.token, buf: op.buf, result });
+        match self.shuffle.as_mut() {
+            Some((_, deferred)) => deferred.push(Deferred::Write(op)),
+            None => self.run_write(op),
+        }
     }
 
     fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
-        let result = file.sync_data().map_err(|error| OpError { op: "fdatasync", error });
-        self.done.push_back(Completion::Sync { result });
+        match self.shuffle.as_mut() {
+            Some((_, deferred)) => deferred.push(Deferred::Sync(file)),
+            None => self.run_sync(&file),
+        }
     }
 
     fn in_flight(&self) -> usize {
-        self.done.len()
+        self.done.len() + self.shuffle.as_ref().map_or(0, |(_, d)| d.len())
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.run_deferred();
         out.extend(self.done.drain(..));
         Ok(())
     }
@@ -86,7 +136,7 @@ impl IoQueue for ThreadedQueue {
         want_requests: bool,
         deadline: Option<Instant>,
     ) -> io::Result<Option<T>> {
-        if !self.done.is_empty() {
+        if !self.done.is_empty() || self.shuffle.as_ref().is_some_and(|(_, d)| !d.is_empty()) {
             return Ok(None);
         }
         if !want_requests {

@@ -9,6 +9,7 @@
 mod aligned;
 pub mod device;
 mod os;
+pub mod sim;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -75,6 +76,20 @@ pub struct DirEntry {
     pub kind: EntryKind,
 }
 
+/// In what order the threaded backend completes submissions on a storage.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionOrder {
+    /// In the order submitted (real storage).
+    Submission,
+    /// In a random order drawn from `seed`, each batch of submissions
+    /// shuffled (a simulation checking that nothing relies on order).
+    Shuffled {
+        /// Seed of the shuffle.
+        seed: u64,
+    },
+}
+
 /// A held exclusive lock on a log directory; released on drop.
 pub trait DirLock: Send + Sync + fmt::Debug {
     /// The descriptor the lock lives on, if it is a real file. The io_uring
@@ -110,6 +125,11 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// What the device under `file` offers.
     fn device_facts(&self, file: &Path) -> DeviceFacts;
+
+    /// In what order the threaded backend may complete submissions.
+    fn completion_order(&self) -> CompletionOrder {
+        CompletionOrder::Submission
+    }
 }
 
 /// An open file.
