@@ -179,7 +179,33 @@ impl SegFile {
 }
 
 /// Scans the directory. Reads only; the caller applies the outcome.
+///
+/// Cutting a torn tail discards records for good, so it happens only when a
+/// second, independent scan reaches the same end: a transient read error (a
+/// flipped bit, a sector that read badly once) must not look like a tear.
 pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
+    let first = scan(cfg)?;
+    let Some(torn) = &first.report.torn_tail else { return Ok(first) };
+    let second = scan(cfg)?;
+    let same = second.report.torn_tail.as_ref() == Some(torn)
+        && second.next_lsn == first.next_lsn
+        && second.remove == first.remove;
+    if !same {
+        return Err(Error::io(
+            "verify torn tail",
+            &cfg.dir,
+            std::io::Error::other(format!(
+                "two scans of the log's tail disagree (segment {} offset {} vs {:?}); nothing was truncated",
+                torn.segment, torn.offset, second.report.torn_tail
+            )),
+        ));
+    }
+    let mut first = first;
+    first.report.bytes_read += second.report.bytes_read;
+    Ok(first)
+}
+
+fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
     let mut remove = Vec::new();
