@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use uring_wal::format::SegmentHeader;
 use uring_wal::storage::Storage;
 use uring_wal::storage::sim::{SimConfig, SimStorage};
 use uring_wal::{BlockSize, Error, Options, RecordType, Wal};
@@ -78,7 +77,7 @@ fn wrong_magic_and_other_version() {
 fn a_missing_middle_segment_is_corruption() {
     let sim = log_of_100();
     sim.remove_file(&seg(4)).unwrap();
-    let err = open(&sim).err().expect("refused");
+    let err = open(&sim).expect_err("refused");
     assert!(matches!(err, Error::Corruption { segment: 3, .. }), "{err}");
 }
 
@@ -88,7 +87,7 @@ fn a_segment_copied_over_another_is_corruption_and_nothing_is_removed() {
     let five = sim.read_file(&seg(5)).unwrap();
     sim.put_file(&seg(2), &five);
     let before = sim.paths();
-    let err = open(&sim).err().expect("refused");
+    let err = open(&sim).expect_err("refused");
     assert!(matches!(err, Error::Corruption { .. }), "{err}");
     assert_eq!(sim.paths(), before, "a refused recovery changes nothing");
 }
@@ -98,7 +97,7 @@ fn a_short_segment_file_is_refused() {
     let sim = log_of_100();
     let bytes = sim.read_file(&seg(3)).unwrap();
     sim.put_file(&seg(3), &bytes[..40_000]);
-    let err = open(&sim).err().expect("refused");
+    let err = open(&sim).expect_err("refused");
     assert!(matches!(err, Error::UnexpectedFile { .. }), "{err}");
 }
 
@@ -120,7 +119,7 @@ fn leftovers_after_the_log_are_repaired() {
 fn a_directory_with_a_segment_name_is_refused() {
     let sim = log_of_100();
     sim.create_dir_all(&seg(50)).unwrap();
-    let err = open(&sim).err().expect("refused");
+    let err = open(&sim).expect_err("refused");
     assert!(matches!(err, Error::UnexpectedFile { .. }), "{err}");
 }
 
