@@ -34,6 +34,9 @@ fn payload(writer: u64, seq: u64, len: usize) -> Vec<u8> {
     p
 }
 
+/// A writer's acknowledged (LSN, payload) pairs and the error that stopped it.
+type WriterResult = (u64, Vec<(u64, Vec<u8>)>, Option<Error>);
+
 const KINDS: [FaultKind; 6] = [
     FaultKind::WriteEio,
     FaultKind::WriteEnospc,
@@ -59,7 +62,7 @@ fn write_and_sync_faults_never_lose_an_acknowledged_record() {
             SimConfig { faults: vec![(kind, trigger)], shuffle_completions: seed % 3 != 0, ..SimConfig::new(seed) };
         let sim = SimStorage::new(cfg);
         let wal = Wal::open_with_storage(options(), Arc::new(sim.clone())).unwrap();
-        let results: Vec<(u64, Vec<(u64, Vec<u8>)>, Option<Error>)> = std::thread::scope(|s| {
+        let results: Vec<WriterResult> = std::thread::scope(|s| {
             (0..3u64)
                 .map(|w| {
                     let wal = &wal;
