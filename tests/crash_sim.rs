@@ -13,7 +13,7 @@
 //! - recovering the same image twice, or after a crash part-way through the
 //!   first recovery, gives the same log.
 //!
-//! `URING_WAL_CRASH_RUNS` sets the number of runs (default 220, about 11,000
+//! `URING_WAL_CRASH_RUNS` sets the number of runs (default 200, 10,000
 //! crash points); `URING_WAL_CRASH_SEED` replays one run. A failure prints the
 //! run's seed and writes its operation log to a file.
 
@@ -282,7 +282,7 @@ fn crash_points_recover_every_acknowledged_record() {
         run_seed(seed);
         return;
     }
-    let runs: u64 = std::env::var("URING_WAL_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(220);
+    let runs: u64 = std::env::var("URING_WAL_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let next = AtomicU64::new(0);
     let points = AtomicU64::new(0);
     std::thread::scope(|s| {

@@ -31,14 +31,11 @@ pub(crate) struct FileSource {
 
 impl FileSource {
     pub fn new(file: Arc<dyn StorageFile>, segment_bytes: u64, window_bytes: usize) -> FileSource {
-        FileSource {
-            file,
-            segment_bytes,
-            buf: AlignedBuf::zeroed(window_bytes),
-            buf_start: 0,
-            buf_len: 0,
-            bytes_read: 0,
-        }
+        // A window larger than the segment (plus alignment slack) is never
+        // filled; small segments get small windows.
+        let cap = (segment_bytes as usize).saturating_add(BUFFER_ALIGN_BYTES).max(2 * BUFFER_ALIGN_BYTES);
+        let buf = AlignedBuf::zeroed(window_bytes.min(cap));
+        FileSource { file, segment_bytes, buf, buf_start: 0, buf_len: 0, bytes_read: 0 }
     }
 }
 
