@@ -71,6 +71,7 @@ pub fn io_uring_unavailable_reason() -> Option<String> {
 pub use format::RecordType;
 pub use io::BackendKind;
 pub use options::{Backend, BlockSize, DirectIo, Durability, Options, RecoveryMode};
+pub use reader::follow::Follower;
 pub use reader::{Reader, Record, RecordRef};
 pub use recovery::{RecoveryReport, SkippedBytes, TornTail};
-pub use wal::{BackendInfo, Batch, Lsn, Stats, Ticket, Wal};
+pub use wal::{BackendInfo, Batch, Durable, Lsn, Stats, Ticket, Wal};

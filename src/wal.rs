@@ -1,15 +1,18 @@
 //! The public handle: open, append, wait, read, truncate, close.
 
+use std::future::Future;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::commit::shared::{Shared, Target};
+use crate::commit::shared::{LsnWait, Shared, Target};
 use crate::commit::{self, Active, BatchBufs, EngineConfig, Entry, POOLED_BATCHES_MAX, Parts, Request};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordType, SegmentHeader, data_offset, record};
@@ -17,6 +20,7 @@ use crate::io::threaded::ThreadedQueue;
 use crate::io::uring::{self, UringQueue};
 use crate::io::{self, BackendKind};
 use crate::options::{Backend, BlockSize, DirectIo, Options};
+use crate::reader::follow::Follower;
 use crate::reader::{Reader, RecordRef};
 use crate::recovery::{self, Continue, RecoverConfig, RecoveryReport};
 use crate::segment::names::LOCK_FILE;
@@ -131,46 +135,75 @@ impl Batch {
     }
 }
 
-/// A submitted append: its LSNs, and a way to wait until it is acknowledged.
-/// Dropping a ticket does not cancel the append.
+/// A submitted append: its LSNs, and a way to wait until it is acknowledged,
+/// by blocking ([`Ticket::wait`]) or as a `Future` (no runtime needed: any
+/// executor's waker is woken by the I/O thread). Dropping a ticket neither
+/// cancels nor blocks the append.
 #[derive(Debug)]
 #[must_use = "an append is acknowledged only once its ticket says so"]
 pub struct Ticket {
     first: Lsn,
-    last: Lsn,
-    shared: Arc<Shared>,
+    wait: LsnWait,
 }
 
 impl Ticket {
+    fn new(shared: Arc<Shared>, first: Lsn, last: Lsn) -> Ticket {
+        Ticket { first, wait: LsnWait::new(shared, last, Target::Acked) }
+    }
+
     /// LSN of the last (or only) record.
     #[must_use]
     pub fn lsn(&self) -> Lsn {
-        self.last
+        self.wait.lsn()
     }
 
     /// LSNs of all records of the submission.
     #[must_use]
     pub fn lsns(&self) -> RangeInclusive<Lsn> {
-        self.first..=self.last
+        self.first..=self.wait.lsn()
     }
 
     /// Whether the append is acknowledged.
     #[must_use]
     pub fn is_acknowledged(&self) -> bool {
-        self.shared.acked_lsn() >= self.last
+        self.wait.reached()
     }
 
     /// Blocks until acknowledged; returns the last LSN.
     pub fn wait(self) -> Result<Lsn> {
-        self.shared.wait_for(self.last, Target::Acked, None)?;
-        Ok(self.last)
+        self.wait.blocking(None)?;
+        Ok(self.wait.lsn())
     }
 
     /// Blocks until acknowledged or `timeout`; `Ok(None)` on timeout (the
     /// append goes on).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<Lsn>> {
-        let reached = self.shared.wait_for(self.last, Target::Acked, Some(Instant::now() + timeout))?;
-        Ok(reached.then_some(self.last))
+        let reached = self.wait.blocking(Some(timeout))?;
+        Ok(reached.then_some(self.wait.lsn()))
+    }
+}
+
+impl Future for Ticket {
+    type Output = Result<Lsn>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Lsn>> {
+        Pin::new(&mut self.get_mut().wait).poll(cx)
+    }
+}
+
+/// A future that resolves once an LSN is durable (synced); see
+/// [`Wal::durable`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Durable {
+    wait: LsnWait,
+}
+
+impl Future for Durable {
+    type Output = Result<Lsn>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Lsn>> {
+        Pin::new(&mut self.get_mut().wait).poll(cx)
     }
 }
 
@@ -427,7 +460,7 @@ impl Wal {
         batch.entries.push(Entry { kind: code, len: payload.len() as u32 });
         batch.bytes.extend_from_slice(payload);
         let (first, last) = self.send(batch)?;
-        Ok(Ticket { first, last, shared: self.shared.clone() })
+        Ok(Ticket::new(self.shared.clone(), first, last))
     }
 
     /// Appends every record of `batch` with consecutive LSNs and returns them
@@ -455,7 +488,7 @@ impl Wal {
         }
         let filled = std::mem::replace(&mut batch.inner, self.take_batch());
         let (first, last) = self.send(filled)?;
-        Ok(Some(Ticket { first, last, shared: self.shared.clone() }))
+        Ok(Some(Ticket::new(self.shared.clone(), first, last)))
     }
 
     /// Makes every acknowledged record durable and returns the durable LSN.
@@ -477,9 +510,15 @@ impl Wal {
         Ok(self.shared.synced_lsn())
     }
 
-    /// Blocks until `lsn` is durable (synced), or `timeout` passes.
+    /// Blocks until `lsn` is durable (synced), or `timeout` passes; returns
+    /// whether it is.
     pub fn wait_durable(&self, lsn: Lsn, timeout: Option<Duration>) -> Result<bool> {
         self.shared.wait_for(lsn, Target::Synced, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// A future that resolves once `lsn` is durable (synced).
+    pub fn durable(&self, lsn: Lsn) -> Durable {
+        Durable { wait: LsnWait::new(self.shared.clone(), lsn, Target::Synced) }
     }
 
     /// Highest LSN acknowledged to an appender (0: none).
@@ -569,6 +608,21 @@ impl Wal {
             self.backend.direct_io,
             Some(self.live.clone()),
         ))
+    }
+
+    /// Follows the log from `lsn` on: yields each record once it is durable,
+    /// waiting for more as the log grows.
+    pub fn follow(&self, lsn: Lsn) -> Result<Follower> {
+        let segments = self.live.snapshot();
+        let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
+        if lsn < first {
+            return Err(Error::Truncated { requested: lsn, first_available: first });
+        }
+        // Durable records only: the reader ends at the synced LSN.
+        let synced = self.shared.synced_lsn();
+        let reader =
+            Reader::new(self.storage.clone(), segments, lsn, synced, self.backend.direct_io, Some(self.live.clone()));
+        Ok(Follower::new(reader, self.shared.clone(), self.live.clone()))
     }
 
     /// Calls `apply` for each acknowledged record from `lsn` on, in LSN order;

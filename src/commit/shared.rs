@@ -7,8 +7,11 @@
 //! use sequentially consistent operations on `watermark` / `registered` so a
 //! waiter either sees the new watermark or is seen by the I/O thread.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -24,16 +27,18 @@ pub(crate) enum Target {
     Synced,
 }
 
-/// How to wake a waiter.
+/// How to wake a waiter: a parked thread, or an async task.
 #[derive(Debug)]
 pub(crate) enum Wake {
     Thread(Thread),
+    Waker(Waker),
 }
 
 impl Wake {
     fn wake(self) {
         match self {
             Wake::Thread(t) => t.unpark(),
+            Wake::Waker(w) => w.wake(),
         }
     }
 }
@@ -306,7 +311,43 @@ impl Shared {
         }
     }
 
-    fn deregister(&self, token: u64) {
+    /// A token identifying one waiter (a future) across polls.
+    pub fn new_token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Async waiting: `Ok(true)` if `lsn` is reached, an error if the log
+    /// failed or closed, else registers (or refreshes) `waker` under `token`
+    /// and returns `Ok(false)`; the I/O thread wakes it when `lsn` is reached.
+    pub fn poll_reached(&self, lsn: u64, target: Target, token: u64, waker: &Waker) -> Result<bool> {
+        if self.value(target) >= lsn {
+            return Ok(true);
+        }
+        self.check_usable()?;
+        {
+            let mut waiters = self.lock_waiters();
+            match waiters.iter_mut().find(|w| w.token == token) {
+                Some(w) => {
+                    if !matches!(&w.wake, Wake::Waker(old) if old.will_wake(waker)) {
+                        w.wake = Wake::Waker(waker.clone());
+                    }
+                }
+                None => {
+                    waiters.push(Waiter { lsn, target, token, wake: Wake::Waker(waker.clone()) });
+                    self.registered.store(waiters.len(), Ordering::SeqCst);
+                }
+            }
+        }
+        // Re-check after registering (see the module comment).
+        if self.value(target) >= lsn {
+            return Ok(true);
+        }
+        self.check_usable()?;
+        Ok(false)
+    }
+
+    /// Removes the waiter registered under `token`, if any.
+    pub fn deregister(&self, token: u64) {
         if self.registered.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -314,6 +355,60 @@ impl Shared {
         if let Some(i) = waiters.iter().position(|w| w.token == token) {
             waiters.swap_remove(i);
             self.registered.store(waiters.len(), Ordering::SeqCst);
+        }
+    }
+}
+
+/// Waiting for a watermark (acknowledged or synced) to reach an LSN, by
+/// blocking or as a future. Deregisters its waker when dropped.
+#[derive(Debug)]
+pub(crate) struct LsnWait {
+    shared: Arc<Shared>,
+    lsn: u64,
+    target: Target,
+    /// Identifies this waiter across polls; 0 until first polled.
+    token: u64,
+}
+
+impl LsnWait {
+    pub fn new(shared: Arc<Shared>, lsn: u64, target: Target) -> LsnWait {
+        LsnWait { shared, lsn, target, token: 0 }
+    }
+
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    pub fn reached(&self) -> bool {
+        self.shared.value(self.target) >= self.lsn
+    }
+
+    /// Blocks until reached (`Ok(true)`) or `timeout` (`Ok(false)`).
+    pub fn blocking(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.shared.wait_for(self.lsn, self.target, timeout.map(|t| Instant::now() + t))
+    }
+}
+
+impl Future for LsnWait {
+    type Output = Result<u64>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+        let this = self.get_mut();
+        if this.token == 0 {
+            this.token = this.shared.new_token();
+        }
+        match this.shared.poll_reached(this.lsn, this.target, this.token, cx.waker()) {
+            Ok(true) => Poll::Ready(Ok(this.lsn)),
+            Ok(false) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Drop for LsnWait {
+    fn drop(&mut self) {
+        if self.token != 0 {
+            self.shared.deregister(self.token);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! descriptors, so it never blocks appends. It stops at the last LSN that was
 //! acknowledged when it was created. Every record's checksum is verified.
 
+pub(crate) mod follow;
 pub(crate) mod source;
 
 use std::path::PathBuf;
@@ -93,6 +94,23 @@ impl Reader {
     #[must_use]
     pub fn end_lsn(&self) -> Lsn {
         self.end_lsn
+    }
+
+    /// Moves the end to `end_lsn` over a fresh snapshot of the segments,
+    /// keeping the open segment and position (a follower's way to go on).
+    pub(crate) fn extend(&mut self, end_lsn: Lsn, segments: Vec<SegmentMeta>) {
+        self.end_lsn = self.end_lsn.max(end_lsn);
+        self.segments = segments;
+        if let Some(open) = self.open.as_mut() {
+            match self.segments.iter().position(|s| s.id == open.meta.id) {
+                Some(i) => {
+                    self.index = i;
+                    open.source.invalidate();
+                }
+                // Retired by truncate_before: reopening reports it.
+                None => self.open = None,
+            }
+        }
     }
 
     fn truncated_or(&self, err: Error) -> Error {

@@ -39,6 +39,14 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// Forgets the window: bytes past what was durable when it was read may
+    /// have been written since.
+    pub fn invalidate(&mut self) {
+        self.buf_len = 0;
+    }
+}
+
 impl SegmentSource for FileSource {
     fn read(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
         let end = offset
