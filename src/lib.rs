@@ -31,7 +31,7 @@
 //!
 //! The architecture, in the order data flows:
 //!
-//! - [`format`]: the on-disk format, pure encode/decode (`docs/FORMAT.md`);
+//! - [`format`](mod@format): the on-disk format, pure encode/decode (`docs/FORMAT.md`);
 //! - [`storage`]: files and directories behind a trait; the aligned buffer;
 //! - `io`: submission backends (io_uring, threaded fallback);
 //! - `segment`: segment files: naming, preparation, activation, retirement;
@@ -43,6 +43,7 @@
 
 mod commit;
 mod error;
+mod events;
 pub mod format;
 mod io;
 mod options;
@@ -57,6 +58,7 @@ mod wal;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub use commit::metrics::LatencyStats;
 pub use error::{Error, Failure, Result};
 
 /// Version of this library.

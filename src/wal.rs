@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::commit::metrics::LatencyStats;
 use crate::commit::shared::{LsnWait, Shared, Target};
 use crate::commit::{self, Active, BatchBufs, EngineConfig, Entry, POOLED_BATCHES_MAX, Parts, Request};
 use crate::error::{Error, Result};
@@ -24,7 +25,7 @@ use crate::reader::follow::Follower;
 use crate::reader::{Reader, RecordRef};
 use crate::recovery::{self, Continue, RecoverConfig, RecoveryReport};
 use crate::segment::names::LOCK_FILE;
-use crate::segment::prepare::{self, PrepareConfig, PreparerClient};
+use crate::segment::prepare::{self, PrepareConfig, PrepareCounters, PreparerClient};
 use crate::segment::{LiveSegments, SegmentMeta, header_block};
 use crate::storage::{DeviceFacts, DirLock, OpenHow, OsStorage, Storage, write_all_at};
 
@@ -53,8 +54,10 @@ pub struct BackendInfo {
     pub device: DeviceFacts,
 }
 
-/// Counters since the log was opened.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Counters and latency distributions since the log was opened. Reading
+/// them costs a snapshot of atomic counters; keeping them costs a relaxed
+/// increment per sample.
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Records appended (encoded by the I/O thread).
@@ -81,6 +84,31 @@ pub struct Stats {
     pub acked_lsn: Lsn,
     /// Highest synced LSN.
     pub synced_lsn: Lsn,
+    /// Requests (single records or batches) queued since opening.
+    pub requests: u64,
+    /// Mean records per flush (group-commit batch size).
+    pub records_per_flush: f64,
+    /// Requests waiting for the I/O thread now.
+    pub queue_requests: usize,
+    /// Payload bytes waiting for the I/O thread now.
+    pub queue_bytes: u64,
+    /// Fresh segment files created (zero-filled) since opening.
+    pub segments_created: u64,
+    /// Retired segments renamed for reuse since opening.
+    pub segments_recycled: u64,
+    /// io_uring or the threaded fallback.
+    pub backend: Option<BackendKind>,
+    /// Whether segments are written with O_DIRECT.
+    pub direct_io: bool,
+    /// From queued to taken by the I/O thread.
+    pub queue_wait: LatencyStats,
+    /// A flush from submission to written and synced (io_uring links the
+    /// write to its sync, so they are timed together).
+    pub flush: LatencyStats,
+    /// A periodic or requested sync round (Periodic / None durability).
+    pub sync_round: LatencyStats,
+    /// An append from submission to acknowledgement, as appenders saw it.
+    pub end_to_end: LatencyStats,
 }
 
 /// Records to append together: one request, consecutive LSNs, one wait.
@@ -144,11 +172,25 @@ impl Batch {
 pub struct Ticket {
     first: Lsn,
     wait: LsnWait,
+    shared: Arc<Shared>,
+    /// Submitted at; taken when the end-to-end latency is recorded.
+    submitted: Option<Instant>,
 }
 
 impl Ticket {
     fn new(shared: Arc<Shared>, first: Lsn, last: Lsn) -> Ticket {
-        Ticket { first, wait: LsnWait::new(shared, last, Target::Acked) }
+        Ticket {
+            first,
+            wait: LsnWait::new(shared.clone(), last, Target::Acked),
+            shared,
+            submitted: Some(Instant::now()),
+        }
+    }
+
+    fn record_latency(&mut self) {
+        if let Some(t) = self.submitted.take() {
+            self.shared.counters.end_to_end.record(t.elapsed());
+        }
     }
 
     /// LSN of the last (or only) record.
@@ -170,15 +212,19 @@ impl Ticket {
     }
 
     /// Blocks until acknowledged; returns the last LSN.
-    pub fn wait(self) -> Result<Lsn> {
+    pub fn wait(mut self) -> Result<Lsn> {
         self.wait.blocking(None)?;
+        self.record_latency();
         Ok(self.wait.lsn())
     }
 
     /// Blocks until acknowledged or `timeout`; `Ok(None)` on timeout (the
     /// append goes on).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<Lsn>> {
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<Lsn>> {
         let reached = self.wait.blocking(Some(timeout))?;
+        if reached {
+            self.record_latency();
+        }
         Ok(reached.then_some(self.wait.lsn()))
     }
 }
@@ -187,7 +233,12 @@ impl Future for Ticket {
     type Output = Result<Lsn>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Lsn>> {
-        Pin::new(&mut self.get_mut().wait).poll(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.wait).poll(cx);
+        if matches!(polled, Poll::Ready(Ok(_))) {
+            this.record_latency();
+        }
+        polled
     }
 }
 
@@ -231,6 +282,7 @@ pub struct Wal {
     record_bytes_max: u32,
     backend: BackendInfo,
     report: RecoveryReport,
+    prepare_counters: Arc<PrepareCounters>,
     _lock: Box<dyn DirLock>,
 }
 
@@ -306,7 +358,9 @@ impl Wal {
             direct,
             spare_segments_max: options.spare_segments_max,
             recycle: options.recycle_segments,
+            counters: Arc::new(PrepareCounters::default()),
         };
+        let prepare_counters = prep_cfg.counters.clone();
         let mut spares = recovered.spares;
         let next_lsn = recovered.next_lsn;
         let mut live_segments = recovered.live;
@@ -382,6 +436,35 @@ impl Wal {
             .is_some();
         let order = storage.completion_order();
         let (io_thread, started) = start_io_thread(parts, options.backend, lock.raw_fd(), descriptors, order, &dir)?;
+        #[cfg(feature = "log")]
+        {
+            let report = &recovered.report;
+            crate::events::event!(
+                info,
+                "opened {}: {:?}{}, O_DIRECT {}, block {} B; recovered {} records in {} segments (LSN {}..={}) in {:?}",
+                dir.display(),
+                started.kind,
+                started.fallback_reason.as_deref().map(|r| format!(" (io_uring: {r})")).unwrap_or_default(),
+                direct,
+                block_bytes,
+                report.records,
+                report.segments,
+                report.first_lsn,
+                report.last_lsn,
+                report.duration
+            );
+            if let Some(t) = &report.torn_tail {
+                crate::events::event!(
+                    warn,
+                    "cut a torn tail in segment {} at offset {}: next LSN {}, {} records dropped, {} segments removed",
+                    t.segment,
+                    t.offset,
+                    t.next_lsn,
+                    t.records_dropped,
+                    t.segments_removed
+                );
+            }
+        }
         let backend = BackendInfo {
             kind: started.kind,
             fallback_reason: started.fallback_reason,
@@ -405,6 +488,7 @@ impl Wal {
             record_bytes_max: options.record_bytes_max,
             backend,
             report: recovered.report,
+            prepare_counters,
             _lock: lock,
         })
     }
@@ -421,8 +505,9 @@ impl Wal {
     }
 
     /// Queues a request; returns the LSNs it got.
-    fn send(&self, batch: BatchBufs) -> Result<(Lsn, Lsn)> {
+    fn send(&self, mut batch: BatchBufs) -> Result<(Lsn, Lsn)> {
         let n = batch.entries.len() as u64;
+        batch.enqueued = Some(Instant::now());
         debug_assert!(n > 0);
         self.shared.check_usable()?;
         let bytes = batch.bytes.len() as u64;
@@ -441,6 +526,7 @@ impl Wal {
         }
         sub.next_lsn += n;
         drop(sub);
+        self.shared.counters.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(bell) = self.shared.doorbell.get() {
             bell.ring();
         }
@@ -588,6 +674,24 @@ impl Wal {
             segments: self.live.len(),
             acked_lsn: self.shared.acked_lsn(),
             synced_lsn: self.shared.synced_lsn(),
+            requests: get(&c.requests),
+            records_per_flush: get(&c.appends) as f64 / get(&c.flushes).max(1) as f64,
+            queue_requests: self
+                .submitter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .requests
+                .as_ref()
+                .map_or(0, Sender::len),
+            queue_bytes: self.shared.budget.used(),
+            segments_created: self.prepare_counters.created.load(Ordering::Relaxed),
+            segments_recycled: self.prepare_counters.recycled.load(Ordering::Relaxed),
+            backend: Some(self.backend.kind),
+            direct_io: self.backend.direct_io,
+            queue_wait: c.queue_wait.stats(),
+            flush: c.flush.stats(),
+            sync_round: c.sync_round.stats(),
+            end_to_end: c.end_to_end.stats(),
         }
     }
 
@@ -651,6 +755,7 @@ impl Wal {
         let n = retired.len();
         if n > 0 {
             self.preparer.as_ref().ok_or(Error::Closed)?.retire(retired)?;
+            crate::events::event!(debug, "truncate_before({lsn}) removed {n} segments");
         }
         Ok(n)
     }
@@ -678,6 +783,7 @@ impl Wal {
         if let Some(t) = self.prepare_thread.take() {
             panicked |= t.join().is_err();
         }
+        crate::events::event!(info, "closed {} at LSN {}", self.dir.display(), self.shared.acked_lsn());
         if let Some(f) = self.shared.failure() {
             return Err(Error::Poisoned(f.clone()));
         }

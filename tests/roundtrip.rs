@@ -162,7 +162,7 @@ fn tickets_and_batches() {
     for (i, t) in tickets.iter().enumerate() {
         assert_eq!(t.lsn(), i as u64 + 1);
     }
-    let last = tickets.into_iter().last().unwrap();
+    let mut last = tickets.into_iter().last().unwrap();
     assert_eq!(last.wait_timeout(Duration::from_secs(10)).unwrap(), Some(100));
     assert!(wal.last_lsn() >= 100);
     let mut batch = Batch::new();
@@ -264,6 +264,41 @@ fn reopening_with_a_larger_record_limit_moves_larger_records_to_a_new_segment() 
             }
         });
     }
+}
+
+#[test]
+fn stats_count_and_time_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap());
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for i in 0..50u64 {
+                    wal.append(RecordType::Put, &payload(t * 100 + i, 500)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = wal.stats();
+    assert_eq!((s.appends, s.requests, s.acked_lsn, s.synced_lsn), (400, 400, 400, 400));
+    assert_eq!(s.append_bytes, 400 * 500);
+    assert!(s.flushes >= 1 && s.flushes <= 400 && s.records_per_flush >= 1.0, "{s:?}");
+    assert!(s.flush_bytes >= s.append_bytes && s.padding_bytes > 0);
+    assert_eq!(s.syncs, s.flushes, "one sync per flush under GroupSync");
+    assert_eq!((s.queue_requests, s.queue_bytes), (0, 0));
+    assert_eq!(s.backend, Some(uring_wal::BackendKind::IoUring));
+    assert!(s.direct_io);
+    assert_eq!(s.end_to_end.count, 400);
+    assert_eq!(s.queue_wait.count, 400);
+    assert_eq!(s.flush.count, s.flushes);
+    // Each stage is part of the whole.
+    assert!(s.flush.p50_us > 0.0 && s.flush.p50_us <= s.end_to_end.max_us, "{s:?}");
+    assert!(s.end_to_end.p50_us <= s.end_to_end.p99_us && s.end_to_end.p99_us <= s.end_to_end.max_us);
+    assert!(s.segments_created >= 1);
 }
 
 #[test]

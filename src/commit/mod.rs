@@ -19,6 +19,7 @@
 //! into it is submitted. Any failed write or sync poisons the log: nothing
 //! after it is acknowledged, nothing is retried.
 
+pub(crate) mod metrics;
 pub(crate) mod shared;
 
 use std::collections::VecDeque;
@@ -54,12 +55,15 @@ pub(crate) struct Entry {
 pub(crate) struct BatchBufs {
     pub entries: Vec<Entry>,
     pub bytes: Vec<u8>,
+    /// When it was queued (for the queue-wait histogram).
+    pub enqueued: Option<Instant>,
 }
 
 impl BatchBufs {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes.clear();
+        self.enqueued = None;
     }
 }
 
@@ -146,6 +150,7 @@ struct Flush {
     last_lsn: u64,
     buf: Option<IoBuf>,
     state: FlushState,
+    submitted: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -175,6 +180,7 @@ struct SyncRounds {
     in_flight: usize,
     covers: u64,
     failed: bool,
+    started: Option<Instant>,
 }
 
 /// Outcome of trying to place one record.
@@ -364,6 +370,9 @@ impl<Q: IoQueue> Engine<Q> {
             match req {
                 Request::Append { first_lsn, batch } => {
                     assert_eq!(first_lsn, self.next_lsn, "requests arrive in LSN order");
+                    if let Some(t) = batch.enqueued {
+                        self.shared.counters.queue_wait.record(t.elapsed());
+                    }
                     self.carry = Some(Carry { first_lsn, batch, index: 0, byte_offset: 0 });
                 }
                 // Everything queued before it: LSNs up to next_lsn - 1.
@@ -522,6 +531,7 @@ impl<Q: IoQueue> Engine<Q> {
             last_lsn: open.last_lsn,
             buf: Some(open.buf),
             state: FlushState::Sealed,
+            submitted: None,
         });
     }
 
@@ -562,6 +572,7 @@ impl<Q: IoQueue> Engine<Q> {
                 sync: self.data_sync,
             };
             f.state = FlushState::InFlight;
+            f.submitted = Some(Instant::now());
             self.flushes_in_flight += 1;
             let counters = &self.shared.counters;
             counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -671,6 +682,12 @@ impl<Q: IoQueue> Engine<Q> {
                                 self.active.activated = true;
                             }
                             self.shared.counters.segments_activated.fetch_add(1, Ordering::Relaxed);
+                            crate::events::event!(
+                                debug,
+                                "activated segment {} at LSN {}",
+                                act.meta.id,
+                                act.meta.first_lsn
+                            );
                             self.live.push(act.meta);
                         }
                         Err(e) => self.poison_op(e, &act.meta.path, act.meta.id, 0, act.meta.first_lsn),
@@ -683,6 +700,9 @@ impl<Q: IoQueue> Engine<Q> {
                     Ok(()) => {
                         let f = &mut self.flushes[i];
                         f.state = FlushState::Done;
+                        if let Some(t) = f.submitted {
+                            self.shared.counters.flush.record(t.elapsed());
+                        }
                         if self.data_sync == SyncMode::None {
                             let (id, file) = (f.segment_id, f.file.clone());
                             self.mark_dirty(id, file);
@@ -704,6 +724,9 @@ impl<Q: IoQueue> Engine<Q> {
                     let (id, lsn) = (self.active.meta.id, self.rounds.covers);
                     self.poison_op(e, &path, id, 0, lsn);
                 } else if self.rounds.in_flight == 0 && !self.rounds.failed && !self.poisoned {
+                    if let Some(t) = self.rounds.started.take() {
+                        self.shared.counters.sync_round.record(t.elapsed());
+                    }
                     self.synced = self.synced.max(self.rounds.covers);
                     self.publish();
                 }
@@ -771,6 +794,7 @@ impl<Q: IoQueue> Engine<Q> {
             return false;
         }
         self.rounds.next_due = None;
+        self.rounds.started = Some(Instant::now());
         self.rounds.covers = self.acked;
         let dirty = std::mem::take(&mut self.rounds.dirty);
         for (_, file) in &dirty {
@@ -799,6 +823,7 @@ impl<Q: IoQueue> Engine<Q> {
 
     fn poison(&mut self, failure: Failure) {
         if !self.poisoned {
+            crate::events::event!(error, "poisoned: {failure}");
             self.poisoned = true;
             self.shared.poison(Arc::new(failure));
         }

@@ -15,6 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use super::metrics::AtomicHistogram;
 use crate::error::{Error, Failure, Result};
 use crate::io::uring::Doorbell;
 
@@ -63,6 +64,15 @@ pub(crate) struct Counters {
     pub segments_activated: AtomicU64,
     pub segment_stalls: AtomicU64,
     pub parks: AtomicU64,
+    pub requests: AtomicU64,
+    /// Enqueued until taken by the I/O thread.
+    pub queue_wait: AtomicHistogram,
+    /// Flush submitted until written and synced.
+    pub flush: AtomicHistogram,
+    /// A sync round (Periodic / None durability) from start to end.
+    pub sync_round: AtomicHistogram,
+    /// Submitted until acknowledged, as the appender saw it.
+    pub end_to_end: AtomicHistogram,
 }
 
 /// Limits the payload bytes queued for the I/O thread.
@@ -99,6 +109,11 @@ impl ByteBudget {
                 Err(now) => used = now,
             }
         }
+    }
+
+    /// Bytes queued now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
     }
 
     /// Returns bytes the I/O thread took off the queue.

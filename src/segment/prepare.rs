@@ -37,6 +37,16 @@ pub(crate) struct PrepareConfig {
     pub direct: bool,
     pub spare_segments_max: usize,
     pub recycle: bool,
+    pub counters: Arc<PrepareCounters>,
+}
+
+/// What preparation did, for `Wal::stats`.
+#[derive(Debug, Default)]
+pub(crate) struct PrepareCounters {
+    /// Fresh segment files created (zero-filled).
+    pub created: std::sync::atomic::AtomicU64,
+    /// Retired segments renamed to be reused.
+    pub recycled: std::sync::atomic::AtomicU64,
 }
 
 /// Spare files on disk and the highest id handed out; owned by one thread.
@@ -98,6 +108,7 @@ fn create_segment(cfg: &PrepareConfig, id: u64) -> Result<Prepared> {
     }
     cfg.storage.rename_no_replace(&tmp, &path).map_err(io_err("rename", &path))?;
     cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
+    cfg.counters.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(Prepared { id, path, file })
 }
 
@@ -112,6 +123,7 @@ pub(crate) fn retire_segments(cfg: &PrepareConfig, spares: &mut Spares, retired:
             let to = segment_path(&cfg.dir, spares.highest_id);
             cfg.storage.rename_no_replace(&seg.path, &to).map_err(io_err("rename retired segment", &seg.path))?;
             spares.files.insert(spares.highest_id, to);
+            cfg.counters.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
             cfg.storage.remove_file(&seg.path).map_err(io_err("remove retired segment", &seg.path))?;
         }

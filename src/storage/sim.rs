@@ -5,7 +5,7 @@
 //! sync is *pending*. Creating, renaming and removing a file changes the live
 //! namespace at once and the durable one only when the directory is synced.
 //!
-//! Every operation is appended to a log. [`crash_image`] rebuilds the state
+//! Every operation is appended to a log. [`SimStorage::crash_image`] rebuilds the state
 //! after any prefix of the log and models a power failure there: the durable
 //! namespace and images survive, and each pending write lands sector by
 //! sector (512 B or 4 KiB) as new bytes, old bytes, zeros or garbage, chosen
