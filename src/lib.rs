@@ -45,6 +45,7 @@ mod commit;
 mod error;
 mod events;
 pub mod format;
+pub mod inspect;
 mod io;
 mod options;
 mod reader;

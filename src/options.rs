@@ -80,6 +80,10 @@ pub enum RecoveryMode {
     /// Refuse to open if anything at all would be truncated
     /// ([`Error::TornTail`]), or if damaged bytes had to be skipped.
     AbsoluteConsistency,
+    /// Keep the log up to its first damage, even damage that later records
+    /// prove was durable: everything after it is cut. This loses
+    /// acknowledged records; it is for repair tools, after a backup.
+    PointInTime,
 }
 
 /// The padding unit: every flush starts and ends on a block boundary so no

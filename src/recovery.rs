@@ -127,7 +127,7 @@ pub(crate) struct Recovered {
 }
 
 #[derive(Debug)]
-enum State {
+pub(crate) enum State {
     /// A valid header of the life the name says.
     Live(SegmentHeader),
     /// Zero header, or a header of an older life: prepared or recycled.
@@ -141,12 +141,12 @@ enum State {
 }
 
 #[derive(Debug)]
-struct SegFile {
-    id: u64,
-    path: PathBuf,
-    file: Arc<dyn StorageFile>,
-    len: u64,
-    state: State,
+pub(crate) struct SegFile {
+    pub id: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    pub len: u64,
+    pub state: State,
 }
 
 impl SegFile {
@@ -161,7 +161,7 @@ impl SegFile {
 
     /// Limits to read this file under: its header's, or generous ones for a
     /// file whose header is unreadable.
-    fn limits(&self, record_bytes_max: u32) -> Limits {
+    pub fn limits(&self, record_bytes_max: u32) -> Limits {
         match self.state {
             // What the writer accepted in this segment, whatever today's options say.
             State::Live(h) => Limits {
@@ -205,9 +205,9 @@ pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
     Ok(first)
 }
 
-fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
-    let started = Instant::now();
-    let mut report = RecoveryReport::default();
+/// The segment files of a directory, classified, by id; and the unfinished
+/// preparations to remove.
+pub(crate) fn survey(cfg: &RecoverConfig, report: &mut RecoveryReport) -> Result<(Vec<SegFile>, Vec<PathBuf>)> {
     let mut remove = Vec::new();
     let mut files = Vec::new();
     let entries = cfg.storage.list_dir(&cfg.dir).map_err(|e| Error::io("list directory", &cfg.dir, e))?;
@@ -221,7 +221,7 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
                         detail: format!("has a segment's name but is a {:?}, not a regular file", entry.kind),
                     });
                 }
-                files.push(open_and_classify(cfg, id, path, &mut report)?);
+                files.push(open_and_classify(cfg, id, path, report)?);
             }
             Some(Name::Temp(_)) if entry.kind == EntryKind::File => remove.push(path),
             Some(Name::Lock) => {}
@@ -229,6 +229,13 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
         }
     }
     files.sort_by_key(|f| f.id);
+    Ok((files, remove))
+}
+
+fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
+    let started = Instant::now();
+    let mut report = RecoveryReport::default();
+    let (files, mut remove) = survey(cfg, &mut report)?;
     for f in &files {
         if matches!(f.state, State::Junk) {
             remove.push(f.path.clone());
@@ -402,7 +409,7 @@ fn finish_at_break(
         }
     }
     if let Some((g, ev)) = strongest {
-        if ev.sync_hint >= missing_lsn {
+        if ev.sync_hint >= missing_lsn && cfg.mode != RecoveryMode::PointInTime {
             return Err(Error::Corruption {
                 segment: f.id,
                 path: f.path.clone(),

@@ -1,0 +1,306 @@
+//! Looking into a log directory without opening the log: its segments, its
+//! records, what recovery would do, and repair. What an admin tool needs.
+//!
+//! Every function takes the directory's lock, so it never looks at a log
+//! while a writer is running (stop the writer first; [`Error::Locked`]
+//! says who holds it). Nothing but [`repair`] changes anything.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::walk::{Step, Walker};
+use crate::format::{RecordType, data_offset};
+use crate::options::{Options, RecoveryMode};
+use crate::reader::source::{FileSource, window_bytes};
+use crate::recovery::{self, RecoverConfig, RecoveryReport, SegFile, State};
+use crate::segment::names::LOCK_FILE;
+use crate::storage::{DirLock, OsStorage, Storage};
+
+/// What a segment file's header says.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SegmentState {
+    /// Part of the log.
+    Live {
+        /// First LSN the header declares.
+        first_lsn: u64,
+        /// Padding unit.
+        block_bytes: u32,
+        /// Largest payload accepted in the segment.
+        record_bytes_max: u32,
+        /// Where the header says the previous segment's data ends.
+        prev_data_end: u64,
+    },
+    /// Prepared or recycled, holding no record of its own life.
+    Spare,
+    /// Unreadable header; holds records of its own life.
+    Damaged(String),
+    /// Unreadable header and no records of its own life (recovery removes it).
+    Leftover,
+}
+
+/// One segment file.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Segment id (from the file name).
+    pub id: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// File size.
+    pub size_bytes: u64,
+    /// What the header says.
+    pub state: SegmentState,
+    /// Valid records found walking it from its first LSN (live segments).
+    pub records: u64,
+    /// LSN of the last of them.
+    pub last_lsn: Option<u64>,
+    /// Where its data ends (the first position that is not a valid record).
+    pub data_end: Option<u64>,
+}
+
+/// One thing found walking a segment.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum DumpItem<'a> {
+    /// A record whose checksum matched.
+    Record {
+        /// Segment id.
+        segment: u64,
+        /// Byte offset.
+        offset: u64,
+        /// LSN.
+        lsn: u64,
+        /// Type.
+        kind: RecordType,
+        /// Payload.
+        payload: &'a [u8],
+    },
+    /// Damaged bytes that held no record (the next record has the expected LSN).
+    Damaged {
+        /// Segment id.
+        segment: u64,
+        /// First damaged byte.
+        from: u64,
+        /// First byte of the next valid record.
+        to: u64,
+    },
+    /// The expected LSN is missing at `at`; the walk goes on from the next
+    /// valid record.
+    Missing {
+        /// Segment id.
+        segment: u64,
+        /// Where the record should be.
+        at: u64,
+        /// The missing LSN.
+        lsn: u64,
+        /// The next valid record's offset and LSN.
+        next_offset: u64,
+        /// Its LSN.
+        next_lsn: u64,
+    },
+    /// The segment's data ends.
+    End {
+        /// Segment id.
+        segment: u64,
+        /// First byte after the data.
+        at: u64,
+    },
+}
+
+fn config(dir: &Path, mode: RecoveryMode, storage: Arc<dyn Storage>) -> RecoverConfig {
+    RecoverConfig {
+        storage,
+        dir: dir.to_path_buf(),
+        direct: false,
+        record_bytes_max: crate::format::RECORD_PAYLOAD_BYTES_LIMIT,
+        mode,
+        segment_bytes: 0,
+    }
+}
+
+fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
+    if !dir.is_dir() && storage.list_dir(dir).is_err() {
+        return Err(Error::io("open log directory", dir, std::io::ErrorKind::NotFound.into()));
+    }
+    let path = dir.join(LOCK_FILE);
+    storage.lock(&path).map_err(|(e, holder_pid)| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked { path: path.clone(), holder_pid }
+        } else {
+            Error::io("lock", &path, e)
+        }
+    })
+}
+
+fn walk_segment(
+    f: &SegFile,
+    limits_record_max: u32,
+    mut visit: impl FnMut(DumpItem<'_>) -> bool,
+) -> Result<(u64, Option<u64>, Option<u64>)> {
+    let State::Live(h) = f.state else { return Ok((0, None, None)) };
+    let limits = f.limits(limits_record_max);
+    let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
+    let mut walker = Walker::new(f.id, data_offset(h.block_bytes), h.first_lsn, limits);
+    let (mut records, mut last) = (0u64, None);
+    // Every step either advances or ends, and a segment holds at most this
+    // many records: a hard bound on the loop whatever the bytes are.
+    for _ in 0..=limits.segment_bytes / 8 + 1 {
+        let step = walker.next(&mut src).map_err(|e| Error::io("read segment", &f.path, e))?;
+        let go_on = match step {
+            Step::Record { offset, header, payload } => {
+                records += 1;
+                last = Some(header.lsn);
+                let kind = RecordType::from_raw(header.kind).expect("validated record type");
+                visit(DumpItem::Record { segment: f.id, offset, lsn: header.lsn, kind, payload })
+            }
+            Step::Skipped { from, to } => visit(DumpItem::Damaged { segment: f.id, from, to }),
+            Step::Break { at, found_offset, found } => {
+                let go_on = visit(DumpItem::Missing {
+                    segment: f.id,
+                    at,
+                    lsn: walker.expected(),
+                    next_offset: found_offset,
+                    next_lsn: found.lsn,
+                });
+                walker = Walker::new(f.id, found_offset, found.lsn, limits);
+                go_on
+            }
+            Step::End { at } => {
+                visit(DumpItem::End { segment: f.id, at });
+                return Ok((records, last, Some(at)));
+            }
+        };
+        if !go_on {
+            break;
+        }
+    }
+    Ok((records, last, None))
+}
+
+fn info_of(f: &SegFile, records: u64, last_lsn: Option<u64>, data_end: Option<u64>) -> SegmentInfo {
+    let state = match &f.state {
+        State::Live(h) => SegmentState::Live {
+            first_lsn: h.first_lsn,
+            block_bytes: h.block_bytes,
+            record_bytes_max: h.record_bytes_max,
+            prev_data_end: h.prev_data_end,
+        },
+        State::Spare => SegmentState::Spare,
+        State::Damaged(why) => SegmentState::Damaged((*why).to_owned()),
+        State::Junk => SegmentState::Leftover,
+    };
+    SegmentInfo { id: f.id, path: f.path.clone(), size_bytes: f.len, state, records, last_lsn, data_end }
+}
+
+/// Every segment file of `dir`, oldest first, with what its header says and
+/// (for live segments) its records.
+pub fn segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+    let _lock = lock(storage.as_ref(), dir)?;
+    let cfg = config(dir, RecoveryMode::TolerateTornTail, storage);
+    let (files, _) = recovery::survey(&cfg, &mut RecoveryReport::default())?;
+    files
+        .iter()
+        .map(|f| {
+            let (records, last, end) = walk_segment(f, cfg.record_bytes_max, |_| true)?;
+            Ok(info_of(f, records, last, end))
+        })
+        .collect()
+}
+
+/// Walks every live segment of `dir` from `from_lsn` on, calling `visit` for
+/// each record, damaged range, missing record and segment end; `visit`
+/// returns false to stop.
+pub fn dump(dir: &Path, from_lsn: u64, mut visit: impl FnMut(DumpItem<'_>) -> bool) -> Result<()> {
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+    let _lock = lock(storage.as_ref(), dir)?;
+    let cfg = config(dir, RecoveryMode::TolerateTornTail, storage);
+    let (files, _) = recovery::survey(&cfg, &mut RecoveryReport::default())?;
+    let mut stopped = false;
+    for f in &files {
+        walk_segment(f, cfg.record_bytes_max, |item| {
+            let wanted = !matches!(&item, DumpItem::Record { lsn, .. } if *lsn < from_lsn);
+            if wanted && !visit(item) {
+                stopped = true;
+                return false;
+            }
+            true
+        })?;
+        if stopped {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What opening the log in `dir` under `mode` would find, changing nothing:
+/// the report (a torn tail it would cut included), or the error opening
+/// would fail with (corruption with its location).
+pub fn verify(dir: &Path, mode: RecoveryMode) -> Result<RecoveryReport> {
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+    let _lock = lock(storage.as_ref(), dir)?;
+    Ok(recovery::recover(&config(dir, mode, storage))?.report)
+}
+
+/// What [`repair`] did.
+#[non_exhaustive]
+#[derive(Clone, Debug)]
+pub struct RepairReport {
+    /// What recovery found.
+    pub report: RecoveryReport,
+    /// Files copied into the backup directory before anything changed.
+    pub backed_up: Vec<PathBuf>,
+}
+
+/// Cuts a torn tail (or, with `force`, everything from the first damage,
+/// corruption included) the way opening the log would, after copying every
+/// segment file it cuts or removes into `backup` (a new or empty directory).
+/// Without `force`, refuses a log with mid-log corruption. Reopening with
+/// the same options afterwards finds a clean log.
+pub fn repair(dir: &Path, backup: &Path, force: bool) -> Result<RepairReport> {
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+    let mode = if force { RecoveryMode::PointInTime } else { RecoveryMode::TolerateTornTail };
+    let recovered = {
+        let _lock = lock(storage.as_ref(), dir)?;
+        recovery::recover(&config(dir, mode, storage.clone()))?
+    };
+    let mut affected: Vec<PathBuf> = recovered.remove.clone();
+    if let Some(t) = &recovered.report.torn_tail {
+        affected.push(crate::segment::names::segment_path(dir, t.segment));
+    }
+    affected.sort();
+    affected.dedup();
+    let mut backed_up = Vec::new();
+    if !affected.is_empty() {
+        storage.create_dir_all(backup).map_err(|e| Error::io("create backup directory", backup, e))?;
+        for src in &affected {
+            let Some(name) = src.file_name() else { continue };
+            let dst = backup.join(name);
+            if dst.exists() {
+                return Err(Error::UnexpectedFile {
+                    path: dst,
+                    detail: "already exists in the backup directory; use an empty one".into(),
+                });
+            }
+            std::fs::copy(src, &dst).map_err(|e| Error::io("back up", src, e))?;
+            std::fs::File::open(&dst).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync backup", &dst, e))?;
+            backed_up.push(dst);
+        }
+        storage.sync_dir(backup).map_err(|e| Error::io("fsync directory", backup, e))?;
+    }
+    // Opening applies exactly what the scan found (recovery is
+    // deterministic), then closes cleanly.
+    let (segment_bytes, record_bytes_max) =
+        recovered.live.last().map_or((64 << 20, 1 << 20), |s| (s.segment_bytes, s.record_bytes_max.max(1024)));
+    let options = Options::new(dir)
+        .recovery(mode)
+        .segment_bytes(segment_bytes)
+        .record_bytes_max(record_bytes_max.min(crate::format::RECORD_PAYLOAD_BYTES_LIMIT))
+        .create_if_missing(false);
+    let wal = crate::Wal::open(options)?;
+    let report = wal.recovery_report().clone();
+    wal.close()?;
+    Ok(RepairReport { report, backed_up })
+}
