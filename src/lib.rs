@@ -39,7 +39,7 @@
 //! - `reader`, `recovery`: reading back, and deciding where the log ends;
 //! - [`Wal`]: the public handle.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod commit;
 mod error;
