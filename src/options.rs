@@ -124,12 +124,14 @@ pub struct Options {
     pub(crate) spare_segments_max: usize,
     pub(crate) recycle_segments: bool,
     pub(crate) wait_spin: Duration,
+    pub(crate) io_spin: Duration,
     pub(crate) create_if_missing: bool,
 }
 
 impl Options {
     /// Defaults: [`Durability::GroupSync`], [`DirectIo::Auto`],
-    /// [`Backend::Auto`], 64 MiB segments, records up to 1 MiB.
+    /// [`Backend::Auto`], 64 MiB segments, records up to 1 MiB, adaptive
+    /// spinning for a lone appender ([`Options::wait_spin`]).
     pub fn new(dir: impl AsRef<Path>) -> Options {
         Options {
             dir: dir.as_ref().to_path_buf(),
@@ -146,7 +148,8 @@ impl Options {
             queue_bytes_max: 16 << 20,
             spare_segments_max: 1,
             recycle_segments: true,
-            wait_spin: Duration::from_micros(0),
+            wait_spin: Duration::from_micros(250),
+            io_spin: Duration::from_micros(50),
             create_if_missing: true,
         }
     }
@@ -244,10 +247,24 @@ impl Options {
         self
     }
 
-    /// How long a producer spins on the durable LSN before it sleeps. Spinning
-    /// trades CPU for wake-up latency; zero (the default) never spins.
+    /// How long an appender spins for its acknowledgement before it sleeps
+    /// (default 250 us). Only a lone appender spins: when recent flushes
+    /// each carried a single request and nobody else waits; under
+    /// concurrency everyone sleeps. On virtual machines, where waking a
+    /// sleeping thread on another CPU costs tens of microseconds, this saves
+    /// a wake-up per append (p50 ~74 us instead of ~95 us on the development
+    /// machine) for up to a core of CPU while that appender is busy. Zero
+    /// never spins.
     pub fn wait_spin(mut self, spin: Duration) -> Options {
         self.wait_spin = spin;
+        self
+    }
+
+    /// How long the I/O thread, with nothing in flight and a lone appender,
+    /// polls for that appender's next request before it sleeps (default
+    /// 50 us), so the request needs no wake-up. Zero never polls.
+    pub fn io_spin(mut self, spin: Duration) -> Options {
+        self.io_spin = spin;
         self
     }
 
@@ -346,6 +363,9 @@ impl Options {
         }
         if self.wait_spin > Duration::from_millis(10) {
             return bad(format!("wait_spin {:?} is above 10 ms", self.wait_spin));
+        }
+        if self.io_spin > Duration::from_millis(10) {
+            return bad(format!("io_spin {:?} is above 10 ms", self.io_spin));
         }
         Ok(())
     }

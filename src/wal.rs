@@ -109,6 +109,8 @@ pub struct Stats {
     pub sync_round: LatencyStats,
     /// An append from submission to acknowledgement, as appenders saw it.
     pub end_to_end: LatencyStats,
+    /// What the device under the directory offers.
+    pub device: DeviceFacts,
 }
 
 /// Records to append together: one request, consecutive LSNs, one wait.
@@ -417,6 +419,7 @@ impl Wal {
                 block_bytes,
                 segment_bytes: options.segment_bytes,
                 record_bytes_max: options.record_bytes_max,
+                io_spin: options.io_spin,
             },
             shared: shared.clone(),
             live: live.clone(),
@@ -692,6 +695,7 @@ impl Wal {
             flush: c.flush.stats(),
             sync_round: c.sync_round.stats(),
             end_to_end: c.end_to_end.stats(),
+            device: self.backend.device.clone(),
         }
     }
 

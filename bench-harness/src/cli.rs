@@ -116,6 +116,19 @@ fn batch(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+impl LoadArgs {
+    /// The uring-wal overrides these options ask for.
+    pub fn tuning(&self) -> crate::target::WalTuning {
+        crate::target::WalTuning {
+            flushes_in_flight_max: self.wal_flushes_in_flight.map(|n| n as usize),
+            flush_bytes_max: self.wal_flush_bytes.map(|b| b as usize),
+            block_bytes: self.wal_block_bytes.map(|b| b as u32),
+            spin: self.wal_spin,
+            io_spin: self.wal_io_spin,
+        }
+    }
+}
+
 fn ser_specs<S: serde::Serializer>(v: &[TargetSpec], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(ToString::to_string))
 }
@@ -150,6 +163,26 @@ pub struct LoadArgs {
     /// Records per append call (uring-wal: one batch, one wait).
     #[arg(long, value_parser = batch, default_value = "1")]
     pub batch: usize,
+    /// Appends each writer keeps in flight with tickets (uring-wal), awaiting
+    /// the oldest when the window is full; 1 appends synchronously.
+    #[arg(long, value_parser = batch, default_value = "1")]
+    pub pipeline: usize,
+    /// uring-wal: flushes in flight at most (library default 4).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub wal_flushes_in_flight: Option<u32>,
+    /// uring-wal: a flush is sealed once it holds this many bytes (default 1MiB).
+    #[arg(long, value_parser = positive_u64)]
+    pub wal_flush_bytes: Option<u64>,
+    /// uring-wal: padding unit, a power of two 512..=65536 (default: the
+    /// device's physical block).
+    #[arg(long, value_parser = positive_u64)]
+    pub wal_block_bytes: Option<u64>,
+    /// uring-wal: how long a waiting appender spins before it sleeps.
+    #[arg(long, value_parser = parse_duration)]
+    pub wal_spin: Option<Duration>,
+    /// uring-wal: how long the idle I/O thread polls for requests before it sleeps.
+    #[arg(long, value_parser = parse_duration)]
+    pub wal_io_spin: Option<Duration>,
     /// (testing) Make the N-th append stall for --debug-stall-ms.
     #[arg(long, hide = true)]
     pub debug_stall_after: Option<u64>,

@@ -29,6 +29,9 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// Records per append call.
     pub batch: usize,
+    /// Appends each writer keeps in flight (submitted, not yet awaited);
+    /// 1 appends synchronously.
+    pub pipeline: usize,
     /// Debug: the `n`-th append stalls this long (to demonstrate coordinated
     /// omission correction).
     pub stall: Option<(u64, Duration)>,
@@ -150,7 +153,53 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
                     let mut uncorrected = latency_histogram();
                     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93));
                     let mut slices: Vec<&[u8]> = Vec::with_capacity(spec.batch);
+                    let mut in_flight: std::collections::VecDeque<(uring_wal::Ticket, Instant)> =
+                        std::collections::VecDeque::with_capacity(spec.pipeline);
+                    let finish = |t: uring_wal::Ticket, t0: Instant, h: &mut Histogram<u64>| -> bool {
+                        match t.wait() {
+                            Ok(_) => {
+                                if shared.measuring.load(Ordering::Relaxed)
+                                    && !shared.stop.load(Ordering::Relaxed)
+                                    && t0 >= measure_from
+                                {
+                                    record(h, t0.elapsed());
+                                    shared.ops.fetch_add(1, Ordering::Relaxed);
+                                }
+                                true
+                            }
+                            Err(e) => {
+                                shared.fail(e.into());
+                                false
+                            }
+                        }
+                    };
                     while !shared.stop.load(Ordering::Relaxed) {
+                        if spec.pipeline > 1 && interval.is_none() {
+                            // Many appends in flight from one thread: submit,
+                            // and await the oldest once the window is full.
+                            let span = (spec.size.max - spec.size.min + 1) as u64;
+                            let len = spec.size.min + (rng.next() % span) as usize;
+                            let off = (rng.next() % 65536) as usize;
+                            let t0 = Instant::now();
+                            match target.submit(&pool[off..off + len]) {
+                                Ok(Some(ticket)) => in_flight.push_back((ticket, t0)),
+                                Ok(None) => {
+                                    shared.fail(anyhow::anyhow!("--pipeline needs a target with tickets (uring-wal)"));
+                                    break;
+                                }
+                                Err(e) => {
+                                    shared.fail(e);
+                                    break;
+                                }
+                            }
+                            if in_flight.len() >= spec.pipeline {
+                                let (t, t0) = in_flight.pop_front().expect("full window");
+                                if !finish(t, t0, &mut corrected) {
+                                    break;
+                                }
+                            }
+                            continue;
+                        }
                         // Open loop: take the next slot of the schedule and
                         // wait for its time.
                         let intended = match interval {
@@ -203,6 +252,11 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
                             shared.ops.fetch_add(spec.batch as u64, Ordering::Relaxed);
                         } else if !shared.measuring.load(Ordering::Relaxed) {
                             // Warmup: count for progress only.
+                        }
+                    }
+                    while let Some((t, t0)) = in_flight.pop_front() {
+                        if !finish(t, t0, &mut corrected) {
+                            break;
                         }
                     }
                     (corrected, uncorrected)
@@ -298,6 +352,7 @@ mod tests {
             warmup: Duration::from_millis(50),
             rate,
             batch: 1,
+            pipeline: 1,
             stall,
         }
     }

@@ -100,7 +100,7 @@ fn evict(dir: &Path) {
 pub fn time_open(dir: &Path, args: &RecoveryArgs, stop: &str, acknowledged: u64) -> Result<RecoveryResult> {
     let TargetSpec::UringWal { durability, path } = args.backend.clone() else { unreachable!("checked by write_log") };
     evict(dir);
-    let opts = OpenOptions { record_bytes_max: args.record_bytes.max, allow_buffered: true };
+    let opts = OpenOptions { record_bytes_max: args.record_bytes.max, allow_buffered: true, ..OpenOptions::default() };
     let give_up = Instant::now() + Duration::from_secs(30);
     let (target, seconds) = loop {
         let t0 = Instant::now();
@@ -194,7 +194,8 @@ pub fn run(args: &RecoveryArgs, dir: &Path, opts: &OpenOptions, quiet: bool) -> 
 /// The writer process of `recovery --kill`: appends until killed, printing
 /// `acked <records> <bytes>` after each acknowledged batch.
 pub fn child(args: &ChildArgs, allow_buffered: bool) -> Result<()> {
-    let opts = OpenOptions { record_bytes_max: args.recovery.record_bytes.max, allow_buffered };
+    let opts =
+        OpenOptions { record_bytes_max: args.recovery.record_bytes.max, allow_buffered, ..OpenOptions::default() };
     let out = std::sync::Mutex::new(std::io::stdout());
     let _target = write_log(&args.log_dir, &args.recovery, &opts, true, &|r, b| {
         let mut o = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -28,7 +28,7 @@ pub struct Ctx {
 
 impl Ctx {
     fn open_options(&self, record_bytes_max: usize) -> OpenOptions {
-        OpenOptions { record_bytes_max, allow_buffered: self.global.allow_buffered }
+        OpenOptions { record_bytes_max, allow_buffered: self.global.allow_buffered, ..OpenOptions::default() }
     }
 
     /// A fresh directory for `name` inside the data directory.
@@ -97,7 +97,8 @@ pub fn loads(test: &str, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
     let mut first_error = None;
     for spec in &args.backends {
         let dir = ctx.subdir(&spec.to_string())?;
-        let target = match target::open(spec, &dir, &ctx.open_options(record_max)) {
+        let opts = OpenOptions { wal: args.tuning(), ..ctx.open_options(record_max) };
+        let target = match target::open(spec, &dir, &opts) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {spec}: {e:#}");
@@ -120,6 +121,7 @@ pub fn loads(test: &str, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
                     warmup: args.warmup,
                     rate: args.rate,
                     batch: args.batch,
+                    pipeline: args.pipeline,
                     stall: args.debug_stall_after.map(|n| (n, Duration::from_millis(args.debug_stall_ms))),
                 };
                 let r = load::run(target.as_ref(), &spec.to_string(), &load, ctx.global.quiet);
@@ -213,6 +215,7 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
                 warmup: secs(1.0),
                 rate: None,
                 batch: 1,
+                pipeline: 1,
                 stall: None,
             };
             let r = load::run(target.as_ref(), &spec.to_string(), &load, ctx.global.quiet);

@@ -84,7 +84,7 @@ impl Drop for Progress {
     }
 }
 
-/// Parses `250ms`, `10s`, `2m`, or a bare number of seconds.
+/// Parses `50us`, `250ms`, `10s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
@@ -96,10 +96,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration {s:?} must be positive"));
     }
     let secs = match unit {
+        "us" | "µs" => value / 1e6,
         "ms" => value / 1000.0,
         "s" => value,
         "m" | "min" => value * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s or m")),
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use us, ms, s or m")),
     };
     if secs > 24.0 * 3600.0 {
         return Err(format!("duration {s:?} is longer than a day"));
@@ -195,6 +196,7 @@ mod tests {
     #[test]
     fn parsing() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("50us").unwrap(), Duration::from_micros(50));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("0s").is_err() && parse_duration("-1s").is_err() && parse_duration("1h").is_err());

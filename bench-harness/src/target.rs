@@ -22,6 +22,12 @@ pub trait Target: Send + Sync {
         Ok(())
     }
 
+    /// Queues one record without waiting; `None` where the target has no
+    /// such path (the load then appends synchronously).
+    fn submit(&self, _payload: &[u8]) -> Result<Option<uring_wal::Ticket>> {
+        Ok(None)
+    }
+
     /// Group-commit counters since opening, where the target knows them.
     fn flush_stats(&self) -> Option<FlushStats> {
         None
@@ -157,12 +163,24 @@ impl FromStr for TargetSpec {
 }
 
 /// How targets are opened.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OpenOptions {
     /// Largest record the load appends.
     pub record_bytes_max: usize,
     /// Accept a directory where O_DIRECT is refused.
     pub allow_buffered: bool,
+    /// uring-wal tuning (None: the library's default).
+    pub wal: WalTuning,
+}
+
+/// uring-wal options a load may override.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct WalTuning {
+    pub flushes_in_flight_max: Option<usize>,
+    pub flush_bytes_max: Option<usize>,
+    pub block_bytes: Option<u32>,
+    pub spin: Option<Duration>,
+    pub io_spin: Option<Duration>,
 }
 
 /// Opens `spec` in `dir` (which it owns: created if missing).
@@ -193,6 +211,22 @@ impl WalTarget {
             .record_bytes_max(record_max)
             .segment_bytes(segment_bytes)
             .queue_bytes_max((16usize << 20).max(record_max as usize * 2));
+        let t = opts.wal;
+        if let Some(n) = t.flushes_in_flight_max {
+            o = o.flushes_in_flight_max(n);
+        }
+        if let Some(b) = t.flush_bytes_max {
+            o = o.flush_bytes_max(b);
+        }
+        if let Some(b) = t.block_bytes {
+            o = o.block_size(uring_wal::BlockSize::Bytes(b));
+        }
+        if let Some(s) = t.spin {
+            o = o.wait_spin(s);
+        }
+        if let Some(s) = t.io_spin {
+            o = o.io_spin(s);
+        }
         o = match path {
             IoPath::Auto => o,
             IoPath::Uring => o.backend(Backend::IoUring),
@@ -231,6 +265,10 @@ impl Target for WalTarget {
             self.wal.append_batch(&mut batch)?;
             Ok(())
         })
+    }
+
+    fn submit(&self, payload: &[u8]) -> Result<Option<uring_wal::Ticket>> {
+        Ok(Some(self.wal.submit(RecordType::Put, payload)?))
     }
 
     fn flush_stats(&self) -> Option<FlushStats> {

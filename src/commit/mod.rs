@@ -93,6 +93,8 @@ pub(crate) struct EngineConfig {
     pub block_bytes: u32,
     pub segment_bytes: u64,
     pub record_bytes_max: u32,
+    /// Poll for requests this long before sleeping, with nothing in flight.
+    pub io_spin: Duration,
 }
 
 /// The segment being appended to.
@@ -219,6 +221,12 @@ pub(crate) struct Engine<Q: IoQueue> {
     poisoned: bool,
     completions: Vec<Completion>,
     wake_scratch: Vec<Wake>,
+    /// Records in the last flush sealed (for batch sizing).
+    last_flush_records: u64,
+    /// Requests taken since the last seal, and the run of flushes that each
+    /// carried one (a lone appender).
+    requests_since_seal: u32,
+    lonely_streak: u32,
     data_sync: SyncMode,
 }
 
@@ -267,6 +275,9 @@ impl<Q: IoQueue> Engine<Q> {
             poisoned: false,
             completions: Vec::new(),
             wake_scratch: Vec::new(),
+            last_flush_records: 0,
+            requests_since_seal: 0,
+            lonely_streak: 0,
             data_sync,
         }
     }
@@ -284,8 +295,14 @@ impl<Q: IoQueue> Engine<Q> {
                 progress |= self.submit_sealed();
                 progress |= self.sync_round();
             }
+            // Waiters satisfied by this round's completions are woken only
+            // now, after the next flush went out.
+            self.shared.wake(&mut self.wake_scratch);
             if self.finished() {
                 break;
+            }
+            if !progress && self.spin_for_request() {
+                continue;
             }
             if !progress {
                 let deadline = self.deadline();
@@ -303,6 +320,31 @@ impl<Q: IoQueue> Engine<Q> {
                 }
             }
         }
+    }
+
+    /// With nothing in flight, polls the channel for up to `io_spin`: a
+    /// request that arrives meanwhile is taken without a wake-up. Returns
+    /// whether one arrived.
+    fn spin_for_request(&mut self) -> bool {
+        if self.cfg.io_spin.is_zero()
+            || self.queue.in_flight() > 0
+            || self.carry.is_some()
+            || self.shutting_down
+            || !self.shared.is_lonely()
+            || self.shared.has_sleepers()
+        {
+            return false;
+        }
+        let until = Instant::now() + self.cfg.io_spin;
+        while Instant::now() < until {
+            if !self.requests.is_empty() {
+                return true;
+            }
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+        false
     }
 
     fn token(&mut self) -> u64 {
@@ -373,6 +415,7 @@ impl<Q: IoQueue> Engine<Q> {
                     if let Some(t) = batch.enqueued {
                         self.shared.counters.queue_wait.record(t.elapsed());
                     }
+                    self.requests_since_seal = self.requests_since_seal.saturating_add(1);
                     self.carry = Some(Carry { first_lsn, batch, index: 0, byte_offset: 0 });
                 }
                 // Everything queued before it: LSNs up to next_lsn - 1.
@@ -515,6 +558,8 @@ impl<Q: IoQueue> Engine<Q> {
             return;
         }
         let next = self.next_lsn;
+        self.last_flush_records = open.last_lsn + 1 - open.first_lsn;
+        self.shared.note_flush_requests(std::mem::take(&mut self.requests_since_seal), &mut self.lonely_streak);
         let len = open.layout.finish(&mut open.buf, next, sync_lag(next, self.synced));
         self.active.write_pos = open.layout.end();
         let token = self.token();
@@ -544,6 +589,14 @@ impl<Q: IoQueue> Engine<Q> {
         }
         let backlog = self.flushes.iter().any(|f| f.state == FlushState::Sealed);
         if backlog || self.flushes_in_flight >= self.cfg.flushes_in_flight_max {
+            return false;
+        }
+        // Batch by what is waiting: with a flush already in flight, a much
+        // smaller one would cost a device round trip for little; let records
+        // gather until it completes or this one is worth its own trip. With
+        // nothing in flight, go at once (a lone writer waits for no one).
+        let records = open.last_lsn + 1 - open.first_lsn;
+        if self.flushes_in_flight > 0 && records * 2 < self.last_flush_records {
             return false;
         }
         self.seal();

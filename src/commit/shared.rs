@@ -19,6 +19,10 @@ use super::metrics::AtomicHistogram;
 use crate::error::{Error, Failure, Result};
 use crate::io::uring::Doorbell;
 
+/// Consecutive single-request flushes after which the log counts as having
+/// a lone appender.
+const LONELY_FLUSHES: u32 = 8;
+
 /// Which watermark a waiter waits on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -140,6 +144,9 @@ pub(crate) struct Shared {
     registered: AtomicUsize,
     next_token: AtomicU64,
     spin: Duration,
+    spinners: AtomicUsize,
+    spinners_max: usize,
+    lonely: AtomicBool,
     pub budget: ByteBudget,
     pub counters: Counters,
     pub doorbell: OnceLock<Arc<Doorbell>>,
@@ -156,9 +163,32 @@ impl Shared {
             registered: AtomicUsize::new(0),
             next_token: AtomicU64::new(1),
             spin,
+            spinners: AtomicUsize::new(0),
+            lonely: AtomicBool::new(false),
+            spinners_max: std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
             budget: ByteBudget::new(queue_bytes_max),
             counters: Counters::default(),
             doorbell: OnceLock::new(),
+        }
+    }
+
+    /// Whether appenders are asleep waiting (the log is busy).
+    pub fn has_sleepers(&self) -> bool {
+        self.registered.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether recent flushes each carried one request: a single appender,
+    /// for whom spinning (instead of sleeping) pays.
+    pub fn is_lonely(&self) -> bool {
+        self.lonely.load(Ordering::Relaxed)
+    }
+
+    /// I/O thread: how many requests the flush it just sealed carried.
+    pub fn note_flush_requests(&self, requests: u32, streak: &mut u32) {
+        *streak = if requests <= 1 { streak.saturating_add(1) } else { 0 };
+        let lonely = *streak >= LONELY_FLUSHES;
+        if self.lonely.load(Ordering::Relaxed) != lonely {
+            self.lonely.store(lonely, Ordering::Relaxed);
         }
     }
 
@@ -197,7 +227,9 @@ impl Shared {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// I/O thread: publish new watermarks and wake the waiters they satisfy.
+    /// I/O thread: publish new watermarks and collect into `scratch` the
+    /// waiters they satisfy, to be woken by [`Shared::wake`] (after the next
+    /// flush is submitted, so the device does not idle while threads wake).
     /// `scratch` is reused across calls so waking allocates nothing.
     pub fn publish(&self, acked: u64, synced: u64, scratch: &mut Vec<Wake>) {
         debug_assert!(synced <= acked || synced <= self.acked.load(Ordering::Relaxed).max(acked));
@@ -223,6 +255,10 @@ impl Shared {
             }
             self.registered.store(waiters.len(), Ordering::SeqCst);
         }
+    }
+
+    /// Wakes the waiters `publish` collected.
+    pub fn wake(&self, scratch: &mut Vec<Wake>) {
         for w in scratch.drain(..) {
             w.wake();
         }
@@ -281,15 +317,23 @@ impl Shared {
         if self.value(target) >= lsn {
             return Ok(true);
         }
-        if !self.spin.is_zero() {
+        if !self.spin.is_zero() && self.spin_slot() {
             let until = Instant::now() + self.spin;
-            while Instant::now() < until {
+            let mut reached = false;
+            // Spinning pays only for an appender that is alone: once others
+            // wait too, the CPU is worth more to them and the I/O thread.
+            while Instant::now() < until && self.registered.load(Ordering::Relaxed) == 0 {
                 for _ in 0..64 {
                     std::hint::spin_loop();
                 }
                 if self.value(target) >= lsn {
-                    return Ok(true);
+                    reached = true;
+                    break;
                 }
+            }
+            self.spinners.fetch_sub(1, Ordering::Relaxed);
+            if reached {
+                return Ok(true);
             }
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
@@ -323,6 +367,25 @@ impl Shared {
             }
             // Spurious wake-ups keep the entry listed: the I/O thread removes
             // only entries it satisfies (or all, on poison or close).
+        }
+    }
+
+    /// Takes one of the spinning slots: only while no other waiter sleeps,
+    /// and at most one spinner per CPU the I/O thread does not need, so
+    /// spinning never starves the thread that completes the waits.
+    fn spin_slot(&self) -> bool {
+        if !self.is_lonely() || self.registered.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let mut n = self.spinners.load(Ordering::Relaxed);
+        loop {
+            if n >= self.spinners_max {
+                return false;
+            }
+            match self.spinners.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
         }
     }
 
