@@ -123,6 +123,7 @@ pub struct Options {
     pub(crate) queue_bytes_max: usize,
     pub(crate) spare_segments_max: usize,
     pub(crate) recycle_segments: bool,
+    pub(crate) prewrite_segments: bool,
     pub(crate) wait_spin: Duration,
     pub(crate) io_spin: Duration,
     pub(crate) create_if_missing: bool,
@@ -148,6 +149,7 @@ impl Options {
             queue_bytes_max: 16 << 20,
             spare_segments_max: 1,
             recycle_segments: true,
+            prewrite_segments: true,
             wait_spin: Duration::from_micros(250),
             io_spin: Duration::from_micros(50),
             create_if_missing: true,
@@ -244,6 +246,20 @@ impl Options {
     /// as spares (renamed, not rewritten) instead of deleted.
     pub fn recycle_segments(mut self, recycle: bool) -> Options {
         self.recycle_segments = recycle;
+        self
+    }
+
+    /// Whether fresh segment files are written with zeros ahead of use
+    /// (default) or only allocated (`fallocate`).
+    ///
+    /// Pre-written blocks sync without a file-system journal commit (on the
+    /// development disk each sync was about 1.6x cheaper), which is what
+    /// small synced appends want. The price is that the device writes every
+    /// segment twice, once on a background thread: a log that streams large
+    /// records near the device's bandwidth goes faster with `false`. Either
+    /// way every append is synced the same; only the cost of the sync moves.
+    pub fn prewrite_segments(mut self, prewrite: bool) -> Options {
+        self.prewrite_segments = prewrite;
         self
     }
 

@@ -136,7 +136,7 @@ impl Batch {
             .ok()
             .filter(|&l| l <= format::RECORD_PAYLOAD_BYTES_LIMIT)
             .ok_or(Error::RecordTooLarge { len: payload.len() as u64, max: format::RECORD_PAYLOAD_BYTES_LIMIT })?;
-        self.inner.entries.push(Entry { kind: code, len });
+        self.inner.entries.push(Entry { kind: code, len, payload_crc: crc32c::crc32c(payload) });
         self.inner.bytes.extend_from_slice(payload);
         Ok(())
     }
@@ -360,6 +360,7 @@ impl Wal {
             direct,
             spare_segments_max: options.spare_segments_max,
             recycle: options.recycle_segments,
+            prewrite: options.prewrite_segments,
             counters: Arc::new(PrepareCounters::default()),
         };
         let prepare_counters = prep_cfg.counters.clone();
@@ -375,7 +376,9 @@ impl Wal {
                 Active { meta, file, path, write_pos, activated: true }
             }
             Continue::NewSegment { id, prev_data_end } => {
-                let prepared = prepare::prepare_segment(&prep_cfg, &mut spares, id)?;
+                let unpaced =
+                    prepare::Pace { budget: Duration::ZERO, hurry: &std::sync::atomic::AtomicBool::new(true) };
+                let prepared = prepare::prepare_segment(&prep_cfg, &mut spares, id, unpaced)?;
                 let header = SegmentHeader {
                     segment_id: id,
                     first_lsn: next_lsn,
@@ -546,7 +549,7 @@ impl Wal {
     pub fn submit(&self, kind: RecordType, payload: &[u8]) -> Result<Ticket> {
         let code = self.check_record(kind, payload.len())?;
         let mut batch = self.take_batch();
-        batch.entries.push(Entry { kind: code, len: payload.len() as u32 });
+        batch.entries.push(Entry { kind: code, len: payload.len() as u32, payload_crc: crc32c::crc32c(payload) });
         batch.bytes.extend_from_slice(payload);
         let (first, last) = self.send(batch)?;
         Ok(Ticket::new(self.shared.clone(), first, last))
@@ -783,7 +786,10 @@ impl Wal {
             panicked |= t.join().is_err();
         }
         self.shared.close();
-        self.preparer = None;
+        if let Some(p) = self.preparer.take() {
+            // Whatever it prepares now is not needed soon.
+            p.hurry();
+        }
         if let Some(t) = self.prepare_thread.take() {
             panicked |= t.join().is_err();
         }

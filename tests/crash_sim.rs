@@ -56,6 +56,8 @@ struct Setting {
     block: u32,
     shuffle: bool,
     durability: Durability,
+    /// Fresh segments zero-filled (else only allocated).
+    prewrite: bool,
 }
 
 impl Setting {
@@ -65,6 +67,7 @@ impl Setting {
             block: if seed % 3 == 0 { 512 } else { 4096 },
             shuffle: seed % 5 != 0,
             durability: if seed % 4 == 3 { Durability::Dsync } else { Durability::GroupSync },
+            prewrite: seed % 7 != 3,
         }
     }
 
@@ -76,6 +79,7 @@ impl Setting {
             .flush_bytes_max(4096)
             .flushes_in_flight_max(4)
             .durability(self.durability)
+            .prewrite_segments(self.prewrite)
     }
 }
 

@@ -49,6 +49,30 @@ fn every_record_size_round_trips_on_every_path() {
 }
 
 #[test]
+fn segments_that_are_only_allocated_round_trip() {
+    for path in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || options(dir.path(), path).prewrite_segments(false);
+        let wal = Wal::open(opts()).unwrap();
+        let n = 200u64;
+        for lsn in 1..=n {
+            assert_eq!(wal.append(RecordType::Put, &payload(lsn, len_for(lsn, 3000))).unwrap(), lsn);
+        }
+        let stats = wal.stats();
+        assert!(stats.segments > 2 && stats.segments_created > 2, "{path:?}: {stats:?}");
+        for f in common::segment_files(dir.path()) {
+            assert_eq!(std::fs::metadata(&f).unwrap().len(), 128 * 1024, "{path:?}: {} has its full size", f.display());
+        }
+        check_log(&wal, 1, n, |l| len_for(l, 3000));
+        drop(wal);
+        let wal = Wal::open(opts()).unwrap();
+        assert_eq!(wal.last_lsn(), n);
+        assert!(wal.recovery_report().torn_tail.is_none(), "{path:?}: {:?}", wal.recovery_report());
+        check_log(&wal, 1, n, |l| len_for(l, 3000));
+    }
+}
+
+#[test]
 fn reopening_continues_the_lsn_sequence() {
     for path in PATHS {
         let dir = tempfile::tempdir().unwrap();

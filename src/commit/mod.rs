@@ -47,6 +47,9 @@ use shared::{Shared, Wake};
 pub(crate) struct Entry {
     pub kind: u16,
     pub len: u32,
+    /// CRC32C of the payload, computed by the producer so that checksumming
+    /// runs on many threads and the I/O thread only copies.
+    pub payload_crc: u32,
 }
 
 /// One or more records queued together; reused through a pool so that
@@ -460,7 +463,7 @@ impl<Q: IoQueue> Engine<Q> {
             let entry = batch.entries[index];
             debug_assert_eq!(first_lsn + index as u64, self.next_lsn);
             let payload = &batch.bytes[byte_offset..byte_offset + entry.len as usize];
-            match self.place(entry.kind, payload) {
+            match self.place(entry, payload) {
                 Placed::Yes => {
                     index += 1;
                     byte_offset += entry.len as usize;
@@ -486,7 +489,7 @@ impl<Q: IoQueue> Engine<Q> {
     }
 
     /// Encodes one record into the open flush, sealing and rolling as needed.
-    fn place(&mut self, kind: u16, payload: &[u8]) -> Placed {
+    fn place(&mut self, entry: Entry, payload: &[u8]) -> Placed {
         loop {
             if self.open.is_none() && !self.start_flush() {
                 return Placed::Blocked;
@@ -506,11 +509,11 @@ impl<Q: IoQueue> Engine<Q> {
                     let header = EncodeHeader {
                         lsn,
                         segment_id: self.active.meta.id,
-                        kind,
+                        kind: entry.kind,
                         sync_lag: sync_lag(lsn, self.synced),
                     };
                     let before = open.layout.len;
-                    open.layout.push(&mut open.buf, header, payload);
+                    open.layout.push_with_payload_crc(&mut open.buf, header, payload, entry.payload_crc);
                     open.record_bytes += open.layout.len - before;
                     if open.first_lsn == 0 {
                         open.first_lsn = lsn;
@@ -654,6 +657,9 @@ impl<Q: IoQueue> Engine<Q> {
                     return false;
                 }
                 Err(TryRecvError::Empty) => {
+                    // Every time, not once: a preparation that started after
+                    // the first call would have cleared it.
+                    self.preparer.hurry();
                     if !self.awaiting_segment {
                         self.awaiting_segment = true;
                         self.shared.counters.segment_stalls.fetch_add(1, Ordering::Relaxed);

@@ -65,7 +65,15 @@ impl FlushLayout {
     /// # Panics
     /// If the record does not fit (check [`FlushLayout::fits`] first).
     pub fn push(&mut self, buf: &mut [u8], header: EncodeHeader, payload: &[u8]) {
-        let n = record::encode(&mut buf[self.len..], header, payload);
+        self.push_with_payload_crc(buf, header, payload, crc32c::crc32c(payload));
+    }
+
+    /// [`FlushLayout::push`] with the payload's CRC32C already computed.
+    ///
+    /// # Panics
+    /// As [`FlushLayout::push`].
+    pub fn push_with_payload_crc(&mut self, buf: &mut [u8], header: EncodeHeader, payload: &[u8], payload_crc: u32) {
+        let n = record::encode_with_payload_crc(&mut buf[self.len..], header, payload, payload_crc);
         self.len += n;
         assert!(self.file_offset + self.len as u64 <= self.segment_bytes);
     }

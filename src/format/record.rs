@@ -173,6 +173,17 @@ pub struct EncodeHeader {
 /// If `out` is shorter than [`encoded_len`] of the payload: the caller sizes
 /// its buffer from the same limits, so a short buffer is a bug, not bad input.
 pub fn encode(out: &mut [u8], header: EncodeHeader, payload: &[u8]) -> usize {
+    encode_with_payload_crc(out, header, payload, crc32c::crc32c(payload))
+}
+
+/// [`encode`] with the payload's CRC32C already computed (by the producer
+/// thread, so the I/O thread only copies). The stored checksum is the same.
+///
+/// # Panics
+/// As [`encode`]. A `payload_crc` that is not the payload's CRC32C writes a
+/// record every reader rejects; debug builds assert it.
+pub fn encode_with_payload_crc(out: &mut [u8], header: EncodeHeader, payload: &[u8], payload_crc: u32) -> usize {
+    debug_assert_eq!(payload_crc, crc32c::crc32c(payload), "payload CRC computed over other bytes");
     let payload_len = u32::try_from(payload.len()).expect("payload length checked by caller");
     let total = encoded_len(payload_len) as usize;
     assert!(out.len() >= total, "record buffer too small");
@@ -181,7 +192,7 @@ pub fn encode(out: &mut [u8], header: EncodeHeader, payload: &[u8]) -> usize {
     rest[payload.len()..].fill(0);
     let head: &mut [u8; RECORD_HEADER_BYTES] = head.try_into().expect("32 bytes");
     write_header(head, payload_len, header);
-    let crc = checksum(head, &rest[..payload.len()]);
+    let crc = crc32c::crc32c_append(payload_crc, &head[4..]);
     head[0..4].copy_from_slice(&crc.to_le_bytes());
     total
 }

@@ -1,14 +1,19 @@
 //! Preparing segment files ahead of need, and retiring old ones, on a
 //! background thread so neither ever stalls an append.
 //!
-//! A fresh segment is zero-filled, not only fallocated: overwriting written
-//! blocks syncs without a metadata journal commit, which on the development
-//! disk made each sync about 1.6x cheaper than syncing into unwritten extents.
+//! A fresh segment is zero-filled by default, not only fallocated:
+//! overwriting written blocks syncs without a metadata journal commit, which
+//! on the development disk made each sync about 1.6x cheaper than syncing
+//! into unwritten extents. `Options::prewrite_segments(false)` only
+//! allocates, for logs that stream near the device's bandwidth and would
+//! rather not write every byte twice.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -17,8 +22,29 @@ use super::names::{segment_path, temp_path};
 use crate::error::{Error, Result};
 use crate::storage::{AlignedBuf, OpenHow, Storage, StorageFile, write_all_at};
 
-/// Zero-fill write size.
+/// Zero-fill write size when paced: small, so that an append queued behind
+/// one waits little (64 KiB: p99 ~140 us and p99.9 ~200 us for single
+/// appends on the development disk, against ~180 us and ~300 us with
+/// 256 KiB, and a p99.9 of ~550 us with 1 MiB).
+const ZERO_FILL_PACED_CHUNK_BYTES: usize = 64 << 10;
+
+/// Zero-fill write size when in a hurry.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+
+/// Zeros are synced every this many bytes, so that no single sync (and no
+/// append's sync behind it) has a whole segment to flush.
+const ZERO_FILL_SYNC_BYTES: u64 = 4 << 20;
+
+/// A paced zero-fill aims to finish in this fraction of the time the
+/// previous segment lasted, leaving the rest as margin.
+const ZERO_FILL_BUDGET_FRACTION: f64 = 0.5;
+
+/// The longest a zero-fill is spread over, so that a slow log still has its
+/// next segment (and a truncate call queued behind it) soon.
+const ZERO_FILL_BUDGET_MAX: Duration = Duration::from_secs(1);
+
+/// Pacing below this is not worth a sleep.
+const ZERO_FILL_SLEEP_MIN: Duration = Duration::from_micros(200);
 
 /// A segment file ready to be activated.
 #[derive(Debug)]
@@ -37,13 +63,15 @@ pub(crate) struct PrepareConfig {
     pub direct: bool,
     pub spare_segments_max: usize,
     pub recycle: bool,
+    /// Zero-fill fresh files (else only allocate them).
+    pub prewrite: bool,
     pub counters: Arc<PrepareCounters>,
 }
 
 /// What preparation did, for `Wal::stats`.
 #[derive(Debug, Default)]
 pub(crate) struct PrepareCounters {
-    /// Fresh segment files created (zero-filled).
+    /// Fresh segment files created (zero-filled unless pre-writing is off).
     pub created: std::sync::atomic::AtomicU64,
     /// Retired segments renamed to be reused.
     pub recycled: std::sync::atomic::AtomicU64,
@@ -62,9 +90,38 @@ fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -
     move |e| Error::io(op, path, e)
 }
 
+/// How fast a zero-fill may go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace<'a> {
+    /// Spread the writes over this long (zero: as fast as possible).
+    pub budget: Duration,
+    /// Set when someone waits for the preparer: stop pacing.
+    pub hurry: &'a AtomicBool,
+}
+
+impl Pace<'_> {
+    /// Whether to go slowly: there is a budget and nobody waits.
+    fn is_paced(&self) -> bool {
+        !self.budget.is_zero() && !self.hurry.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps until `done` of `total` bytes is due, unless hurried.
+    fn wait(&self, started: Instant, done: u64, total: u64) {
+        if !self.is_paced() {
+            return;
+        }
+        let due = self.budget.mul_f64(done as f64 / total.max(1) as f64);
+        let ahead = due.saturating_sub(started.elapsed());
+        if ahead >= ZERO_FILL_SLEEP_MIN {
+            std::thread::sleep(ahead);
+        }
+    }
+}
+
 /// Makes segment `id` ready: reuses a spare of that id, or creates a fresh
-/// zero-filled file. The file and its directory entry are durable on return.
-pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64) -> Result<Prepared> {
+/// file (zero-filled when `cfg.prewrite`, paced by `pace`). The file and its
+/// directory entry are durable on return.
+pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64, pace: Pace<'_>) -> Result<Prepared> {
     spares.highest_id = spares.highest_id.max(id);
     // Spares with lower ids can never be used: the log has moved past them.
     let stale: Vec<u64> = spares.files.range(..id).map(|(&k, _)| k).collect();
@@ -82,21 +139,39 @@ pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64)
         cfg.storage.remove_file(&path).map_err(io_err("remove odd-sized spare", &path))?;
         cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
     }
-    create_segment(cfg, id)
+    create_segment(cfg, id, pace)
 }
 
-fn create_segment(cfg: &PrepareConfig, id: u64) -> Result<Prepared> {
+fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepared> {
     let tmp = temp_path(&cfg.dir, id);
     let path = segment_path(&cfg.dir, id);
     let file = cfg.storage.open_file(&tmp, OpenHow::create(cfg.direct)).map_err(io_err("create", &tmp))?;
     let filled = (|| {
         file.allocate(cfg.segment_bytes)?;
+        // Without pre-writing, an allocated file of full size is enough. A
+        // file system that cannot allocate leaves it short: fill it then.
+        if !cfg.prewrite && file.size()? == cfg.segment_bytes {
+            return file.sync_data();
+        }
+        // Small writes, synced in pieces and spread over time: a burst of a
+        // whole segment's zeros would stall every append behind it (p99.9
+        // of single appends went from ~0.3 ms to ~0.7 ms on the development
+        // disk).
         let zeros = AlignedBuf::zeroed(ZERO_FILL_CHUNK_BYTES);
+        let started = Instant::now();
         let mut offset = 0u64;
+        let mut unsynced = 0u64;
         while offset < cfg.segment_bytes {
-            let n = (cfg.segment_bytes - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+            let chunk = if pace.is_paced() { ZERO_FILL_PACED_CHUNK_BYTES } else { ZERO_FILL_CHUNK_BYTES };
+            let n = (cfg.segment_bytes - offset).min(chunk as u64) as usize;
             write_all_at(file.as_ref(), &zeros[..n], offset, false)?;
             offset += n as u64;
+            unsynced += n as u64;
+            if unsynced >= ZERO_FILL_SYNC_BYTES && offset < cfg.segment_bytes {
+                file.sync_data()?;
+                unsynced = 0;
+            }
+            pace.wait(started, offset, cfg.segment_bytes);
         }
         file.sync_data()
     })();
@@ -141,9 +216,16 @@ enum Request {
 #[derive(Clone, Debug)]
 pub(crate) struct PreparerClient {
     tx: Sender<Request>,
+    hurry: Arc<AtomicBool>,
 }
 
 impl PreparerClient {
+    /// Asks the preparer to finish what it does at full speed: the I/O
+    /// thread waits for the next segment, or the log is closing.
+    pub fn hurry(&self) {
+        self.hurry.store(true, Ordering::Relaxed);
+    }
+
     /// Asks for segment `id`; the answer arrives on the ready channel.
     pub fn request(&self, id: u64) -> Result<()> {
         self.tx.send(Request::Prepare(id)).map_err(|_| Error::Closed)
@@ -151,6 +233,7 @@ impl PreparerClient {
 
     /// Retires segments durably; returns once done.
     pub fn retire(&self, segments: Vec<SegmentMeta>) -> Result<()> {
+        self.hurry();
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         self.tx.send(Request::Retire(segments, reply_tx)).map_err(|_| Error::Closed)?;
         reply_rx.recv().map_err(|_| Error::Closed)?
@@ -166,11 +249,23 @@ pub(crate) fn spawn(
     // only guards against a bug flooding the thread.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(64);
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(4);
+    let hurry = Arc::new(AtomicBool::new(false));
+    let client = PreparerClient { tx, hurry: hurry.clone() };
     let thread = std::thread::Builder::new().name("uring-wal-prepare".into()).spawn(move || {
+        // A segment is requested when the one before it is activated, so
+        // the time between requests is how long a segment lasts: the
+        // zero-fill of the next one is spread over part of that.
+        let mut last_request: Option<Instant> = None;
         while let Ok(req) = rx.recv() {
             match req {
                 Request::Prepare(id) => {
-                    let result = prepare_segment(&cfg, &mut spares, id);
+                    let now = Instant::now();
+                    let budget = last_request.map_or(Duration::ZERO, |t| {
+                        now.duration_since(t).mul_f64(ZERO_FILL_BUDGET_FRACTION).min(ZERO_FILL_BUDGET_MAX)
+                    });
+                    last_request = Some(now);
+                    hurry.store(false, Ordering::Relaxed);
+                    let result = prepare_segment(&cfg, &mut spares, id, Pace { budget, hurry: &hurry });
                     if ready_tx.send(result).is_err() {
                         break;
                     }
@@ -181,5 +276,31 @@ pub(crate) fn spawn(
             }
         }
     })?;
-    Ok((PreparerClient { tx }, ready_rx, thread))
+    Ok((client, ready_rx, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pace_sleeps_until_its_share_is_due_unless_hurried() {
+        let hurry = AtomicBool::new(false);
+        let pace = Pace { budget: Duration::from_millis(40), hurry: &hurry };
+        assert!(pace.is_paced());
+        let started = Instant::now();
+        pace.wait(started, 1, 2);
+        // Half the budget was due; a sleep never ends early.
+        assert!(started.elapsed() >= Duration::from_millis(20));
+
+        // Hurried, or with no budget, it never sleeps: a budget of an hour
+        // would otherwise hold the test for that long.
+        let long = Pace { budget: Duration::from_secs(3600), hurry: &hurry };
+        hurry.store(true, Ordering::Relaxed);
+        assert!(!long.is_paced());
+        long.wait(Instant::now(), 1, 2);
+        let unpaced = Pace { budget: Duration::ZERO, hurry: &AtomicBool::new(false) };
+        assert!(!unpaced.is_paced());
+        unpaced.wait(Instant::now(), 1, 2);
+    }
 }
