@@ -125,6 +125,9 @@ impl LoadArgs {
             block_bytes: self.wal_block_bytes.map(|b| b as u32),
             spin: self.wal_spin,
             io_spin: self.wal_io_spin,
+            prewrite: self.wal_no_prewrite.then_some(false),
+            segment_bytes: self.wal_segment_bytes,
+            retain_bytes: (self.wal_retain > 0).then_some(self.wal_retain),
         }
     }
 }
@@ -183,6 +186,18 @@ pub struct LoadArgs {
     /// uring-wal: how long the idle I/O thread polls for requests before it sleeps.
     #[arg(long, value_parser = parse_duration)]
     pub wal_io_spin: Option<Duration>,
+    /// uring-wal: only allocate fresh segments instead of zero-filling them
+    /// (cheaper for large records near the device's bandwidth).
+    #[arg(long)]
+    pub wal_no_prewrite: bool,
+    /// uring-wal: segment file size (default 64MiB, or 4 records if larger).
+    #[arg(long, value_parser = positive_u64)]
+    pub wal_segment_bytes: Option<u64>,
+    /// uring-wal: checkpoint as an application would, keeping about this
+    /// much behind the durable end and truncating older segments (which
+    /// are then recycled); 0 keeps everything.
+    #[arg(long, value_parser = parse_bytes, default_value = "1GiB")]
+    pub wal_retain: u64,
     /// (testing) Make the N-th append stall for --debug-stall-ms.
     #[arg(long, hide = true)]
     pub debug_stall_after: Option<u64>,

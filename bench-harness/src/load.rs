@@ -308,6 +308,8 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
         record_bytes: mean_bytes,
         load: if spec.rate.is_some() { "open" } else { "closed" }.into(),
         rate_ops_per_sec: spec.rate,
+        batch: spec.batch,
+        pipeline: spec.pipeline,
         ops,
         seconds,
         ops_per_sec: ops as f64 / seconds,

@@ -89,6 +89,10 @@ pub struct LoadResult {
     pub load: String,
     /// Target rate of an open-loop load, operations per second.
     pub rate_ops_per_sec: Option<f64>,
+    /// Records per append call.
+    pub batch: usize,
+    /// Appends each writer keeps in flight (tickets).
+    pub pipeline: usize,
     pub ops: u64,
     pub seconds: f64,
     pub ops_per_sec: f64,

@@ -483,7 +483,7 @@ mod tests {
     const BATCH: usize = 10;
 
     fn opts() -> OpenOptions {
-        OpenOptions { record_bytes_max: RECORD, allow_buffered: true }
+        OpenOptions { record_bytes_max: RECORD, allow_buffered: true, ..OpenOptions::default() }
     }
 
     fn payload(thread: usize, i: usize) -> Vec<u8> {
@@ -530,7 +530,7 @@ mod tests {
         // 4 threads × 200 × 4 KiB: several segments filled, checkpointed and
         // recycled while appends go on.
         let dir = tempfile::tempdir().unwrap();
-        let o = OpenOptions { record_bytes_max: 4096, allow_buffered: true };
+        let o = OpenOptions { record_bytes_max: 4096, allow_buffered: true, ..OpenOptions::default() };
         let t = open(&TargetSpec::Okaywal, dir.path(), &o).unwrap();
         std::thread::scope(|s| {
             for thread in 0..THREADS {

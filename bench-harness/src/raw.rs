@@ -103,12 +103,12 @@ impl SyncMethod {
 
 type Ring = IoUring<squeue::Entry, cqueue::Entry>;
 
-fn ring() -> Result<Ring> {
+fn ring(entries: u32) -> Result<Ring> {
     IoUring::<squeue::Entry, cqueue::Entry>::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
-        .build(8)
-        .or_else(|_| IoUring::new(8))
+        .build(entries)
+        .or_else(|_| IoUring::new(entries))
         .context("setting up io_uring for the raw baseline")
 }
 
@@ -140,7 +140,7 @@ pub fn qd1(
         None
     };
     let mut ring = match method {
-        SyncMethod::UringFdatasync | SyncMethod::UringDsync => Some(ring()?),
+        SyncMethod::UringFdatasync | SyncMethod::UringDsync => Some(ring(8)?),
         _ => None,
     };
     let fixed = if let Some(r) = &ring {
@@ -253,6 +253,8 @@ pub fn qd1(
         record_bytes: write_bytes as f64,
         load: "closed".into(),
         rate_ops_per_sec: None,
+        batch: 1,
+        pipeline: 1,
         ops: measured,
         seconds,
         ops_per_sec: measured as f64 / seconds,
@@ -268,11 +270,34 @@ pub fn qd1(
     })
 }
 
+/// What a sequential pass does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seq {
+    /// Reads the file.
+    Read,
+    /// Writes the file, one fdatasync at the end.
+    Write,
+    /// Writes the file, each write followed by a linked fdatasync: the
+    /// ceiling of a log that syncs every flush.
+    WriteSynced,
+}
+
+impl Seq {
+    fn name(self) -> &'static str {
+        match self {
+            Seq::Read => "read",
+            Seq::Write => "write",
+            Seq::WriteSynced => "write+fdatasync",
+        }
+    }
+}
+
 /// Sequential bandwidth over the whole file: `block_bytes` per operation,
 /// `queue_depth` operations in flight. Writes end with an fdatasync, inside
 /// the timed span.
-pub fn sequential(raw: &RawFile, write: bool, block_bytes: usize, queue_depth: usize) -> Result<BandwidthResult> {
-    let mut ring = ring()?;
+pub fn sequential(raw: &RawFile, how: Seq, block_bytes: usize, queue_depth: usize) -> Result<BandwidthResult> {
+    // Two entries per synced write; the ring rounds up to a power of two.
+    let mut ring = ring(2 * queue_depth as u32)?;
     let mut bufs: Vec<AlignedBuf> = (0..queue_depth).map(|_| AlignedBuf::zeroed(block_bytes)).collect();
     for b in &mut bufs {
         b.fill(0x3C);
@@ -282,37 +307,54 @@ pub fn sequential(raw: &RawFile, write: bool, block_bytes: usize, queue_depth: u
     let mut next = 0u64;
     let mut done = 0u64;
     let mut free: Vec<usize> = (0..queue_depth).collect();
+    // A synced write completes twice (write, then its sync); the slot is
+    // free again after the sync.
+    const SYNC_TAG: u64 = 1 << 32;
     let started = Instant::now();
     while done < ops {
         while next < ops {
             let Some(slot) = free.pop() else { break };
             let ptr = bufs[slot].as_mut_ptr();
             let offset = next * block_bytes as u64;
-            let e = if write {
-                opcode::Write::new(types::Fd(fd), ptr, block_bytes as u32).offset(offset).build()
-            } else {
-                opcode::Read::new(types::Fd(fd), ptr, block_bytes as u32).offset(offset).build()
+            let e = match how {
+                Seq::Read => opcode::Read::new(types::Fd(fd), ptr, block_bytes as u32).offset(offset).build(),
+                Seq::Write => opcode::Write::new(types::Fd(fd), ptr, block_bytes as u32).offset(offset).build(),
+                Seq::WriteSynced => opcode::Write::new(types::Fd(fd), ptr, block_bytes as u32)
+                    .offset(offset)
+                    .build()
+                    .flags(squeue::Flags::IO_LINK),
             };
             // SAFETY: bufs[slot] stays alive and unused by anything else
             // until its completion returns the slot to `free`.
             unsafe { ring.submission().push(&e.user_data(slot as u64)) }.map_err(|_| anyhow::anyhow!("ring full"))?;
+            if how == Seq::WriteSynced {
+                let sync = opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build();
+                // SAFETY: an fsync references no memory.
+                unsafe { ring.submission().push(&sync.user_data(SYNC_TAG | slot as u64)) }
+                    .map_err(|_| anyhow::anyhow!("ring full"))?;
+            }
             next += 1;
         }
         ring.submit_and_wait(1).context("io_uring_enter")?;
         for cqe in ring.completion() {
-            if cqe.result() != block_bytes as i32 {
-                bail!("sequential {}: completion {}", if write { "write" } else { "read" }, cqe.result());
+            let is_sync = cqe.user_data() & SYNC_TAG != 0;
+            let expect = if is_sync { 0 } else { block_bytes as i32 };
+            if cqe.result() != expect {
+                bail!("sequential {}: completion {}", how.name(), cqe.result());
             }
-            free.push(cqe.user_data() as usize);
+            if how == Seq::WriteSynced && !is_sync {
+                continue;
+            }
+            free.push((cqe.user_data() & !SYNC_TAG) as usize);
             done += 1;
         }
     }
-    if write {
+    if how == Seq::Write {
         raw.file.sync_data()?;
     }
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
     Ok(BandwidthResult {
-        direction: if write { "write" } else { "read" }.into(),
+        direction: how.name().into(),
         block_bytes,
         queue_depth,
         bytes: raw.size,

@@ -77,8 +77,9 @@ pub fn raw(args: &RawArgs, ctx: &mut Ctx) -> Result<()> {
     }
     let qd = args.queue_depth as usize;
     let block = args.seq_block_bytes as usize;
-    ctx.report.bandwidth.push(raw::sequential(&file, true, block, qd)?);
-    ctx.report.bandwidth.push(raw::sequential(&file, false, block, qd)?);
+    for how in [raw::Seq::Write, raw::Seq::WriteSynced, raw::Seq::Read] {
+        ctx.report.bandwidth.push(raw::sequential(&file, how, block, qd)?);
+    }
     println!("{}", table::sync_methods(&ctx.report.loads));
     println!("{}", table::bandwidth(&ctx.report.bandwidth));
     Ok(())
@@ -172,6 +173,9 @@ fn find<'a>(loads: &'a [LoadResult], backend: &str, writers: usize) -> Option<&'
     loads.iter().find(|l| l.backend == backend && l.writers == writers && l.test != "raw")
 }
 
+/// How much a streaming load of the suite keeps behind its durable end.
+const STREAM_RETAIN_BYTES: u64 = 1 << 30;
+
 /// The default suite: about a minute on a 2-core machine.
 pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
     let scale = if args.quick { 0.1 } else { 1.0 };
@@ -189,8 +193,9 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
         for m in [SyncMethod::UringFdatasync, SyncMethod::UringDsync] {
             ctx.report.loads.push(raw::qd1(&file, m, write_bytes, secs(0.5), secs(3.0))?);
         }
-        ctx.report.bandwidth.push(raw::sequential(&file, true, 1 << 20, 8)?);
-        ctx.report.bandwidth.push(raw::sequential(&file, false, 1 << 20, 8)?);
+        for how in [raw::Seq::Write, raw::Seq::WriteSynced, raw::Seq::Read] {
+            ctx.report.bandwidth.push(raw::sequential(&file, how, 1 << 20, 8)?);
+        }
     }
     let _ = std::fs::remove_dir_all(&raw_dir);
 
@@ -229,6 +234,37 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
         target.close()?;
         if durability == Durability::GroupSync {
             recovery_dir = Some(dir);
+        }
+    }
+
+    // 3b. One producer streaming without a thread per record: tickets
+    // pipelined, one batch per call, and large records against the device's
+    // sequential bandwidth. Each checkpoints behind itself, as an application
+    // would, so segments are recycled rather than created.
+    for (record, batch, pipeline) in [(256usize, 1usize, 1024usize), (256, 1024, 1), (64 << 10, 1, 64)] {
+        let spec = TargetSpec::default_wal();
+        let dir = ctx.subdir(&format!("stream-{record}-b{batch}-p{pipeline}"))?;
+        let wal = target::WalTuning { retain_bytes: Some(STREAM_RETAIN_BYTES), ..target::WalTuning::default() };
+        let target = target::open(&spec, &dir, &OpenOptions { wal, ..ctx.open_options(record) })?;
+        let load = LoadSpec {
+            test: "stream".into(),
+            writers: 1,
+            size: SizeRange { min: record, max: record },
+            duration: Some(secs(3.0)),
+            ops: None,
+            warmup: secs(1.0),
+            rate: None,
+            batch,
+            pipeline,
+            stall: None,
+        };
+        let r = load::run(target.as_ref(), &spec.to_string(), &load, ctx.global.quiet);
+        let failed = r.error.clone();
+        ctx.report.loads.push(r);
+        target.close()?;
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Some(e) = failed {
+            anyhow::bail!("{spec}: {e}");
         }
     }
 
@@ -287,7 +323,7 @@ pub fn summarize(report: &Report) -> Vec<SummaryRow> {
     latency_rows("uring-wal/group-sync", SyncMethod::UringFdatasync, "durable (group sync)");
     latency_rows("uring-wal/dsync", SyncMethod::UringDsync, "durable (DSYNC)");
     let raw_ops = raw_of(SyncMethod::UringFdatasync).map(|r| r.ops_per_sec);
-    for l in report.loads.iter().filter(|l| l.backend == "uring-wal/group-sync") {
+    for l in report.loads.iter().filter(|l| l.backend == "uring-wal/group-sync" && l.test != "stream") {
         rows.push(SummaryRow {
             metric: format!(
                 "durable records/s, {} writer{}, {} B",
@@ -305,7 +341,12 @@ pub fn summarize(report: &Report) -> Vec<SummaryRow> {
             ),
         });
     }
-    if let Some(l) = report.loads.iter().filter(|l| l.backend == "uring-wal/group-sync").max_by_key(|l| l.writers) {
+    if let Some(l) = report
+        .loads
+        .iter()
+        .filter(|l| l.backend == "uring-wal/group-sync" && l.test != "stream")
+        .max_by_key(|l| l.writers)
+    {
         rows.push(SummaryRow {
             metric: format!("CPU per record, {} writers", l.writers),
             unit: "us".into(),
@@ -322,6 +363,30 @@ pub fn summarize(report: &Report) -> Vec<SummaryRow> {
             ratio: None,
             note: "whole harness process".into(),
         });
+    }
+    let write_bw = report.bandwidth.iter().find(|b| b.direction == "write").map(|b| b.mb_per_sec);
+    for l in report.loads.iter().filter(|l| l.test == "stream") {
+        let how =
+            if l.batch > 1 { format!("batches of {}", l.batch) } else { format!("{} tickets in flight", l.pipeline) };
+        if l.record_bytes >= 4096.0 {
+            rows.push(SummaryRow {
+                metric: format!("durable MB/s, 1 producer, {how}, {} B", l.record_bytes),
+                unit: "MB/s".into(),
+                wal: l.mb_per_sec,
+                raw: write_bw,
+                ratio: write_bw.and_then(|b| ratio(l.mb_per_sec, b)),
+                note: "vs sequential O_DIRECT write, 1 MiB at qd8".into(),
+            });
+        } else {
+            rows.push(SummaryRow {
+                metric: format!("durable records/s, 1 producer, {how}, {} B", l.record_bytes),
+                unit: "records/s".into(),
+                wal: l.ops_per_sec,
+                raw: None,
+                ratio: None,
+                note: format!("{} records per flush", l.records_per_flush.map_or("-".into(), |b| format!("{b:.0}"))),
+            });
+        }
     }
     let read_bw = report.bandwidth.iter().find(|b| b.direction == "read").map(|b| b.mb_per_sec);
     for r in &report.recovery {

@@ -181,6 +181,12 @@ pub struct WalTuning {
     pub block_bytes: Option<u32>,
     pub spin: Option<Duration>,
     pub io_spin: Option<Duration>,
+    pub prewrite: Option<bool>,
+    pub segment_bytes: Option<u64>,
+    /// Checkpoint like an application would: keep about this many payload
+    /// bytes behind the durable end, truncating older segments (None: keep
+    /// everything).
+    pub retain_bytes: Option<u64>,
 }
 
 /// Opens `spec` in `dir` (which it owns: created if missing).
@@ -196,7 +202,62 @@ pub fn open(spec: &TargetSpec, dir: &Path, opts: &OpenOptions) -> Result<Box<dyn
 
 /// uring-wal under test.
 pub struct WalTarget {
-    wal: Wal,
+    wal: std::sync::Arc<Wal>,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// A thread that truncates the log behind its durable end, as an
+/// application that checkpoints would, so long loads neither fill the disk
+/// nor measure a log that never reuses a segment.
+struct Checkpointer {
+    stop: crossbeam_channel::Sender<()>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+/// How often the checkpointer looks: often enough that at several GB/s a
+/// 64 MiB segment is retired (and recycled) before the next is needed.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(5);
+
+impl Checkpointer {
+    fn start(wal: std::sync::Arc<Wal>, retain_bytes: u64) -> Result<Checkpointer> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new().name("bench-checkpoint".into()).spawn(move || {
+            // (payload bytes appended, durable LSN) samples, oldest first;
+            // bounded: one per interval, dropped once older than the window.
+            let mut samples = std::collections::VecDeque::<(u64, u64)>::new();
+            loop {
+                match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    _ => return Ok(()),
+                }
+                if wal.poisoned().is_some() {
+                    return Ok(());
+                }
+                let durable = wal.durable_lsn();
+                let bytes = wal.stats().append_bytes;
+                samples.push_back((bytes, durable));
+                // The newest sample at least `retain_bytes` old marks where
+                // the log may start.
+                let mut cut = None;
+                while let Some(&(b, lsn)) = samples.front() {
+                    if bytes.saturating_sub(b) < retain_bytes {
+                        break;
+                    }
+                    cut = Some(lsn);
+                    samples.pop_front();
+                }
+                if let Some(lsn) = cut.filter(|&l| l > 0) {
+                    wal.truncate_before(lsn).context("checkpoint: truncate_before")?;
+                }
+            }
+        })?;
+        Ok(Checkpointer { stop, thread })
+    }
+
+    fn finish(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.thread.join().map_err(|_| anyhow::anyhow!("checkpoint thread panicked"))?
+    }
 }
 
 impl WalTarget {
@@ -205,7 +266,10 @@ impl WalTarget {
             .ok()
             .filter(|&m| m <= uring_wal::format::RECORD_PAYLOAD_BYTES_LIMIT)
             .with_context(|| format!("record size {} is above the 64 MiB limit", opts.record_bytes_max))?;
-        let segment_bytes = (64u64 << 20).max((u64::from(record_max) * 4).next_multiple_of(64 << 10));
+        let segment_bytes = opts
+            .wal
+            .segment_bytes
+            .unwrap_or_else(|| (64u64 << 20).max((u64::from(record_max) * 4).next_multiple_of(64 << 10)));
         let mut o = Options::durable(dir)
             .durability(durability)
             .record_bytes_max(record_max)
@@ -227,6 +291,9 @@ impl WalTarget {
         if let Some(s) = t.io_spin {
             o = o.io_spin(s);
         }
+        if let Some(p) = t.prewrite {
+            o = o.prewrite_segments(p);
+        }
         o = match path {
             IoPath::Auto => o,
             IoPath::Uring => o.backend(Backend::IoUring),
@@ -236,8 +303,12 @@ impl WalTarget {
         if path != IoPath::Buffered && !opts.allow_buffered {
             o = o.direct_io(DirectIo::Required);
         }
-        let wal = Wal::open(o).with_context(|| format!("opening uring-wal in {}", dir.display()))?;
-        Ok(WalTarget { wal })
+        let wal = std::sync::Arc::new(Wal::open(o).with_context(|| format!("opening uring-wal in {}", dir.display()))?);
+        let checkpointer = match t.retain_bytes {
+            Some(b) => Some(Checkpointer::start(wal.clone(), b)?),
+            None => None,
+        };
+        Ok(WalTarget { wal, checkpointer })
     }
 
     pub fn wal(&self) -> &Wal {
@@ -290,7 +361,12 @@ impl Target for WalTarget {
     }
 
     fn close(self: Box<Self>) -> Result<()> {
-        self.wal.close()?;
+        let WalTarget { wal, checkpointer } = *self;
+        if let Some(c) = checkpointer {
+            c.finish()?;
+        }
+        let wal = std::sync::Arc::try_unwrap(wal).map_err(|_| anyhow::anyhow!("log still shared at close"))?;
+        wal.close()?;
         Ok(())
     }
 }

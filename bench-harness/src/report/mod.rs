@@ -114,6 +114,8 @@ pub(crate) mod fixtures {
             record_bytes: record,
             load: "closed".to_string(),
             rate_ops_per_sec: None,
+            batch: 1,
+            pipeline: 1,
             ops: histogram.len(),
             seconds: histogram.len() as f64 / ops_per_sec,
             ops_per_sec,

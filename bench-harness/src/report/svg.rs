@@ -477,7 +477,15 @@ fn throughput_series(loads: &[LoadResult]) -> Option<Vec<ThroughputSeries>> {
     }
     let mut series: Vec<(String, BTreeMap<usize, f64>)> = Vec::new();
     for l in &usable {
-        let label = format!("{}, {} B", l.backend, record_bytes(l.record_bytes));
+        let mut label = format!("{}, {} B", l.backend, record_bytes(l.record_bytes));
+        // Pipelined or batched loads are a different curve, not a better
+        // point on the same one.
+        if l.batch > 1 {
+            label.push_str(&format!(", batch {}", l.batch));
+        }
+        if l.pipeline > 1 {
+            label.push_str(&format!(", pipeline {}", l.pipeline));
+        }
         let index = match series.iter().position(|(s, _)| *s == label) {
             Some(i) => i,
             None => {

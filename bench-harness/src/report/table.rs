@@ -232,12 +232,20 @@ fn latency_cells(l: &LatencySummary) -> Vec<String> {
     [l.min_us, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.p9999_us, l.max_us].into_iter().map(latency).collect()
 }
 
-/// The test name, with the target rate of an open-loop load.
+/// The test name, with the target rate of an open-loop load and the
+/// records each writer has in flight when more than one.
 fn test_label(r: &LoadResult) -> String {
-    match r.rate_ops_per_sec {
-        Some(rate) => format!("{} @{}/s", r.test, thousands(rate)),
-        None => r.test.clone(),
+    let mut label = r.test.clone();
+    if let Some(rate) = r.rate_ops_per_sec {
+        label.push_str(&format!(" @{}/s", thousands(rate)));
     }
+    if r.batch > 1 {
+        label.push_str(&format!(" batch {}", r.batch));
+    }
+    if r.pipeline > 1 {
+        label.push_str(&format!(" pipeline {}", r.pipeline));
+    }
+    label
 }
 
 /// One row per load (a second, `(uncorrected)`, for an open loop), its error
