@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::sys::{SizeRange, parse_bytes, parse_duration, parse_size_range};
+use crate::sys::{SizeRange, parse_bytes, parse_duration, parse_duration_or_zero, parse_size_range};
 use crate::target::TargetSpec;
 
 const EXAMPLES: &str = "\
@@ -156,8 +156,8 @@ pub struct LoadArgs {
     /// Measured records per load.
     #[arg(long, value_parser = positive_u64)]
     pub ops: Option<u64>,
-    /// Unmeasured time before each load.
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    /// Unmeasured time before each load (0: none).
+    #[arg(long, value_parser = parse_duration_or_zero, default_value = "1s")]
     pub warmup: Duration,
     /// Open loop: operations per second across all writers; latency counts
     /// from each operation's intended start.
@@ -180,11 +180,11 @@ pub struct LoadArgs {
     /// device's physical block).
     #[arg(long, value_parser = positive_u64)]
     pub wal_block_bytes: Option<u64>,
-    /// uring-wal: how long a waiting appender spins before it sleeps.
-    #[arg(long, value_parser = parse_duration)]
+    /// uring-wal: how long a waiting appender spins before it sleeps (0: never).
+    #[arg(long, value_parser = parse_duration_or_zero)]
     pub wal_spin: Option<Duration>,
-    /// uring-wal: how long the idle I/O thread polls for requests before it sleeps.
-    #[arg(long, value_parser = parse_duration)]
+    /// uring-wal: how long the idle I/O thread polls for requests before it sleeps (0: never).
+    #[arg(long, value_parser = parse_duration_or_zero)]
     pub wal_io_spin: Option<Duration>,
     /// uring-wal: only allocate fresh segments instead of zero-filling them
     /// (cheaper for large records near the device's bandwidth).

@@ -86,14 +86,24 @@ impl Drop for Progress {
 
 /// Parses `50us`, `250ms`, `10s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err(format!("duration {:?} must be positive", s.trim()));
+    }
+    Ok(d)
+}
+
+/// [`parse_duration`] that also accepts zero (`0`, `0us`): for knobs where
+/// zero means "never".
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
     let value: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 10s or 2m"))?;
-    if !value.is_finite() || value <= 0.0 {
-        return Err(format!("duration {s:?} must be positive"));
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("duration {s:?} must not be negative"));
     }
     let secs = match unit {
         "us" | "µs" => value / 1e6,
@@ -200,6 +210,9 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("0s").is_err() && parse_duration("-1s").is_err() && parse_duration("1h").is_err());
+        assert_eq!(parse_duration_or_zero("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration_or_zero("0us").unwrap(), Duration::ZERO);
+        assert!(parse_duration_or_zero("-1ms").is_err() && parse_duration_or_zero("x").is_err());
         assert_eq!(parse_bytes("4KiB").unwrap(), 4096);
         assert_eq!(parse_size_range("128..4k").unwrap(), SizeRange { min: 128, max: 4096 });
         assert!(parse_size_range("0").is_err());
