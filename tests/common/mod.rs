@@ -135,6 +135,9 @@ struct FaultyFile {
     /// carries log data (segments are created under a temporary name, so the
     /// name cannot tell).
     carries_data: std::sync::atomic::AtomicBool,
+    /// Set by the first write that is not all zeros: a header or a flush,
+    /// never zero-fill.
+    written_nonzero: std::sync::atomic::AtomicBool,
 }
 
 impl StorageFile for FaultyFile {
@@ -142,12 +145,16 @@ impl StorageFile for FaultyFile {
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
-        // Only log data counts. Activation headers start at 0; zero-fill of a
-        // new segment runs in chunks at any offset, concurrently with appends,
-        // but is all zeros, which a flush never is (every record has a header
-        // with a magic and a checksum).
-        let zero_fill = buf.iter().all(|&b| b == 0);
-        if offset > 0 && !zero_fill {
+        // Only log data counts. Activation headers start at 0. Zero-fill of a
+        // new segment runs in chunks at any offset, concurrently with appends
+        // to the active segment, and is all zeros, which the first flush into
+        // a file never is (a record header has a magic and a checksum); after
+        // that first flush every write counts, also the all-zero rest of a
+        // flush that a short write left over.
+        if !self.written_nonzero.load(Ordering::SeqCst) && buf.iter().any(|&b| b != 0) {
+            self.written_nonzero.store(true, Ordering::SeqCst);
+        }
+        if offset > 0 && self.written_nonzero.load(Ordering::SeqCst) {
             self.carries_data.store(true, Ordering::SeqCst);
             if FaultPlan::take(&self.plan.fail_write_after) {
                 return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -192,7 +199,12 @@ impl Storage for FaultyStorage {
     }
     fn open_file(&self, path: &Path, how: OpenHow) -> io::Result<Arc<dyn StorageFile>> {
         let inner = self.inner.open_file(path, how)?;
-        Ok(Arc::new(FaultyFile { inner, plan: self.plan.clone(), carries_data: Default::default() }))
+        Ok(Arc::new(FaultyFile {
+            inner,
+            plan: self.plan.clone(),
+            carries_data: Default::default(),
+            written_nonzero: Default::default(),
+        }))
     }
     fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.inner.rename_no_replace(from, to)
