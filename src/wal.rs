@@ -376,8 +376,7 @@ impl Wal {
                 Active { meta, file, path, write_pos, activated: true }
             }
             Continue::NewSegment { id, prev_data_end } => {
-                let unpaced =
-                    prepare::Pace { budget: Duration::ZERO, hurry: &std::sync::atomic::AtomicBool::new(true) };
+                let unpaced = prepare::Pace { budget: Duration::ZERO, hurry: &prepare::Hurry::hurried() };
                 let prepared = prepare::prepare_segment(&prep_cfg, &mut spares, id, unpaced)?;
                 let header = SegmentHeader {
                     segment_id: id,
@@ -787,8 +786,9 @@ impl Wal {
         }
         self.shared.close();
         if let Some(p) = self.preparer.take() {
-            // Whatever it prepares now is not needed soon.
-            p.hurry();
+            // Whatever it prepares now is not needed soon, but the close
+            // waits for it: finish at full speed.
+            p.close();
         }
         if let Some(t) = self.prepare_thread.take() {
             panicked |= t.join().is_err();

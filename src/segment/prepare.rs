@@ -10,8 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -90,30 +89,86 @@ fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -
     move |e| Error::io(op, path, e)
 }
 
+/// Whether someone waits for the preparer: the I/O thread for its next
+/// segment, a `truncate_before` call, or the log closing. A paced sleep
+/// ends as soon as it is set.
+#[derive(Debug, Default)]
+pub(crate) struct Hurry {
+    state: Mutex<HurryState>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct HurryState {
+    /// Cleared when the next preparation starts.
+    now: bool,
+    /// Never cleared: the log is closing.
+    closing: bool,
+}
+
+impl Hurry {
+    /// Already hurried: for a preparation someone waits on from the start.
+    pub fn hurried() -> Hurry {
+        let h = Hurry::default();
+        h.set();
+        h
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HurryState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_set(&self) -> bool {
+        let s = self.lock();
+        s.now || s.closing
+    }
+
+    fn set(&self) {
+        self.lock().now = true;
+        self.cv.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closing = true;
+        self.cv.notify_all();
+    }
+
+    fn reset(&self) {
+        self.lock().now = false;
+    }
+
+    /// Sleeps for `d` or until hurried, whichever comes first.
+    fn sleep(&self, d: Duration) {
+        let guard = self.lock();
+        let _ = self.cv.wait_timeout_while(guard, d, |s| !s.now && !s.closing);
+    }
+}
+
 /// How fast a zero-fill may go.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pace<'a> {
     /// Spread the writes over this long (zero: as fast as possible).
     pub budget: Duration,
     /// Set when someone waits for the preparer: stop pacing.
-    pub hurry: &'a AtomicBool,
+    pub hurry: &'a Hurry,
 }
 
 impl Pace<'_> {
     /// Whether to go slowly: there is a budget and nobody waits.
     fn is_paced(&self) -> bool {
-        !self.budget.is_zero() && !self.hurry.load(Ordering::Relaxed)
+        !self.budget.is_zero() && !self.hurry.is_set()
     }
 
-    /// Sleeps until `done` of `total` bytes is due, unless hurried.
+    /// Sleeps until `done` of `total` bytes is due, unless hurried (also
+    /// part-way through the sleep) or done.
     fn wait(&self, started: Instant, done: u64, total: u64) {
-        if !self.is_paced() {
+        if done >= total || !self.is_paced() {
             return;
         }
         let due = self.budget.mul_f64(done as f64 / total.max(1) as f64);
         let ahead = due.saturating_sub(started.elapsed());
         if ahead >= ZERO_FILL_SLEEP_MIN {
-            std::thread::sleep(ahead);
+            self.hurry.sleep(ahead);
         }
     }
 }
@@ -216,14 +271,20 @@ enum Request {
 #[derive(Clone, Debug)]
 pub(crate) struct PreparerClient {
     tx: Sender<Request>,
-    hurry: Arc<AtomicBool>,
+    hurry: Arc<Hurry>,
 }
 
 impl PreparerClient {
     /// Asks the preparer to finish what it does at full speed: the I/O
     /// thread waits for the next segment, or the log is closing.
     pub fn hurry(&self) {
-        self.hurry.store(true, Ordering::Relaxed);
+        self.hurry.set();
+    }
+
+    /// The log is closing: whatever is prepared from now on goes at full
+    /// speed (a queued request does not bring pacing back).
+    pub fn close(&self) {
+        self.hurry.close();
     }
 
     /// Asks for segment `id`; the answer arrives on the ready channel.
@@ -249,7 +310,7 @@ pub(crate) fn spawn(
     // only guards against a bug flooding the thread.
     let (tx, rx) = crossbeam_channel::bounded::<Request>(64);
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(4);
-    let hurry = Arc::new(AtomicBool::new(false));
+    let hurry = Arc::new(Hurry::default());
     let client = PreparerClient { tx, hurry: hurry.clone() };
     let thread = std::thread::Builder::new().name("uring-wal-prepare".into()).spawn(move || {
         // A segment is requested when the one before it is activated, so
@@ -264,7 +325,7 @@ pub(crate) fn spawn(
                         now.duration_since(t).mul_f64(ZERO_FILL_BUDGET_FRACTION).min(ZERO_FILL_BUDGET_MAX)
                     });
                     last_request = Some(now);
-                    hurry.store(false, Ordering::Relaxed);
+                    hurry.reset();
                     let result = prepare_segment(&cfg, &mut spares, id, Pace { budget, hurry: &hurry });
                     if ready_tx.send(result).is_err() {
                         break;
@@ -285,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_pace_sleeps_until_its_share_is_due_unless_hurried() {
-        let hurry = AtomicBool::new(false);
+        let hurry = Hurry::default();
         let pace = Pace { budget: Duration::from_millis(40), hurry: &hurry };
         assert!(pace.is_paced());
         let started = Instant::now();
@@ -293,14 +354,37 @@ mod tests {
         // Half the budget was due; a sleep never ends early.
         assert!(started.elapsed() >= Duration::from_millis(20));
 
-        // Hurried, or with no budget, it never sleeps: a budget of an hour
-        // would otherwise hold the test for that long.
+        // Hurried, with no budget, or done, it never sleeps: a budget of an
+        // hour would otherwise hold the test for that long.
         let long = Pace { budget: Duration::from_secs(3600), hurry: &hurry };
-        hurry.store(true, Ordering::Relaxed);
+        long.wait(Instant::now(), 2, 2);
+        hurry.set();
         assert!(!long.is_paced());
         long.wait(Instant::now(), 1, 2);
-        let unpaced = Pace { budget: Duration::ZERO, hurry: &AtomicBool::new(false) };
+        let unpaced = Pace { budget: Duration::ZERO, hurry: &Hurry::default() };
         assert!(!unpaced.is_paced());
         unpaced.wait(Instant::now(), 1, 2);
+    }
+
+    #[test]
+    fn a_hurry_ends_a_paced_sleep_part_way_and_closing_outlasts_a_reset() {
+        let hurry = Arc::new(Hurry::default());
+        let waker = {
+            let hurry = hurry.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                hurry.set();
+            })
+        };
+        // An hour's budget: only the hurry can end this sleep.
+        Pace { budget: Duration::from_secs(3600), hurry: &hurry }.wait(Instant::now(), 1, 2);
+        waker.join().unwrap();
+
+        hurry.reset();
+        assert!(!hurry.is_set());
+        hurry.close();
+        hurry.reset();
+        assert!(hurry.is_set(), "a new preparation does not undo closing");
+        assert!(Hurry::hurried().is_set());
     }
 }
