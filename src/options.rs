@@ -270,7 +270,7 @@ impl Options {
     /// sleeping thread on another CPU costs tens of microseconds, this saves
     /// a wake-up per append (p50 ~74 us instead of ~95 us on the development
     /// machine) for up to a core of CPU while that appender is busy. Zero
-    /// never spins.
+    /// never spins; neither does anything on a machine with one CPU.
     pub fn wait_spin(mut self, spin: Duration) -> Options {
         self.wait_spin = spin;
         self
@@ -278,7 +278,8 @@ impl Options {
 
     /// How long the I/O thread, with nothing in flight and a lone appender,
     /// polls for that appender's next request before it sleeps (default
-    /// 50 us), so the request needs no wake-up. Zero never polls.
+    /// 50 us), so the request needs no wake-up. Zero never polls; neither
+    /// does the I/O thread on a machine with one CPU.
     pub fn io_spin(mut self, spin: Duration) -> Options {
         self.io_spin = spin;
         self

@@ -290,6 +290,10 @@ impl<Q: IoQueue> Engine<Q> {
     pub fn run(mut self) {
         loop {
             let mut progress = self.reap();
+            if self.queue.runs_inline() {
+                // Submitting below does the I/O: wake first.
+                self.shared.wake(&mut self.wake_scratch);
+            }
             if self.poisoned {
                 progress |= self.discard_requests();
             } else {
@@ -299,7 +303,10 @@ impl<Q: IoQueue> Engine<Q> {
                 progress |= self.sync_round();
             }
             // Waiters satisfied by this round's completions are woken only
-            // now, after the next flush went out.
+            // now, after the next flush was queued. On io_uring it reaches
+            // the kernel at the next poll; entering the kernel before the
+            // wakes instead measured no faster (dsync, 16 and 64 writers)
+            // and ~6% slower for group sync at 64 writers.
             self.shared.wake(&mut self.wake_scratch);
             if self.finished() {
                 break;
@@ -330,6 +337,7 @@ impl<Q: IoQueue> Engine<Q> {
     /// whether one arrived.
     fn spin_for_request(&mut self) -> bool {
         if self.cfg.io_spin.is_zero()
+            || !self.shared.may_spin()
             || self.queue.in_flight() > 0
             || self.carry.is_some()
             || self.shutting_down

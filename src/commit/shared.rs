@@ -165,11 +165,18 @@ impl Shared {
             spin,
             spinners: AtomicUsize::new(0),
             lonely: AtomicBool::new(false),
-            spinners_max: std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            // One CPU is the I/O thread's; on a single CPU nobody spins, as
+            // the thread spun for would need that very CPU to make progress.
+            spinners_max: std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1)),
             budget: ByteBudget::new(queue_bytes_max),
             counters: Counters::default(),
             doorbell: OnceLock::new(),
         }
+    }
+
+    /// Whether spinning can pay at all: false on a single CPU.
+    pub fn may_spin(&self) -> bool {
+        self.spinners_max > 0
     }
 
     /// Whether appenders are asleep waiting (the log is busy).
@@ -318,7 +325,9 @@ impl Shared {
             return Ok(true);
         }
         if !self.spin.is_zero() && self.spin_slot() {
-            let until = Instant::now() + self.spin;
+            // Never past the caller's deadline: a short timed wait stays short.
+            let spin_end = Instant::now() + self.spin;
+            let until = deadline.map_or(spin_end, |d| d.min(spin_end));
             let mut reached = false;
             // Spinning pays only for an appender that is alone: once others
             // wait too, the CPU is worth more to them and the I/O thread.

@@ -83,6 +83,11 @@ pub(crate) trait IoQueue {
     /// Operations submitted whose completions were not yet returned.
     fn in_flight(&self) -> usize;
 
+    /// Whether `submit_write` and `submit_sync` do the I/O before they
+    /// return (the threaded queue): waiters already satisfied are then woken
+    /// before submitting, or they would wait a device round trip longer.
+    fn runs_inline(&self) -> bool;
+
     /// Hands over submissions and moves finished operations to `out`
     /// without blocking. An error here is the kernel interface failing.
     fn poll(&mut self, out: &mut Vec<Completion>) -> io::Result<()>;

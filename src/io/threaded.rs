@@ -124,6 +124,11 @@ impl IoQueue for ThreadedQueue {
         self.done.len() + self.shuffle.as_ref().map_or(0, |(_, d)| d.len())
     }
 
+    fn runs_inline(&self) -> bool {
+        // Shuffled operations wait for the next poll.
+        self.shuffle.is_none()
+    }
+
     fn poll(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
         self.run_deferred();
         out.extend(self.done.drain(..));

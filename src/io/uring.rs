@@ -462,6 +462,10 @@ impl IoQueue for UringQueue {
         self.in_flight + self.failed.len()
     }
 
+    fn runs_inline(&self) -> bool {
+        false
+    }
+
     fn poll(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
         out.extend(self.failed.drain(..));
         let needs_enter = {
