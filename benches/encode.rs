@@ -8,28 +8,16 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use uring_wal::format::flush::FlushLayout;
 use uring_wal::format::record::{EncodeHeader, encode, encode_with_payload_crc};
 
-fn encode_records(c: &mut Criterion) {
-    let mut group = c.benchmark_group("encode+crc32c");
-    for size in [0usize, 256, 4096, 65536] {
-        let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
-        let mut buf = vec![0u8; size + 64];
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(size), &payload, |b, p| {
-            let mut lsn = 1u64;
-            b.iter(|| {
-                lsn += 1;
-                let h = EncodeHeader { lsn, segment_id: 7, kind: 1, sync_lag: 1 };
-                black_box(encode(&mut buf, h, black_box(p)))
-            });
-        });
-    }
-    group.finish();
-}
-
-fn encode_with_crc_from_the_producer(c: &mut Criterion) {
-    // The I/O thread's share of a record once the producer has its CRC.
-    let mut group = c.benchmark_group("encode, payload CRC precomputed");
-    for size in [256usize, 4096, 65536] {
+/// One benchmark per payload size of `encode_one(buf, header, payload,
+/// payload_crc)`.
+fn bench_sizes(
+    c: &mut Criterion,
+    name: &str,
+    sizes: &[usize],
+    encode_one: fn(&mut [u8], EncodeHeader, &[u8], u32) -> usize,
+) {
+    let mut group = c.benchmark_group(name);
+    for &size in sizes {
         let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
         let crc = crc32c::crc32c(&payload);
         let mut buf = vec![0u8; size + 64];
@@ -39,11 +27,20 @@ fn encode_with_crc_from_the_producer(c: &mut Criterion) {
             b.iter(|| {
                 lsn += 1;
                 let h = EncodeHeader { lsn, segment_id: 7, kind: 1, sync_lag: 1 };
-                black_box(encode_with_payload_crc(&mut buf, h, black_box(p), crc))
+                black_box(encode_one(&mut buf, h, black_box(p), crc))
             });
         });
     }
     group.finish();
+}
+
+fn encode_records(c: &mut Criterion) {
+    bench_sizes(c, "encode+crc32c", &[0, 256, 4096, 65536], |buf, h, p, _| encode(buf, h, p));
+}
+
+fn encode_with_crc_from_the_producer(c: &mut Criterion) {
+    // The I/O thread's share of a record once the producer has its CRC.
+    bench_sizes(c, "encode, payload CRC precomputed", &[256, 4096, 65536], encode_with_payload_crc);
 }
 
 fn lay_out_a_flush(c: &mut Criterion) {

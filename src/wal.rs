@@ -376,7 +376,8 @@ impl Wal {
                 Active { meta, file, path, write_pos, activated: true }
             }
             Continue::NewSegment { id, prev_data_end } => {
-                let unpaced = prepare::Pace { budget: Duration::ZERO, hurry: &prepare::Hurry::hurried() };
+                // No budget: full speed, whatever the hurry says.
+                let unpaced = prepare::Pace { budget: Duration::ZERO, hurry: &prepare::Hurry::default() };
                 let prepared = prepare::prepare_segment(&prep_cfg, &mut spares, id, unpaced)?;
                 let header = SegmentHeader {
                     segment_id: id,

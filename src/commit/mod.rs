@@ -408,16 +408,13 @@ impl<Q: IoQueue> Engine<Q> {
             if self.shutting_down {
                 return progress;
             }
-            let req = match self.incoming.take() {
-                Some(r) => r,
-                None => match self.requests.try_recv() {
-                    Ok(r) => r,
-                    Err(TryRecvError::Empty) => return progress,
-                    Err(TryRecvError::Disconnected) => {
-                        self.shutting_down = true;
-                        return true;
-                    }
-                },
+            let req = match self.next_request() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => return progress,
+                Err(TryRecvError::Disconnected) => {
+                    self.shutting_down = true;
+                    return true;
+                }
             };
             progress = true;
             match req {
@@ -436,6 +433,14 @@ impl<Q: IoQueue> Engine<Q> {
         }
     }
 
+    /// The request held back, else the next one on the channel.
+    fn next_request(&mut self) -> Result<Request, TryRecvError> {
+        match self.incoming.take() {
+            Some(r) => Ok(r),
+            None => self.requests.try_recv(),
+        }
+    }
+
     /// After a failure: take requests off the channel so producers blocked
     /// on a full channel return (their waits see the poison).
     fn discard_requests(&mut self) -> bool {
@@ -445,16 +450,13 @@ impl<Q: IoQueue> Engine<Q> {
             progress = true;
         }
         loop {
-            let req = match self.incoming.take() {
-                Some(r) => r,
-                None => match self.requests.try_recv() {
-                    Ok(r) => r,
-                    Err(TryRecvError::Empty) => return progress,
-                    Err(TryRecvError::Disconnected) => {
-                        self.shutting_down = true;
-                        return true;
-                    }
-                },
+            let req = match self.next_request() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => return progress,
+                Err(TryRecvError::Disconnected) => {
+                    self.shutting_down = true;
+                    return true;
+                }
             };
             progress = true;
             match req {
