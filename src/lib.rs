@@ -73,6 +73,8 @@ pub fn io_uring_unavailable_reason() -> Option<String> {
 }
 pub use format::RecordType;
 pub use io::BackendKind;
+#[cfg(feature = "fault-injection")]
+pub use io::fault::{RingFault, RingFaultPlan, RingTarget};
 pub use options::{Backend, BlockSize, DirectIo, Durability, Options, RecoveryMode};
 pub use reader::follow::Follower;
 pub use reader::{Reader, Record, RecordRef};

@@ -127,6 +127,8 @@ pub struct Options {
     pub(crate) wait_spin: Duration,
     pub(crate) io_spin: Duration,
     pub(crate) create_if_missing: bool,
+    #[cfg(feature = "fault-injection")]
+    pub(crate) ring_faults: Option<crate::RingFaultPlan>,
 }
 
 impl Options {
@@ -153,7 +155,17 @@ impl Options {
             wait_spin: Duration::from_micros(250),
             io_spin: Duration::from_micros(50),
             create_if_missing: true,
+            #[cfg(feature = "fault-injection")]
+            ring_faults: None,
         }
+    }
+
+    /// Faults the kernel returns through the io_uring ring (tests only;
+    /// feature `fault-injection`). Ignored by the threaded backend.
+    #[cfg(feature = "fault-injection")]
+    pub fn ring_faults(mut self, plan: crate::RingFaultPlan) -> Options {
+        self.ring_faults = Some(plan);
+        self
     }
 
     /// Every append synced before it returns ([`Durability::GroupSync`]).

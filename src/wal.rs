@@ -441,7 +441,15 @@ impl Wal {
             .raw_fd()
             .is_some();
         let order = storage.completion_order();
-        let (io_thread, started) = start_io_thread(parts, options.backend, lock.raw_fd(), descriptors, order, &dir)?;
+        let io = IoChoice {
+            backend: options.backend,
+            lock_fd: lock.raw_fd(),
+            descriptors,
+            order,
+            #[cfg(feature = "fault-injection")]
+            ring_faults: options.ring_faults.clone(),
+        };
+        let (io_thread, started) = start_io_thread(parts, io, &dir)?;
         #[cfg(feature = "log")]
         {
             let report = &recovered.report;
@@ -897,14 +905,22 @@ struct Started {
 /// Starts the I/O thread with the backend asked for; io_uring is set up on
 /// that thread because only the thread that creates a `SINGLE_ISSUER` ring
 /// may use it.
-fn start_io_thread(
-    parts: Parts,
+/// Which backend to start, and what it needs.
+struct IoChoice {
     backend: Backend,
+    /// The directory lock's descriptor, registered with a ring.
     lock_fd: Option<std::os::fd::RawFd>,
+    /// Whether the storage's files have descriptors (io_uring needs them).
     descriptors: bool,
     order: crate::storage::CompletionOrder,
-    dir: &Path,
-) -> Result<(JoinHandle<()>, Started)> {
+    #[cfg(feature = "fault-injection")]
+    ring_faults: Option<crate::RingFaultPlan>,
+}
+
+fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle<()>, Started)> {
+    let IoChoice { backend, lock_fd, descriptors, order, .. } = io;
+    #[cfg(feature = "fault-injection")]
+    let ring_faults = io.ring_faults;
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Started>>(1);
     let guard = PoisonOnPanic { shared: parts.shared.clone(), dir: dir.to_path_buf() };
     let thread = std::thread::Builder::new()
@@ -920,7 +936,12 @@ fn start_io_thread(
                 },
             };
             match attempt {
-                Ok((queue, doorbell, setup)) => {
+                #[allow(unused_mut)]
+                Ok((mut queue, doorbell, setup)) => {
+                    #[cfg(feature = "fault-injection")]
+                    if let Some(plan) = ring_faults {
+                        queue.set_faults(plan);
+                    }
                     let _ = parts.shared.doorbell.set(doorbell);
                     let _ = ready_tx.send(Ok(Started {
                         kind: BackendKind::IoUring,

@@ -12,6 +12,8 @@
 //!   on the I/O thread, for kernels or sandboxes without io_uring.
 
 pub(crate) mod buffers;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub(crate) mod threaded;
 pub(crate) mod uring;
 

@@ -85,6 +85,8 @@ enum Op {
     /// The descriptor must stay open until the kernel is done with it.
     Sync {
         _file: Arc<dyn StorageFile>,
+        #[cfg(feature = "fault-injection")]
+        _keep: Option<super::fault::Keep>,
     },
 }
 
@@ -111,6 +113,12 @@ struct Flush {
     sync_err: Option<io::Error>,
     sync_ran: bool,
     stalls: u32,
+    /// The current attempt's write carries `CQE_SKIP_SUCCESS` (linked sync
+    /// on a kernel that supports it).
+    skip_write_cqe: bool,
+    /// What an injected fault points the kernel at, kept until reaped.
+    #[cfg(feature = "fault-injection")]
+    keep: Option<super::fault::Keep>,
 }
 
 /// The io_uring queue. Owns every buffer while its write is in flight.
@@ -130,6 +138,8 @@ pub(crate) struct UringQueue {
     cqes: Vec<(u64, i32)>,
     /// Operations that failed at submission, reported by the next poll.
     failed: VecDeque<Completion>,
+    #[cfg(feature = "fault-injection")]
+    injector: super::fault::Injector,
 }
 
 impl std::fmt::Debug for UringQueue {
@@ -206,6 +216,8 @@ impl UringQueue {
             skip_write_cqe: ring_skip,
             cqes: Vec::with_capacity(RING_ENTRIES as usize),
             failed: VecDeque::new(),
+            #[cfg(feature = "fault-injection")]
+            injector: super::fault::Injector::default(),
         };
         Ok((queue, doorbell, UringSetup { defer_taskrun, fixed_buffers }))
     }
@@ -251,13 +263,29 @@ impl UringQueue {
     /// Builds and pushes the SQEs of one attempt at a flush: the remaining
     /// bytes, and the sync.
     fn push_flush(&mut self, slot: u32) -> io::Result<()> {
-        let fixed = self.fixed_buffers;
+        #[cfg(feature = "fault-injection")]
+        let redirect = self.inject(slot)?;
         let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
         let remaining = f.len - f.done;
         // SAFETY: done < len <= buf.len(), so the pointer stays in the buffer.
-        let ptr = unsafe { f.buf.as_ptr().add(f.done) };
+        #[allow(unused_mut)]
+        let mut ptr = unsafe { f.buf.as_ptr().add(f.done) };
         let offset = f.offset + f.done as u64;
-        let fd = types::Fd(f.fd);
+        #[allow(unused_mut)]
+        let (mut fd, mut sync_fd, mut fixed) = (types::Fd(f.fd), types::Fd(f.fd), self.fixed_buffers);
+        #[cfg(feature = "fault-injection")]
+        {
+            if let Some(w) = redirect.write_fd {
+                fd = types::Fd(w);
+            }
+            if let Some(s) = redirect.sync_fd {
+                sync_fd = types::Fd(s);
+            }
+            if let Some(p) = redirect.ptr {
+                // Not in a registered buffer: a plain write.
+                (ptr, fixed) = (p, false);
+            }
+        }
         let rw_flags = if f.sync == SyncMode::Dsync { libc::RWF_DSYNC } else { 0 };
         let write = if fixed {
             opcode::WriteFixed::new(fd, ptr, remaining as u32, f.buf.index()).offset(offset).rw_flags(rw_flags).build()
@@ -270,20 +298,25 @@ impl UringQueue {
         if f.sync == SyncMode::DataSync {
             // A short or failed write still posts its CQE (the kernel clears
             // the skip flag when it marks the request failed, which it does
-            // for any result other than the full length) and cancels the sync.
+            // for any result other than the full length) and cancels the
+            // sync, whose CQE it then skips too (see `handle_cqes`).
             let skip = self.skip_write_cqe;
             f.awaiting_write = !skip;
             f.awaiting_sync = true;
+            f.skip_write_cqe = skip;
             let flags =
                 if skip { squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS } else { squeue::Flags::IO_LINK };
-            let sync =
-                opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data((u64::from(slot) << 1) | 1);
+            let sync = opcode::Fsync::new(sync_fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build()
+                .user_data((u64::from(slot) << 1) | 1);
             // SAFETY: the buffer belongs to ops[slot], which is only released
             // after every completion of this attempt was reaped.
             unsafe { self.push(&[write.flags(flags), sync]) }
         } else {
             f.awaiting_write = true;
             f.awaiting_sync = false;
+            f.skip_write_cqe = false;
             // SAFETY: as above.
             unsafe { self.push(&[write]) }
         }
@@ -328,15 +361,37 @@ impl UringQueue {
                                     f.done = f.len;
                                 }
                             }
-                            // The write before it was short or failed (its
-                            // CQE says how); the sync never ran and is
-                            // reissued with the rest.
-                            r if r == -libc::ECANCELED => f.awaiting_write = !f.write_seen,
+                            r if r == -libc::ECANCELED => {
+                                if f.write_seen {
+                                    // The write before it was short or failed
+                                    // (its CQE said how): the sync never ran;
+                                    // a short write is reissued with the rest.
+                                } else if f.skip_write_cqe {
+                                    // A write that fails or is short posts its
+                                    // CQE and then the kernel posts none for
+                                    // the link; so this write completed in full
+                                    // and the sync was cancelled for another
+                                    // reason. `resolve` reports it.
+                                    f.done = f.len;
+                                } else {
+                                    // Without SKIP_SUCCESS the write's CQE is
+                                    // still to come.
+                                    f.awaiting_write = true;
+                                }
+                            }
                             r => f.sync_err = Some(io::Error::from_raw_os_error(-r)),
                         }
                     } else {
                         f.write_seen = true;
                         f.awaiting_write = false;
+                        if f.skip_write_cqe && f.awaiting_sync {
+                            // With CQE_SKIP_SUCCESS a write posts a CQE only
+                            // when it failed or was short; the kernel then
+                            // cancels the linked sync *without posting its
+                            // -ECANCELED* (REQ_F_SKIP_LINK_CQES). Waiting for
+                            // it would hang the log.
+                            f.awaiting_sync = false;
+                        }
                         if res < 0 {
                             if matches!(-res, libc::EAGAIN | libc::EINTR) && f.stalls < WRITE_RETRIES_MAX {
                                 f.stalls += 1;
@@ -435,6 +490,9 @@ impl IoQueue for UringQueue {
             sync_err: None,
             sync_ran: false,
             stalls: 0,
+            skip_write_cqe: false,
+            #[cfg(feature = "fault-injection")]
+            keep: None,
         }));
         if let Err(error) = self.push_flush(slot) {
             // Reported like any failed write; `poll` hands it over.
@@ -445,8 +503,22 @@ impl IoQueue for UringQueue {
     }
 
     fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
-        let fd = file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
-        let slot = self.alloc_slot(Op::Sync { _file: file });
+        #[allow(unused_mut)]
+        let mut fd = file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
+        #[cfg(feature = "fault-injection")]
+        let keep = match self.injector.next(super::fault::Submission::RoundSync) {
+            Some(super::fault::RingFault::SyncError) => super::fault::Keep::pipe().ok(),
+            _ => None,
+        };
+        #[cfg(feature = "fault-injection")]
+        if let Some(k) = &keep {
+            fd = k.fd();
+        }
+        let slot = self.alloc_slot(Op::Sync {
+            _file: file,
+            #[cfg(feature = "fault-injection")]
+            _keep: keep,
+        });
         let sync = opcode::Fsync::new(types::Fd(fd))
             .flags(types::FsyncFlags::DATASYNC)
             .build()
@@ -521,6 +593,55 @@ impl IoQueue for UringQueue {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Where an injected fault sends one attempt of a flush.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+struct Redirect {
+    write_fd: Option<RawFd>,
+    sync_fd: Option<RawFd>,
+    ptr: Option<*const u8>,
+}
+
+#[cfg(feature = "fault-injection")]
+impl UringQueue {
+    /// Installs a fault plan (before the first submission).
+    pub fn set_faults(&mut self, plan: super::fault::RingFaultPlan) {
+        self.injector = super::fault::Injector::new(plan);
+    }
+
+    /// Decides whether this attempt of the flush in `slot` is faulted, and
+    /// keeps what the kernel will be pointed at in the flush.
+    fn inject(&mut self, slot: u32) -> io::Result<Redirect> {
+        use super::fault::{GuardedMap, Keep, RingFault, Submission};
+        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
+        let what = if f.offset == 0 { Submission::Header } else { Submission::Flush };
+        let mut redirect = Redirect::default();
+        match self.injector.next(what) {
+            Some(RingFault::WriteError) => {
+                let keep = Keep::read_only(f.fd)?;
+                redirect.write_fd = Some(keep.fd());
+                f.keep = Some(keep);
+            }
+            Some(RingFault::SyncError) if f.sync == SyncMode::DataSync => {
+                let keep = Keep::pipe()?;
+                redirect.sync_fd = Some(keep.fd());
+                f.keep = Some(keep);
+            }
+            Some(RingFault::ShortWrite) => {
+                let accessible = ((f.len - f.done) / 2) & !4095;
+                if accessible > 0 {
+                    let map = GuardedMap::new(&f.buf[f.done..f.done + accessible])?;
+                    debug_assert_eq!(map.data_bytes(), accessible);
+                    redirect.ptr = Some(map.ptr());
+                    f.keep = Some(Keep::Map { _map: map });
+                }
+            }
+            _ => {}
+        }
+        Ok(redirect)
     }
 }
 

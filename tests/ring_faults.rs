@@ -1,0 +1,261 @@
+//! Faults the kernel itself returns through the io_uring ring, on the default
+//! path (io_uring, `O_DIRECT`; and io_uring with buffered I/O).
+//!
+//! The simulated storage cannot reach the io_uring backend (its files have no
+//! descriptors), so these tests use `Options::ring_faults`: the queue hands
+//! the kernel a request it must refuse (a write to a read-only descriptor, an
+//! `fdatasync` of a pipe, a buffer that ends in an inaccessible page). The
+//! completions, and which CQEs of a linked write+sync the kernel posts, are
+//! the kernel's own.
+//!
+//! Every scenario: writers append until the fault; the failing append returns
+//! an error within a bound; the log is poisoned; nothing at or after the failed
+//! flush's first LSN was acknowledged; a later append fails; `close()`
+//! returns; a reopen recovers every acknowledged record with its payload.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::payload;
+use uring_wal::{
+    Backend, BackendKind, BlockSize, DirectIo, Durability, Error, Options, RecordType, RingFault, RingFaultPlan,
+    RingTarget, Wal,
+};
+
+/// Longest any step may take before the test calls it a hang.
+const BOUND: Duration = Duration::from_secs(10);
+const WRITERS: u64 = 4;
+/// Records each writer tries to append.
+const PER_WRITER: u64 = 150;
+
+/// Runs `f` on a thread; panics if it does not return within `BOUND`.
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(BOUND) {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not return within {BOUND:?}: the log hangs"),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    direct: bool,
+    durability: Durability,
+    in_flight: usize,
+    faults: &'static [(RingFault, RingTarget)],
+    /// The fault must poison the log (a short write alone may not: its rest
+    /// is written again).
+    must_poison: bool,
+}
+
+fn options(dir: &Path, s: &Scenario, plan: RingFaultPlan) -> Options {
+    Options::new(dir)
+        .durability(s.durability)
+        .backend(Backend::IoUring)
+        .direct_io(if s.direct { DirectIo::Required } else { DirectIo::Off })
+        .block_size(BlockSize::Bytes(4096))
+        .segment_bytes(256 * 1024)
+        .record_bytes_max(16 * 1024)
+        .flushes_in_flight_max(s.in_flight)
+        .ring_faults(plan)
+}
+
+fn len_of(lsn: u64) -> usize {
+    // Some records span several blocks, so flushes are long enough to be cut
+    // short at a page boundary.
+    if lsn % 7 == 0 { 9000 } else { 200 + (lsn as usize * 131) % 3000 }
+}
+
+/// Appends from several threads until each has done `PER_WRITER` or failed.
+/// Returns the acknowledged LSNs and the errors seen.
+fn run_writers(wal: &Arc<Wal>) -> (BTreeMap<u64, usize>, Vec<Error>) {
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for w in 0..WRITERS {
+        let (wal, acked, errors) = (wal.clone(), acked.clone(), errors.clone());
+        handles.push(std::thread::spawn(move || {
+            for i in 0..PER_WRITER {
+                // The LSN is known only after the append, so the payload is
+                // derived from its length and the acknowledged LSN's length
+                // is remembered.
+                let len = len_of(w * 1000 + i);
+                let body = payload(len as u64, len);
+                match wal.append(RecordType::Put, &body) {
+                    Ok(lsn) => {
+                        acked.lock().unwrap().insert(lsn, len);
+                    }
+                    Err(e) => {
+                        errors.lock().unwrap().push(e);
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    within("appends", move || {
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let errors = std::mem::take(&mut *errors.lock().unwrap());
+    (acked, errors)
+}
+
+fn check(s: Scenario) {
+    let ctx = format!("{s:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = RingFaultPlan::new();
+    for &(f, t) in s.faults {
+        plan = plan.fail(f, t);
+    }
+    let wal = Arc::new(Wal::open(options(dir.path(), &s, plan.clone())).unwrap());
+    assert_eq!(wal.backend().kind, BackendKind::IoUring, "{ctx}: the test needs io_uring");
+    assert_eq!(wal.backend().direct_io, s.direct, "{ctx}");
+    let (acked, errors) = run_writers(&wal);
+    assert!(plan.fired() >= 1, "{ctx}: no fault reached the kernel; the test proves nothing");
+
+    let poison = wal.poisoned();
+    if s.must_poison {
+        assert!(!errors.is_empty(), "{ctx}: no append failed");
+        let Some(Error::Poisoned(failure)) = &poison else { panic!("{ctx}: not poisoned: {poison:?}") };
+        for e in &errors {
+            assert!(matches!(e, Error::Poisoned(_)), "{ctx}: append error {e:?}");
+        }
+        // Nothing at or after the failed flush was acknowledged.
+        if let Some((&last, _)) = acked.iter().next_back() {
+            assert!(last < failure.lsn, "{ctx}: LSN {last} acknowledged, but LSN {} failed: {failure}", failure.lsn);
+        }
+        let w = wal.clone();
+        let again = within("append after poison", move || w.append(RecordType::Put, b"after"));
+        assert!(matches!(again, Err(Error::Poisoned(_))), "{ctx}: append after poison: {again:?}");
+        let w = wal.clone();
+        let sync = within("sync after poison", move || w.sync());
+        assert!(sync.is_err(), "{ctx}: sync after poison: {sync:?}");
+    } else if let Some(p) = &poison {
+        // O_DIRECT may turn the short write into EFAULT: then it must
+        // poison like any failed write.
+        assert!(errors.iter().all(|e| matches!(e, Error::Poisoned(_))), "{ctx}: {p:?}");
+    } else {
+        assert!(errors.is_empty(), "{ctx}: errors without poison: {errors:?}");
+        assert_eq!(acked.len() as u64, WRITERS * PER_WRITER, "{ctx}: a continued short write must ack all");
+    }
+    let wal = Arc::try_unwrap(wal).unwrap_or_else(|_| panic!("{ctx}: handles left"));
+    let closed = within("close", move || wal.close());
+    if s.must_poison {
+        assert!(closed.is_err(), "{ctx}: close of a poisoned log reports the failure");
+    }
+
+    // Reopen without faults: every acknowledged record is there.
+    let reopened = Options::new(dir.path())
+        .block_size(BlockSize::Bytes(4096))
+        .segment_bytes(256 * 1024)
+        .record_bytes_max(16 * 1024)
+        .direct_io(if s.direct { DirectIo::Required } else { DirectIo::Off });
+    let wal = Wal::open(reopened).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+    let mut found = BTreeMap::new();
+    for r in wal.read_from(wal.first_lsn()).unwrap() {
+        let r = r.unwrap();
+        found.insert(r.lsn, r.payload);
+    }
+    assert_eq!(wal.first_lsn(), 1, "{ctx}: recovery dropped the start of the log");
+    for (lsn, len) in &acked {
+        let got = found.get(lsn).unwrap_or_else(|| panic!("{ctx}: acknowledged LSN {lsn} lost"));
+        assert_eq!(got, &payload(*len as u64, *len), "{ctx}: payload of LSN {lsn}");
+    }
+    wal.close().unwrap();
+}
+
+fn scenarios(faults: &'static [(RingFault, RingTarget)], must_poison: bool, durabilities: &[Durability]) {
+    if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
+        eprintln!("SKIPPED: io_uring unavailable here ({reason})");
+        return;
+    }
+    let started = Instant::now();
+    let mut n = 0;
+    for &durability in durabilities {
+        for direct in [true, false] {
+            for in_flight in 1..=4 {
+                check(Scenario { direct, durability, in_flight, faults, must_poison });
+                n += 1;
+            }
+        }
+    }
+    eprintln!("{n} scenarios in {:?}", started.elapsed());
+}
+
+const BOTH: &[Durability] = &[Durability::GroupSync, Durability::Dsync];
+
+#[test]
+fn a_failed_write_poisons_within_a_bound() {
+    scenarios(&[(RingFault::WriteError, RingTarget::Flush(40))], true, BOTH);
+}
+
+#[test]
+fn a_failed_linked_fdatasync_poisons_within_a_bound() {
+    scenarios(&[(RingFault::SyncError, RingTarget::Flush(40))], true, &[Durability::GroupSync]);
+}
+
+#[test]
+fn a_short_write_is_continued_or_poisons() {
+    scenarios(&[(RingFault::ShortWrite, RingTarget::Flush(30))], false, BOTH);
+}
+
+#[test]
+fn a_failed_continuation_of_a_short_write_poisons() {
+    // Attempt 31 is the short write's continuation when one flush is in
+    // flight, or another flush otherwise: either way a write fails.
+    scenarios(
+        &[(RingFault::ShortWrite, RingTarget::Flush(30)), (RingFault::WriteError, RingTarget::Flush(31))],
+        true,
+        BOTH,
+    );
+}
+
+#[test]
+fn a_failed_segment_header_write_during_rotation_poisons() {
+    scenarios(&[(RingFault::WriteError, RingTarget::SegmentHeader(0))], true, BOTH);
+}
+
+#[test]
+fn a_failed_sync_round_poisons() {
+    if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
+        eprintln!("SKIPPED: io_uring unavailable here ({reason})");
+        return;
+    }
+    for direct in [true, false] {
+        for durability in [Durability::None, Durability::Periodic { interval: Duration::from_millis(2) }] {
+            let s = Scenario { direct, durability, in_flight: 4, faults: &[], must_poison: true };
+            let plan = RingFaultPlan::new().fail(RingFault::SyncError, RingTarget::RoundSync(0));
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Wal::open(options(dir.path(), &s, plan.clone())).unwrap();
+            // A periodic round may fail while these are appended.
+            for i in 0..20u64 {
+                if wal.append(RecordType::Put, &payload(i, 300)).is_err() {
+                    break;
+                }
+            }
+            let synced = within("sync", {
+                let wal = Arc::new(wal);
+                let w = wal.clone();
+                move || (w.sync(), wal)
+            });
+            let (result, wal) = synced;
+            assert_eq!(plan.fired(), 1, "{s:?}");
+            assert!(result.is_err(), "{s:?}: sync() succeeded over a failed fdatasync");
+            assert!(wal.durable_lsn() < 20, "{s:?}: durable_lsn {} after a failed sync", wal.durable_lsn());
+            assert!(matches!(wal.poisoned(), Some(Error::Poisoned(_))), "{s:?}");
+            let wal = Arc::try_unwrap(wal).unwrap();
+            assert!(within("close", move || wal.close()).is_err(), "{s:?}");
+        }
+    }
+}
