@@ -110,14 +110,7 @@ pub enum DumpItem<'a> {
 }
 
 fn config(dir: &Path, mode: RecoveryMode, storage: Arc<dyn Storage>) -> RecoverConfig {
-    RecoverConfig {
-        storage,
-        dir: dir.to_path_buf(),
-        direct: false,
-        record_bytes_max: crate::format::RECORD_PAYLOAD_BYTES_LIMIT,
-        mode,
-        segment_bytes: 0,
-    }
+    RecoverConfig { storage, dir: dir.to_path_buf(), direct: false, mode, segment_bytes: 0 }
 }
 
 fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
@@ -134,13 +127,9 @@ fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
     })
 }
 
-fn walk_segment(
-    f: &SegFile,
-    limits_record_max: u32,
-    mut visit: impl FnMut(DumpItem<'_>) -> bool,
-) -> Result<(u64, Option<u64>, Option<u64>)> {
+fn walk_segment(f: &SegFile, mut visit: impl FnMut(DumpItem<'_>) -> bool) -> Result<(u64, Option<u64>, Option<u64>)> {
     let State::Live(h) = f.state else { return Ok((0, None, None)) };
-    let limits = f.limits(limits_record_max);
+    let limits = f.limits();
     let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
     let mut walker = Walker::new(f.id, data_offset(h.block_bytes), h.first_lsn, limits);
     let (mut records, mut last) = (0u64, None);
@@ -204,7 +193,7 @@ pub fn segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
     files
         .iter()
         .map(|f| {
-            let (records, last, end) = walk_segment(f, cfg.record_bytes_max, |_| true)?;
+            let (records, last, end) = walk_segment(f, |_| true)?;
             Ok(info_of(f, records, last, end))
         })
         .collect()
@@ -220,7 +209,7 @@ pub fn dump(dir: &Path, from_lsn: u64, mut visit: impl FnMut(DumpItem<'_>) -> bo
     let (files, _) = recovery::survey(&cfg, &mut RecoveryReport::default())?;
     let mut stopped = false;
     for f in &files {
-        walk_segment(f, cfg.record_bytes_max, |item| {
+        walk_segment(f, |item| {
             let wanted = !matches!(&item, DumpItem::Record { lsn, .. } if *lsn < from_lsn);
             if wanted && !visit(item) {
                 stopped = true;

@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::format::segment::HeaderState;
 use crate::format::walk::{self, Evidence, Limits, Step, Walker};
-use crate::format::{self, BLOCK_BYTES_MAX, BLOCK_BYTES_MIN, FORMAT_VERSION, SegmentHeader, align_down, data_offset};
+use crate::format::{
+    self, BLOCK_BYTES_MAX, BLOCK_BYTES_MIN, FORMAT_VERSION, RECORD_PAYLOAD_BYTES_LIMIT, SegmentHeader, align_down,
+    data_offset,
+};
 use crate::options::RecoveryMode;
 use crate::reader::source::{FileSource, window_bytes};
 use crate::segment::SegmentMeta;
@@ -99,7 +102,6 @@ pub(crate) struct RecoverConfig {
     pub storage: Arc<dyn Storage>,
     pub dir: PathBuf,
     pub direct: bool,
-    pub record_bytes_max: u32,
     pub mode: RecoveryMode,
     /// Size of new segments; spares of another size are removed.
     pub segment_bytes: u64,
@@ -159,9 +161,11 @@ impl SegFile {
         matches!(self.state, State::Live(_) | State::Damaged(_))
     }
 
-    /// Limits to read this file under: its header's, or generous ones for a
-    /// file whose header is unreadable.
-    pub fn limits(&self, record_bytes_max: u32) -> Limits {
+    /// Limits to read this file under: its header's, or the format's own for
+    /// a file whose header is unreadable or of another life. Never today's
+    /// options: a log written with larger records, reopened with a smaller
+    /// `record_bytes_max`, must not have its records taken for junk.
+    pub fn limits(&self) -> Limits {
         match self.state {
             // What the writer accepted in this segment, whatever today's options say.
             State::Live(h) => Limits {
@@ -170,7 +174,7 @@ impl SegFile {
                 segment_bytes: h.segment_bytes,
             },
             _ => Limits {
-                payload_len_max: record_bytes_max,
+                payload_len_max: RECORD_PAYLOAD_BYTES_LIMIT,
                 block_bytes: BLOCK_BYTES_MAX,
                 segment_bytes: align_down(self.len, 4096),
             },
@@ -293,7 +297,7 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
             segment_bytes: header.segment_bytes,
             record_bytes_max: header.record_bytes_max,
         });
-        let limits = f.limits(cfg.record_bytes_max);
+        let limits = f.limits();
         let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
         let mut walker = Walker::new(f.id, data_offset(header.block_bytes), expected, limits);
         let (end, broken) = loop {
@@ -400,7 +404,7 @@ fn finish_at_break(
     let mut strongest: Option<(&SegFile, Evidence)> = None;
     let mut dropped = 0u64;
     for (g, from) in std::iter::once((f, at)).chain(later.iter().map(|g| (*g, data_offset(BLOCK_BYTES_MIN)))) {
-        let (ev, n) = evidence_and_count(cfg, g, from, missing_lsn, &mut report)?;
+        let (ev, n) = evidence_and_count(g, from, missing_lsn, &mut report)?;
         dropped += n;
         if let Some(ev) = ev {
             if strongest.as_ref().is_none_or(|(_, s)| ev.sync_hint > s.sync_hint) {
@@ -450,13 +454,12 @@ fn finish_at_break(
 /// The strongest evidence among this life's valid records from `from` on,
 /// and how many of them carry an LSN at or after `missing_lsn`.
 fn evidence_and_count(
-    cfg: &RecoverConfig,
     f: &SegFile,
     from: u64,
     missing_lsn: u64,
     report: &mut RecoveryReport,
 ) -> Result<(Option<Evidence>, u64)> {
-    let limits = f.limits(cfg.record_bytes_max);
+    let limits = f.limits();
     let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
     let mut best: Option<Evidence> = None;
     let mut count = 0;
@@ -495,11 +498,6 @@ fn collect_spares(cfg: &RecoverConfig, files: &[SegFile], last_live: u64, remove
     spares
 }
 
-/// Where the first record of a segment would start, for every block size.
-fn first_record_offsets(len: u64) -> impl Iterator<Item = u64> {
-    [4096u32, 8192, 16384, 32768, 65536].into_iter().map(data_offset).filter(move |&o| o + 32 <= len)
-}
-
 fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut RecoveryReport) -> Result<SegFile> {
     let file =
         cfg.storage.open_file(&path, OpenHow::read(cfg.direct)).map_err(|e| Error::io("open segment", &path, e))?;
@@ -529,26 +527,22 @@ fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut R
     match f.state {
         State::Damaged(_) => {
             // Only records of this file's own life make it more than junk.
-            let (evidence, _) = evidence_and_count(cfg, &f, data_offset(BLOCK_BYTES_MIN), 0, report)?;
+            let (evidence, _) = evidence_and_count(&f, data_offset(BLOCK_BYTES_MIN), 0, report)?;
             if evidence.is_none() {
                 f.state = State::Junk;
             }
         }
         State::Spare => {
             // Headers are synced before records, so a spare never holds a
-            // record of its own life; one that does lost its header later.
-            let limits = f.limits(cfg.record_bytes_max);
-            let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
-            for offset in first_record_offsets(len) {
-                if walk::probe(&mut src, offset, id, &limits)
-                    .map_err(|e| Error::io("read segment", &f.path, e))?
-                    .is_some()
-                {
-                    f.state = State::Damaged("header lost but records present");
-                    break;
-                }
+            // record of its own life; one that does lost its header later
+            // (or its header write was lost). Look at the whole file, not
+            // only where a first record would start: the first flush may be
+            // damaged too. Spares are zeros or other lives' records, which
+            // cost one comparison per 8 bytes.
+            let (evidence, _) = evidence_and_count(&f, data_offset(BLOCK_BYTES_MIN), 0, report)?;
+            if evidence.is_some() {
+                f.state = State::Damaged("header lost but records present");
             }
-            report.bytes_read += src.bytes_read;
         }
         _ => {}
     }

@@ -20,7 +20,7 @@ use crate::format::{self, RecordType, SegmentHeader, data_offset, record};
 use crate::io::threaded::ThreadedQueue;
 use crate::io::uring::{self, UringQueue};
 use crate::io::{self, BackendKind};
-use crate::options::{Backend, BlockSize, DirectIo, Options};
+use crate::options::{Backend, BlockSize, DirectIo, Durability, Options};
 use crate::reader::follow::Follower;
 use crate::reader::{Reader, RecordRef};
 use crate::recovery::{self, Continue, RecoverConfig, RecoveryReport};
@@ -50,6 +50,12 @@ pub struct BackendInfo {
     pub defer_taskrun: bool,
     /// io_uring writes from registered buffers.
     pub fixed_buffers: bool,
+    /// How `Durability::Dsync` makes a write durable: `true`, with
+    /// `RWF_DSYNC` on the write itself; `false`, with a write linked to an
+    /// `fdatasync`, because on this file system the kernel may not honour
+    /// `RWF_DSYNC` for io_uring's asynchronous writes (see
+    /// [`DeviceFacts::trusts_async_dsync`]).
+    pub rwf_dsync: bool,
     /// What the device under the directory offers.
     pub device: DeviceFacts,
 }
@@ -76,6 +82,10 @@ pub struct Stats {
     pub segments_activated: u64,
     /// Times the I/O thread had to wait for the next segment to be prepared.
     pub segment_stalls: u64,
+    /// Most flushes carrying a sync (linked `fdatasync` or `RWF_DSYNC`) that
+    /// were in flight on one segment file at once. Always 1 with buffered
+    /// I/O, where two could hide a writeback error from each other.
+    pub syncs_in_flight_per_file_max: u64,
     /// Times a producer went to sleep waiting for its record.
     pub parks: u64,
     /// Live segments now.
@@ -329,7 +339,6 @@ impl Wal {
             storage: storage.clone(),
             dir: dir.clone(),
             direct,
-            record_bytes_max: options.record_bytes_max,
             mode: options.recovery,
             segment_bytes: options.segment_bytes,
         })?;
@@ -340,9 +349,13 @@ impl Wal {
                 Err(e) => return Err(Error::io("remove", path, e)),
             }
         }
-        if !recovered.remove.is_empty() {
-            storage.sync_dir(&dir).map_err(|e| Error::io("fsync directory", &dir, e))?;
-        }
+        // Always, not only after removing files: a process killed between a
+        // rename (a prepared or recycled segment) and its directory fsync
+        // leaves an entry that is only in the page cache. Recovery took it
+        // for a spare; records acknowledged into it would vanish with the
+        // entry at a power loss. After this sync every entry recovery saw is
+        // durable.
+        storage.sync_dir(&dir).map_err(|e| Error::io("fsync directory", &dir, e))?;
         // Recovered data may still sit in the page cache of a process that
         // crashed before syncing it; acknowledging anything new on top of it
         // requires it to be durable first.
@@ -418,11 +431,25 @@ impl Wal {
             cfg: EngineConfig {
                 durability: options.durability,
                 flush_bytes_max: options.flush_bytes_max,
-                flushes_in_flight_max: options.flushes_in_flight_max,
+                // Buffered I/O reports a lost page through the file's
+                // writeback error sequence, which one fdatasync consumes: of
+                // two syncs in flight on a file, the earlier may return 0
+                // though its pages were lost, because the later one took the
+                // error. So with the page cache in the way, one durable flush
+                // at a time (group commit still batches what queues meanwhile).
+                flushes_in_flight_max: if direct
+                    || matches!(options.durability, Durability::Periodic { .. } | Durability::None)
+                {
+                    options.flushes_in_flight_max
+                } else {
+                    1
+                },
                 block_bytes,
                 segment_bytes: options.segment_bytes,
                 record_bytes_max: options.record_bytes_max,
                 io_spin: options.io_spin,
+                // Decided by the I/O thread once it knows its backend.
+                rwf_dsync: true,
             },
             shared: shared.clone(),
             live: live.clone(),
@@ -442,6 +469,7 @@ impl Wal {
             .is_some();
         let order = storage.completion_order();
         let io = IoChoice {
+            trusts_async_dsync: device.trusts_async_dsync(),
             backend: options.backend,
             lock_fd: lock.raw_fd(),
             descriptors,
@@ -487,6 +515,7 @@ impl Wal {
             block_bytes,
             defer_taskrun: started.defer_taskrun,
             fixed_buffers: started.fixed_buffers,
+            rwf_dsync: started.rwf_dsync,
             device,
         };
         Ok(Wal {
@@ -592,8 +621,13 @@ impl Wal {
     }
 
     /// Makes every acknowledged record durable and returns the durable LSN.
-    /// Needed only under [`crate::Durability::Periodic`] and
-    /// [`crate::Durability::None`]; otherwise acknowledged means durable.
+    ///
+    /// Under [`crate::Durability::Periodic`] and [`crate::Durability::None`]
+    /// this syncs what was written. In every mode it then writes and syncs a
+    /// *sync marker* (one block, `docs/FORMAT.md`) stating that those records
+    /// were synced, so that from now on recovery reports damage to any of
+    /// them as corruption instead of cutting it off as a torn tail. A clean
+    /// [`Wal::close`] does the same.
     pub fn sync(&self) -> Result<Lsn> {
         let target = {
             let sub = self.submitter.lock().unwrap_or_else(PoisonError::into_inner);
@@ -606,7 +640,7 @@ impl Wal {
         if let Some(bell) = self.shared.doorbell.get() {
             bell.ring();
         }
-        self.shared.wait_for(target, Target::Synced, None)?;
+        self.shared.wait_for(target, Target::Marked, None)?;
         Ok(self.shared.synced_lsn())
     }
 
@@ -684,6 +718,7 @@ impl Wal {
             syncs: get(&c.syncs),
             segments_activated: get(&c.segments_activated),
             segment_stalls: get(&c.segment_stalls),
+            syncs_in_flight_per_file_max: get(&c.syncs_in_flight_per_file_max),
             parks: get(&c.parks),
             segments: self.live.len(),
             acked_lsn: self.shared.acked_lsn(),
@@ -900,6 +935,7 @@ struct Started {
     fallback_reason: Option<String>,
     defer_taskrun: bool,
     fixed_buffers: bool,
+    rwf_dsync: bool,
 }
 
 /// Starts the I/O thread with the backend asked for; io_uring is set up on
@@ -907,6 +943,8 @@ struct Started {
 /// may use it.
 /// Which backend to start, and what it needs.
 struct IoChoice {
+    /// See [`DeviceFacts::trusts_async_dsync`].
+    trusts_async_dsync: bool,
     backend: Backend,
     /// The directory lock's descriptor, registered with a ring.
     lock_fd: Option<std::os::fd::RawFd>,
@@ -918,7 +956,8 @@ struct IoChoice {
 }
 
 fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle<()>, Started)> {
-    let IoChoice { backend, lock_fd, descriptors, order, .. } = io;
+    let IoChoice { backend, lock_fd, descriptors, order, trusts_async_dsync, .. } = io;
+    let mut parts = parts;
     #[cfg(feature = "fault-injection")]
     let ring_faults = io.ring_faults;
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Started>>(1);
@@ -943,11 +982,16 @@ fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle
                         queue.set_faults(plan);
                     }
                     let _ = parts.shared.doorbell.set(doorbell);
+                    // io_uring's writes are asynchronous: RWF_DSYNC only where
+                    // the file system honours it for them. (The threaded
+                    // backend's synchronous pwritev2 is honoured everywhere.)
+                    parts.cfg.rwf_dsync = trusts_async_dsync;
                     let _ = ready_tx.send(Ok(Started {
                         kind: BackendKind::IoUring,
                         fallback_reason: None,
                         defer_taskrun: setup.defer_taskrun,
                         fixed_buffers: setup.fixed_buffers,
+                        rwf_dsync: trusts_async_dsync,
                     }));
                     commit::Engine::new(parts, queue).run();
                 }
@@ -960,6 +1004,7 @@ fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle
                         fallback_reason: Some(reason),
                         defer_taskrun: false,
                         fixed_buffers: false,
+                        rwf_dsync: true,
                     }));
                     commit::Engine::new(parts, ThreadedQueue::new(order)).run();
                 }

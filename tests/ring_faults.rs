@@ -259,3 +259,77 @@ fn a_failed_sync_round_poisons() {
         }
     }
 }
+
+/// The real file system, reported as FUSE.
+#[derive(Debug)]
+struct ReportsFuse(uring_wal::storage::OsStorage);
+
+impl uring_wal::storage::Storage for ReportsFuse {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.0.create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<uring_wal::storage::DirEntry>> {
+        self.0.list_dir(dir)
+    }
+    fn open_file(
+        &self,
+        path: &Path,
+        how: uring_wal::storage::OpenHow,
+    ) -> std::io::Result<Arc<dyn uring_wal::storage::StorageFile>> {
+        self.0.open_file(path, how)
+    }
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.0.rename_no_replace(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.0.remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.0.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> Result<Box<dyn uring_wal::storage::DirLock>, (std::io::Error, Option<u32>)> {
+        self.0.lock(path)
+    }
+    fn device_facts(&self, file: &Path) -> uring_wal::storage::DeviceFacts {
+        let mut facts = self.0.device_facts(file);
+        facts.fs_type = "fuse".into();
+        facts
+    }
+}
+
+#[test]
+fn dsync_on_fuse_uses_a_linked_fdatasync_not_rwf_dsync() {
+    if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
+        eprintln!("SKIPPED: io_uring unavailable here ({reason})");
+        return;
+    }
+    for direct in [true, false] {
+        let s = Scenario { direct, durability: Durability::Dsync, in_flight: 2, faults: &[], must_poison: true };
+        // A failing fdatasync is seen only if Dsync is carried by one.
+        let plan = RingFaultPlan::new().fail(RingFault::SyncError, RingTarget::Flush(10));
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(ReportsFuse(uring_wal::storage::OsStorage));
+        let wal = Wal::open_with_storage(options(dir.path(), &s, plan.clone()), storage).unwrap();
+        assert_eq!(wal.backend().kind, BackendKind::IoUring);
+        assert!(!wal.backend().rwf_dsync, "RWF_DSYNC trusted on FUSE");
+        let mut failed = None;
+        for i in 0..40u64 {
+            if let Err(e) = wal.append(RecordType::Put, &payload(i, 500)) {
+                failed = Some(e);
+                break;
+            }
+        }
+        assert_eq!(plan.fired(), 1);
+        match failed {
+            Some(Error::Poisoned(f)) => assert_eq!(f.op, "fdatasync", "{f}"),
+            other => panic!("direct {direct}: Dsync on FUSE was not carried by an fdatasync: {other:?}"),
+        }
+        drop(wal);
+    }
+    // The control: on the real file system RWF_DSYNC is trusted where it
+    // should be.
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(Options::new(dir.path()).durability(Durability::Dsync).backend(Backend::IoUring)).unwrap();
+    let fs = wal.backend().device.fs_type.clone();
+    assert_eq!(wal.backend().rwf_dsync, matches!(fs.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs"), "{fs}");
+}

@@ -102,8 +102,15 @@ fn repair_cuts_a_torn_tail_after_backing_it_up() {
     let dir = tmp.path().join("log");
     make_log(&dir);
     let d = dir.to_str().unwrap();
-    // Damage the last record (LSN 100, the 7th record of segment 4).
-    flip(&segment(&dir, 4), 4096 + 6 * 4096 + 40);
+    // Damage the last record (LSN 100, the 7th record of segment 4), and
+    // zero the sync marker the clean close wrote after it, as if the process
+    // had crashed while that flush was in flight: a torn tail. (With the
+    // marker, the damage is corruption of a synced record.)
+    let seg = segment(&dir, 4);
+    flip(&seg, 4096 + 6 * 4096 + 40);
+    let mut b = std::fs::read(&seg).unwrap();
+    b[4096 + 7 * 4096..4096 + 8 * 4096].fill(0);
+    std::fs::write(&seg, b).unwrap();
     let out = admin(&["verify", d]);
     assert!(out.status.success(), "a torn tail is not corruption");
     assert!(String::from_utf8_lossy(&out.stdout).contains("torn tail"));

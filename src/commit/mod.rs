@@ -98,6 +98,9 @@ pub(crate) struct EngineConfig {
     pub record_bytes_max: u32,
     /// Poll for requests this long before sleeping, with nothing in flight.
     pub io_spin: Duration,
+    /// `Durability::Dsync` writes with `RWF_DSYNC`; false: where the kernel
+    /// may not honour it, a write linked to an `fdatasync` instead.
+    pub rwf_dsync: bool,
 }
 
 /// The segment being appended to.
@@ -156,6 +159,8 @@ struct Flush {
     buf: Option<IoBuf>,
     state: FlushState,
     submitted: Option<Instant>,
+    /// A sync marker (no records) stating that this LSN was synced.
+    marker: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -220,6 +225,10 @@ pub(crate) struct Engine<Q: IoQueue> {
     rounds: SyncRounds,
     /// Highest LSN a `Wal::sync` call waits to see synced.
     sync_target: u64,
+    /// Highest LSN a durable sync marker states as synced.
+    marked: u64,
+    /// A marker is sealed or in flight.
+    marker_pending: bool,
     shutting_down: bool,
     poisoned: bool,
     completions: Vec<Completion>,
@@ -238,7 +247,8 @@ impl<Q: IoQueue> Engine<Q> {
         let durability = parts.cfg.durability;
         let data_sync = match durability {
             Durability::GroupSync => SyncMode::DataSync,
-            Durability::Dsync => SyncMode::Dsync,
+            Durability::Dsync if parts.cfg.rwf_dsync => SyncMode::Dsync,
+            Durability::Dsync => SyncMode::DataSync,
             _ => SyncMode::None,
         };
         let rounds = SyncRounds {
@@ -274,6 +284,8 @@ impl<Q: IoQueue> Engine<Q> {
             activation: None,
             rounds,
             sync_target: 0,
+            marked: 0,
+            marker_pending: false,
             shutting_down: false,
             poisoned: false,
             completions: Vec::new(),
@@ -299,8 +311,9 @@ impl<Q: IoQueue> Engine<Q> {
             } else {
                 progress |= self.take_requests();
                 progress |= self.maybe_seal();
-                progress |= self.submit_sealed();
                 progress |= self.sync_round();
+                progress |= self.maybe_mark();
+                progress |= self.submit_sealed();
             }
             // Waiters satisfied by this round's completions are woken only
             // now, after the next flush was queued. On io_uring it reaches
@@ -373,7 +386,80 @@ impl<Q: IoQueue> Engine<Q> {
                 && self.open.as_ref().is_none_or(|o| o.layout.is_empty())
                 && self.flushes.is_empty()
                 && self.rounds.in_flight == 0
-                && (self.data_sync != SyncMode::None || self.rounds.dirty.is_empty() || self.rounds.failed))
+                && (self.data_sync != SyncMode::None || self.rounds.dirty.is_empty() || self.rounds.failed)
+                && self.marked >= self.acked)
+    }
+
+    /// Whether nothing is queued, open, sealed or in flight.
+    fn drained(&self) -> bool {
+        self.carry.is_none()
+            && self.incoming.is_none()
+            && self.open.as_ref().is_none_or(|o| o.layout.is_empty())
+            && self.flushes.is_empty()
+    }
+
+    /// After `Wal::sync`, and at a clean close: once everything asked for is
+    /// synced, writes a *sync marker* (a block of padding whose `sync_lag`
+    /// states the synced LSN) and syncs it. Recovery then reports damage to
+    /// any of those records as corruption instead of cutting it as a torn
+    /// tail, even when no later record exists to prove they were synced.
+    fn maybe_mark(&mut self) -> bool {
+        if self.marker_pending || self.poisoned {
+            return false;
+        }
+        let target = if self.shutting_down && self.drained() && self.rounds.in_flight == 0 {
+            self.acked
+        } else {
+            self.sync_target
+        };
+        if target <= self.marked || self.synced < target {
+            return false;
+        }
+        // The marker is a flush of its own, after every record encoded so far.
+        self.seal();
+        self.place_marker()
+    }
+
+    fn place_marker(&mut self) -> bool {
+        debug_assert!(self.open.is_none());
+        loop {
+            if self.open.is_none() && !self.start_flush() {
+                return false;
+            }
+            let open = self.open.as_mut().expect("started above");
+            match open.layout.fits(0, open.buf.len()) {
+                Fit::Yes => break,
+                Fit::BufferFull => unreachable!("an empty flush buffer holds a block"),
+                Fit::SegmentFull => {
+                    let open = self.open.take().expect("checked");
+                    self.free.push(open.buf);
+                    if !self.roll() {
+                        return false;
+                    }
+                }
+            }
+        }
+        let mut open = self.open.take().expect("placed above");
+        let (next, synced) = (self.next_lsn, self.synced);
+        let len = open.layout.finish_marker(&mut open.buf, next, synced);
+        self.active.write_pos = open.layout.end();
+        let token = self.token();
+        self.flushes.push_back(Flush {
+            token,
+            segment_id: self.active.meta.id,
+            file: self.active.file.clone(),
+            path: self.active.path.clone(),
+            offset: open.layout.file_offset,
+            len,
+            first_lsn: next - 1,
+            last_lsn: next - 1,
+            buf: Some(open.buf),
+            state: FlushState::Sealed,
+            submitted: None,
+            marker: Some(synced),
+        });
+        self.marker_pending = true;
+        true
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -590,6 +676,7 @@ impl<Q: IoQueue> Engine<Q> {
             buf: Some(open.buf),
             state: FlushState::Sealed,
             submitted: None,
+            marker: None,
         });
     }
 
@@ -635,11 +722,26 @@ impl<Q: IoQueue> Engine<Q> {
                 offset: f.offset,
                 buf: f.buf.take().expect("sealed flush owns its buffer"),
                 len: f.len,
-                sync: self.data_sync,
+                // A marker must be durable to state anything, whatever the mode.
+                sync: if f.marker.is_some() && self.data_sync == SyncMode::None {
+                    SyncMode::DataSync
+                } else {
+                    self.data_sync
+                },
             };
             f.state = FlushState::InFlight;
             f.submitted = Some(Instant::now());
+            let segment_id = f.segment_id;
             self.flushes_in_flight += 1;
+            if op.sync != SyncMode::None {
+                // Checked by tests: never above 1 with buffered I/O.
+                let on_file = self
+                    .flushes
+                    .iter()
+                    .filter(|g| g.state == FlushState::InFlight && g.segment_id == segment_id)
+                    .count();
+                self.shared.counters.syncs_in_flight_per_file_max.fetch_max(on_file as u64, Ordering::Relaxed);
+            }
             let counters = &self.shared.counters;
             counters.flushes.fetch_add(1, Ordering::Relaxed);
             counters.flush_bytes.fetch_add(op.len as u64, Ordering::Relaxed);
@@ -772,7 +874,7 @@ impl<Q: IoQueue> Engine<Q> {
                         if let Some(t) = f.submitted {
                             self.shared.counters.flush.record(t.elapsed());
                         }
-                        if self.data_sync == SyncMode::None {
+                        if self.data_sync == SyncMode::None && f.marker.is_none() {
                             let (id, file) = (f.segment_id, f.file.clone());
                             self.mark_dirty(id, file);
                         }
@@ -819,15 +921,21 @@ impl<Q: IoQueue> Engine<Q> {
         if self.poisoned {
             return;
         }
-        let mut acked = self.acked;
+        let (mut acked, marked) = (self.acked, self.marked);
         while let Some(front) = self.flushes.front() {
             if front.state != FlushState::Done {
                 break;
             }
-            acked = front.last_lsn;
+            match front.marker {
+                Some(synced) => {
+                    self.marked = self.marked.max(synced);
+                    self.marker_pending = false;
+                }
+                None => acked = front.last_lsn,
+            }
             self.flushes.pop_front();
         }
-        if acked != self.acked {
+        if acked != self.acked || marked != self.marked {
             self.acked = acked;
             if self.data_sync != SyncMode::None {
                 self.synced = acked;
@@ -837,13 +945,20 @@ impl<Q: IoQueue> Engine<Q> {
     }
 
     fn publish(&mut self) {
-        self.shared.publish(self.acked, self.synced, &mut self.wake_scratch);
+        self.shared.publish(self.acked, self.synced, self.marked, &mut self.wake_scratch);
     }
 
     /// Starts a sync round when one is due (Periodic / None durability).
     /// Under GroupSync and Dsync every acknowledgement is a sync already.
     fn sync_round(&mut self) -> bool {
-        if self.data_sync != SyncMode::None || self.rounds.in_flight > 0 || self.rounds.failed || self.poisoned {
+        // Not while a marker's linked sync is in flight either: one sync per
+        // file at a time (see the buffered-I/O note in `Wal::open`).
+        if self.data_sync != SyncMode::None
+            || self.rounds.in_flight > 0
+            || self.rounds.failed
+            || self.poisoned
+            || self.marker_pending
+        {
             return false;
         }
         let draining = self.shutting_down && self.flushes.is_empty() && self.carry.is_none();

@@ -30,6 +30,10 @@ pub(crate) enum Target {
     Acked,
     /// On stable storage.
     Synced,
+    /// On stable storage, and a durable sync marker says so (what
+    /// `Wal::sync` waits for: after it, damage to these records is
+    /// reported as corruption, never cut as a torn tail).
+    Marked,
 }
 
 /// How to wake a waiter: a parked thread, or an async task.
@@ -67,6 +71,7 @@ pub(crate) struct Counters {
     pub syncs: AtomicU64,
     pub segments_activated: AtomicU64,
     pub segment_stalls: AtomicU64,
+    pub syncs_in_flight_per_file_max: AtomicU64,
     pub parks: AtomicU64,
     pub requests: AtomicU64,
     /// Enqueued until taken by the I/O thread.
@@ -138,6 +143,7 @@ impl ByteBudget {
 pub(crate) struct Shared {
     acked: AtomicU64,
     synced: AtomicU64,
+    marked: AtomicU64,
     failure: OnceLock<Arc<Failure>>,
     closed: AtomicBool,
     waiters: Mutex<Vec<Waiter>>,
@@ -157,6 +163,7 @@ impl Shared {
         Shared {
             acked: AtomicU64::new(last_lsn),
             synced: AtomicU64::new(last_lsn),
+            marked: AtomicU64::new(0),
             failure: OnceLock::new(),
             closed: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
@@ -211,6 +218,7 @@ impl Shared {
         match target {
             Target::Acked => self.acked.load(Ordering::SeqCst),
             Target::Synced => self.synced.load(Ordering::SeqCst),
+            Target::Marked => self.marked.load(Ordering::SeqCst),
         }
     }
 
@@ -238,10 +246,12 @@ impl Shared {
     /// waiters they satisfy, to be woken by [`Shared::wake`] (after the next
     /// flush is submitted, so the device does not idle while threads wake).
     /// `scratch` is reused across calls so waking allocates nothing.
-    pub fn publish(&self, acked: u64, synced: u64, scratch: &mut Vec<Wake>) {
+    pub fn publish(&self, acked: u64, synced: u64, marked: u64, scratch: &mut Vec<Wake>) {
         debug_assert!(synced <= acked || synced <= self.acked.load(Ordering::Relaxed).max(acked));
+        debug_assert!(marked <= synced, "a marker only states what was synced");
         self.acked.store(acked, Ordering::SeqCst);
         self.synced.store(synced, Ordering::SeqCst);
+        self.marked.store(marked, Ordering::SeqCst);
         if self.registered.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -253,6 +263,7 @@ impl Shared {
                 let reached = match w.target {
                     Target::Acked => acked >= w.lsn,
                     Target::Synced => synced >= w.lsn,
+                    Target::Marked => marked >= w.lsn,
                 };
                 if reached {
                     scratch.push(waiters.swap_remove(i).wake);

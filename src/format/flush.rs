@@ -104,6 +104,32 @@ impl FlushLayout {
         self.len
     }
 
+    /// Lays out a *sync marker*: a flush of one block holding only a padding
+    /// record whose `sync_lag` says that every LSN up to `synced_lsn` was
+    /// synced before the marker was encoded. Written after `Wal::sync` and at
+    /// a clean close, so recovery can tell damage to synced records from a
+    /// torn tail even when no record follows them. Returns its length.
+    ///
+    /// # Panics
+    /// If records were laid out already, or the segment has no room
+    /// (check `fits(0, ..)` first).
+    pub fn finish_marker(&mut self, buf: &mut [u8], next_lsn: u64, synced_lsn: u64) -> usize {
+        assert!(self.is_empty(), "a marker is a flush of its own");
+        assert!(synced_lsn < next_lsn, "only written LSNs can have been synced");
+        let end = padded_end(self.file_offset + RECORD_HEADER_BYTES as u64, self.block_bytes, self.segment_bytes);
+        assert!(end <= self.segment_bytes, "no room for a marker");
+        let total = (end - self.file_offset) as usize;
+        record::encode_padding(
+            &mut buf[..total],
+            total,
+            next_lsn,
+            self.segment_id,
+            record::sync_lag(next_lsn, synced_lsn),
+        );
+        self.len = total;
+        total
+    }
+
     /// File offset just past the flush.
     #[must_use]
     pub fn end(&self) -> u64 {
@@ -128,5 +154,21 @@ mod tests {
         let len = f.finish(&mut buf, 2, 1);
         assert_eq!(len, 4096);
         assert_eq!(f.end(), 8192);
+    }
+
+    #[test]
+    fn a_marker_is_one_block_of_padding_that_proves_the_synced_lsn() {
+        let seg = 64 * 1024;
+        let mut buf = vec![0xAAu8; 8192];
+        let mut f = FlushLayout::new(8192, 3, 4096, seg);
+        assert_eq!(f.fits(0, buf.len()), Fit::Yes);
+        assert_eq!(f.finish_marker(&mut buf, 41, 40), 4096);
+        assert_eq!(f.end(), 12288);
+        let head: &[u8; RECORD_HEADER_BYTES] = buf[..RECORD_HEADER_BYTES].try_into().unwrap();
+        assert!(record::verify(head, &buf[RECORD_HEADER_BYTES..4096]));
+        let h = record::RecordHeader::parse(head);
+        assert!(h.is_padding());
+        assert_eq!((h.lsn, h.segment_id, h.sync_hint()), (41, 3, 40));
+        assert_eq!(u64::from(h.payload_len), 4096 - RECORD_HEADER_BYTES as u64);
     }
 }

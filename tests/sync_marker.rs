@@ -1,0 +1,128 @@
+//! After `sync()` or a clean close, damage to any synced record is corruption
+//! in every durability mode, even in the last flush, where no later record
+//! exists to prove it was synced: the sync marker proves it. Records written
+//! after the last sync and never synced are still a torn tail when damaged.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{IoPath, PATHS, options, payload};
+use uring_wal::{Durability, Error, RecordType, Wal};
+
+const MODES: [Durability; 4] = [
+    Durability::GroupSync,
+    Durability::Dsync,
+    Durability::Periodic { interval: Duration::from_secs(3600) },
+    Durability::None,
+];
+
+fn len_of(lsn: u64) -> usize {
+    300 + (lsn as usize * 53) % 700
+}
+
+/// Flips one byte in the middle of LSN `lsn`'s payload; returns the file.
+fn damage(dir: &Path, lsn: u64) -> PathBuf {
+    let needle = payload(lsn, len_of(lsn));
+    for path in common::segment_files(dir) {
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle.as_slice()) {
+            bytes[at + needle.len() / 2] ^= 0x40;
+            std::fs::write(&path, &bytes).unwrap();
+            return path;
+        }
+    }
+    panic!("payload of LSN {lsn} not found");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().extension().is_some_and(|x| x == "wal") {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn expect_corruption(dir: &Path, path: IoPath, mode: Durability, lsn: u64, ctx: &str) {
+    match Wal::open(options(dir, path).durability(mode)) {
+        Err(Error::Corruption { lsn: at, .. }) => assert_eq!(at, lsn, "{ctx}"),
+        Err(e) => panic!("{ctx}: expected corruption at LSN {lsn}, got {e}"),
+        Ok(wal) => panic!(
+            "{ctx}: opened with last LSN {} (torn tail {:?}): synced LSN {lsn} cut silently",
+            wal.last_lsn(),
+            wal.recovery_report().torn_tail
+        ),
+    }
+}
+
+#[test]
+fn damage_to_a_record_synced_before_a_clean_close_is_corruption_in_every_mode() {
+    for path in PATHS {
+        for mode in MODES {
+            // Early in the log (the reported case) and in the very last flush.
+            for damaged in [25, 300] {
+                let ctx = format!("{path:?} {mode:?} damaged LSN {damaged}");
+                let dir = tempfile::tempdir().unwrap();
+                let wal = Wal::open(options(dir.path(), path).durability(mode)).unwrap();
+                for lsn in 1..=300 {
+                    assert_eq!(wal.append(RecordType::Put, &payload(lsn, len_of(lsn))).unwrap(), lsn);
+                }
+                wal.close().unwrap();
+                damage(dir.path(), damaged);
+                expect_corruption(dir.path(), path, mode, damaged, &ctx);
+            }
+        }
+    }
+}
+
+#[test]
+fn damage_to_a_record_synced_by_sync_is_corruption_after_a_crash() {
+    for path in PATHS {
+        for mode in MODES {
+            let ctx = format!("{path:?} {mode:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Wal::open(options(dir.path(), path).durability(mode)).unwrap();
+            for lsn in 1..=120 {
+                wal.append(RecordType::Put, &payload(lsn, len_of(lsn))).unwrap();
+            }
+            assert_eq!(wal.sync().unwrap(), 120, "{ctx}");
+            // The files as a crash right now leaves them (the process never
+            // closes): the last synced record is damaged.
+            let crashed = tempfile::tempdir().unwrap();
+            copy_dir(dir.path(), crashed.path());
+            drop(wal);
+            damage(crashed.path(), 120);
+            expect_corruption(crashed.path(), path, mode, 120, &ctx);
+        }
+    }
+}
+
+#[test]
+fn damage_to_records_never_synced_is_still_a_torn_tail() {
+    for path in PATHS {
+        for mode in [Durability::None, Durability::Periodic { interval: Duration::from_secs(3600) }] {
+            let ctx = format!("{path:?} {mode:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Wal::open(options(dir.path(), path).durability(mode)).unwrap();
+            for lsn in 1..=50 {
+                wal.append(RecordType::Put, &payload(lsn, len_of(lsn))).unwrap();
+            }
+            wal.sync().unwrap();
+            for lsn in 51..=60 {
+                wal.append(RecordType::Put, &payload(lsn, len_of(lsn))).unwrap();
+            }
+            // A crash now: 51..=60 were written but never synced.
+            let crashed = tempfile::tempdir().unwrap();
+            copy_dir(dir.path(), crashed.path());
+            drop(wal);
+            damage(crashed.path(), 55);
+            let wal = Wal::open(options(crashed.path(), path).durability(mode))
+                .unwrap_or_else(|e| panic!("{ctx}: unsynced damage refused: {e}"));
+            assert_eq!(wal.last_lsn(), 54, "{ctx}");
+            let tail = wal.recovery_report().torn_tail.clone().expect("a torn tail");
+            assert_eq!(tail.next_lsn, 55, "{ctx}");
+        }
+    }
+}
