@@ -113,7 +113,8 @@ fn config(dir: &Path, mode: RecoveryMode, storage: Arc<dyn Storage>) -> RecoverC
     RecoverConfig { storage, dir: dir.to_path_buf(), direct: false, mode, segment_bytes: 0 }
 }
 
-fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
+/// Takes the directory's lock, or says who holds it.
+pub(crate) fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
     if !dir.is_dir() && storage.list_dir(dir).is_err() {
         return Err(Error::io("open log directory", dir, std::io::ErrorKind::NotFound.into()));
     }
@@ -249,12 +250,15 @@ pub struct RepairReport {
 /// Without `force`, refuses a log with mid-log corruption. Reopening with
 /// the same options afterwards finds a clean log.
 pub fn repair(dir: &Path, backup: &Path, force: bool) -> Result<RepairReport> {
-    let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+    repair_with(Arc::new(OsStorage), dir, backup, force)
+}
+
+fn repair_with(storage: Arc<dyn Storage>, dir: &Path, backup: &Path, force: bool) -> Result<RepairReport> {
     let mode = if force { RecoveryMode::PointInTime } else { RecoveryMode::TolerateTornTail };
-    let recovered = {
-        let _lock = lock(storage.as_ref(), dir)?;
-        recovery::recover(&config(dir, mode, storage.clone()))?
-    };
+    // Held from the scan until the log is closed again: what was scanned is
+    // what is backed up and what is cut.
+    let held = lock(storage.as_ref(), dir)?;
+    let recovered = recovery::recover(&config(dir, mode, storage.clone()))?;
     let mut affected: Vec<PathBuf> = recovered.remove.clone();
     if let Some(t) = &recovered.report.torn_tail {
         affected.push(crate::segment::names::segment_path(dir, t.segment));
@@ -288,8 +292,123 @@ pub fn repair(dir: &Path, backup: &Path, force: bool) -> Result<RepairReport> {
         .segment_bytes(segment_bytes)
         .record_bytes_max(record_bytes_max.min(crate::format::RECORD_PAYLOAD_BYTES_LIMIT))
         .create_if_missing(false);
-    let wal = crate::Wal::open(options)?;
+    let wal = crate::Wal::open_locked(options, storage, held)?;
     let report = wal.recovery_report().clone();
     wal.close()?;
+    if report.last_lsn != recovered.report.last_lsn || report.torn_tail != recovered.report.torn_tail {
+        return Err(Error::io(
+            "repair",
+            dir,
+            std::io::Error::other(format!(
+                "the log changed between the scan and the repair (last LSN {} then {})",
+                recovered.report.last_lsn, report.last_lsn
+            )),
+        ));
+    }
     Ok(RepairReport { report, backed_up })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::storage::{DeviceFacts, DirEntry, OpenHow, StorageFile};
+    use crate::{RecordType, Wal};
+
+    /// The real file system, checking that every operation but taking the
+    /// lock happens while the directory's lock is held.
+    #[derive(Debug, Default)]
+    struct MustHoldLock {
+        held: Arc<AtomicUsize>,
+        violated: AtomicBool,
+    }
+
+    #[derive(Debug)]
+    struct Held(Box<dyn DirLock>, Arc<AtomicUsize>);
+
+    impl DirLock for Held {
+        fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+            self.0.raw_fd()
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.1.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl MustHoldLock {
+        fn check(&self) {
+            if self.held.load(Ordering::SeqCst) == 0 {
+                self.violated.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl Storage for MustHoldLock {
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.check();
+            OsStorage.create_dir_all(dir)
+        }
+        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<DirEntry>> {
+            OsStorage.list_dir(dir)
+        }
+        fn open_file(&self, path: &Path, how: OpenHow) -> std::io::Result<Arc<dyn StorageFile>> {
+            self.check();
+            OsStorage.open_file(path, how)
+        }
+        fn rename_no_replace(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.check();
+            OsStorage.rename_no_replace(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            self.check();
+            OsStorage.remove_file(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.check();
+            OsStorage.sync_dir(dir)
+        }
+        fn lock(&self, path: &Path) -> std::result::Result<Box<dyn DirLock>, (std::io::Error, Option<u32>)> {
+            let lock = OsStorage.lock(path)?;
+            self.held.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(Held(lock, self.held.clone())))
+        }
+        fn device_facts(&self, file: &Path) -> DeviceFacts {
+            OsStorage.device_facts(file)
+        }
+    }
+
+    #[test]
+    fn repair_holds_the_lock_from_its_scan_to_its_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        let options = || Options::new(&dir).segment_bytes(256 * 1024).record_bytes_max(4096);
+        let wal = Wal::open(options()).unwrap();
+        for i in 0..50u32 {
+            wal.append(RecordType::Put, &[i as u8; 1000]).unwrap();
+        }
+        // A crash: the files as they are, without the close's marker.
+        let staged = tmp.path().join("staged");
+        std::fs::create_dir(&staged).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), staged.join(e.file_name())).unwrap();
+        }
+        drop(wal);
+        // Tear the last flush's padding so there is something to repair.
+        let seg = staged.join("00000000000000000001.wal");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let last = bytes.windows(1000).rposition(|w| w == [49u8; 1000]).unwrap();
+        bytes[last + 1000..last + 1100].fill(0xEE);
+        std::fs::write(&seg, bytes).unwrap();
+
+        let storage = Arc::new(MustHoldLock::default());
+        let report = repair_with(storage.clone(), &staged, &tmp.path().join("backup"), false).unwrap();
+        assert!(report.report.torn_tail.is_some(), "{report:?}");
+        assert_eq!(storage.held.load(Ordering::SeqCst), 0, "released at the end");
+        assert!(!storage.violated.load(Ordering::SeqCst), "repair worked on the directory without holding its lock");
+    }
 }

@@ -322,14 +322,16 @@ impl Wal {
             }
             storage.create_dir_all(&dir).map_err(|e| Error::io("create log directory", &dir, e))?;
         }
+        let lock = crate::inspect::lock(storage.as_ref(), &dir)?;
+        Wal::open_locked(options, storage, lock)
+    }
+
+    /// Opens the log under a lock the caller already holds (`repair` keeps
+    /// it from its scan to its end, so nothing changes in between).
+    pub(crate) fn open_locked(options: Options, storage: Arc<dyn Storage>, lock: Box<dyn DirLock>) -> Result<Wal> {
+        options.validate()?;
+        let dir = options.dir.clone();
         let lock_path = dir.join(LOCK_FILE);
-        let lock = storage.lock(&lock_path).map_err(|(e, holder_pid)| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked { path: lock_path.clone(), holder_pid }
-            } else {
-                Error::io("lock", &lock_path, e)
-            }
-        })?;
         let device = storage.device_facts(&lock_path);
         let (direct, buffered_reason) = decide_direct(&options, storage.as_ref(), &lock_path, &device)?;
         let block_bytes = decide_block(&options, &device, direct)?;

@@ -60,3 +60,18 @@ fn a_damaged_segment_with_records_larger_than_todays_limit_is_kept() {
     assert!(matches!(reopened, Err(Error::Corruption { .. })), "{:?}", reopened.map(|w| w.last_lsn()));
     assert_eq!(std::fs::read(&last).unwrap(), before, "a segment holding records was deleted or changed");
 }
+
+#[test]
+fn a_lock_file_that_is_a_hard_link_to_another_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    std::fs::create_dir(&log_dir).unwrap();
+    let victim = dir.path().join("precious");
+    std::fs::write(&victim, b"somebody else's data").unwrap();
+    std::fs::hard_link(&victim, log_dir.join("LOCK")).unwrap();
+    match Wal::open(options(&log_dir, IoPath::Buffered)) {
+        Err(e) => assert!(e.to_string().contains("not a lock file of its own"), "{e}"),
+        Ok(_) => panic!("opened with a LOCK that is another file's hard link"),
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"somebody else's data", "the linked file was written");
+}

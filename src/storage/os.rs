@@ -5,7 +5,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -126,6 +126,18 @@ impl Storage for OsStorage {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| (e, None))?;
+        // The holder's pid is written into this file: never into a file that
+        // is also another path (a planted hard link), or not a file at all.
+        let meta = file.metadata().map_err(|e| (e, None))?;
+        if !meta.is_file() || meta.nlink() > 1 {
+            let detail = format!(
+                "{} is not a lock file of its own ({}, {} links): refusing to write into it",
+                path.display(),
+                if meta.is_file() { "regular file" } else { "not a regular file" },
+                meta.nlink()
+            );
+            return Err((io::Error::new(io::ErrorKind::InvalidData, detail), None));
+        }
         // SAFETY: the descriptor is open for the duration of the call.
         let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if let Err(e) = cvt(ret) {
