@@ -126,6 +126,7 @@ pub struct Options {
     pub(crate) prewrite_segments: bool,
     pub(crate) wait_spin: Duration,
     pub(crate) io_spin: Duration,
+    pub(crate) io_timeout: Duration,
     pub(crate) create_if_missing: bool,
     #[cfg(feature = "fault-injection")]
     pub(crate) ring_faults: Option<crate::RingFaultPlan>,
@@ -154,6 +155,7 @@ impl Options {
             prewrite_segments: true,
             wait_spin: Duration::from_micros(250),
             io_spin: Duration::from_micros(50),
+            io_timeout: Duration::from_secs(30),
             create_if_missing: true,
             #[cfg(feature = "fault-injection")]
             ring_faults: None,
@@ -297,6 +299,18 @@ impl Options {
         self
     }
 
+    /// How long a write or sync may stay in flight (default 30 s) before the
+    /// log gives up on the kernel: it is poisoned, every waiting append
+    /// fails, nothing after is acknowledged. Also the longest
+    /// [`crate::Wal::close`] (and `Drop`) waits for the I/O thread to stop;
+    /// past it the thread is left behind (it keeps its buffers, and the
+    /// directory stays locked until the process exits) and close reports it.
+    /// `1 ms..=1 h`.
+    pub fn io_timeout(mut self, timeout: Duration) -> Options {
+        self.io_timeout = timeout;
+        self
+    }
+
     /// Whether [`crate::Wal::open`] creates a missing directory (default) or
     /// fails.
     pub fn create_if_missing(mut self, create: bool) -> Options {
@@ -395,6 +409,9 @@ impl Options {
         }
         if self.io_spin > Duration::from_millis(10) {
             return bad(format!("io_spin {:?} is above 10 ms", self.io_spin));
+        }
+        if !(Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&self.io_timeout) {
+            return bad(format!("io_timeout {:?} is outside 1 ms..=1 h", self.io_timeout));
         }
         Ok(())
     }

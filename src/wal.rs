@@ -295,7 +295,10 @@ pub struct Wal {
     backend: BackendInfo,
     report: RecoveryReport,
     prepare_counters: Arc<PrepareCounters>,
-    _lock: Box<dyn DirLock>,
+    /// Longest wait for a thread at close.
+    io_timeout: Duration,
+    /// `None` once leaked (a thread was left behind at close).
+    lock: Option<Box<dyn DirLock>>,
 }
 
 /// Size of each flush buffer: the largest flush, plus the largest record that
@@ -450,6 +453,7 @@ impl Wal {
                 segment_bytes: options.segment_bytes,
                 record_bytes_max: options.record_bytes_max,
                 io_spin: options.io_spin,
+                io_timeout: options.io_timeout,
                 // Decided by the I/O thread once it knows its backend.
                 rwf_dsync: true,
             },
@@ -534,7 +538,8 @@ impl Wal {
             backend,
             report: recovered.report,
             prepare_counters,
-            _lock: lock,
+            io_timeout: options.io_timeout,
+            lock: Some(lock),
         })
     }
 
@@ -826,9 +831,15 @@ impl Wal {
                 bell.ring();
             }
         }
-        let mut panicked = false;
+        // Every wait below is bounded: a thread stuck in the kernel (an I/O
+        // that never completes) is left behind rather than hanging close.
+        let deadline = Instant::now() + self.io_timeout;
+        let (mut panicked, mut stuck) = (false, Vec::new());
         if let Some(t) = self.io_thread.take() {
-            panicked |= t.join().is_err();
+            match join_within(t, deadline) {
+                Some(p) => panicked |= p,
+                None => stuck.push("I/O"),
+            }
         }
         self.shared.close();
         if let Some(p) = self.preparer.take() {
@@ -837,9 +848,27 @@ impl Wal {
             p.close();
         }
         if let Some(t) = self.prepare_thread.take() {
-            panicked |= t.join().is_err();
+            match join_within(t, deadline.max(Instant::now() + Duration::from_millis(100))) {
+                Some(p) => panicked |= p,
+                None => stuck.push("segment preparation"),
+            }
         }
         crate::events::event!(info, "closed {} at LSN {}", self.dir.display(), self.shared.acked_lsn());
+        if !stuck.is_empty() {
+            // The thread may still have a write in flight: keep the directory
+            // locked until the process exits, so no other opener recovers a
+            // log that is still being written.
+            std::mem::forget(self.lock.take());
+            let error = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the {} thread did not stop within io_timeout ({:?}); left behind",
+                    stuck.join(" and "),
+                    self.io_timeout
+                ),
+            );
+            return Err(Error::io("close", &self.dir, error));
+        }
         if let Some(f) = self.shared.failure() {
             return Err(Error::Poisoned(f.clone()));
         }
@@ -854,6 +883,20 @@ impl Drop for Wal {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// Joins `thread` if it ends by `deadline` (`Some(panicked)`); otherwise
+/// leaves it running (`None`).
+fn join_within(thread: JoinHandle<()>, deadline: Instant) -> Option<bool> {
+    let mut nap = Duration::from_micros(20);
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(5));
+    }
+    Some(thread.join().is_err())
 }
 
 fn decide_direct(

@@ -333,3 +333,37 @@ fn dsync_on_fuse_uses_a_linked_fdatasync_not_rwf_dsync() {
     let fs = wal.backend().device.fs_type.clone();
     assert_eq!(wal.backend().rwf_dsync, matches!(fs.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs"), "{fs}");
 }
+
+#[test]
+fn an_operation_the_kernel_never_completes_poisons_and_close_returns() {
+    if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
+        eprintln!("SKIPPED: io_uring unavailable here ({reason})");
+        return;
+    }
+    let timeout = Duration::from_millis(300);
+    for durability in [Durability::GroupSync, Durability::Dsync] {
+        for direct in [true, false] {
+            let s = Scenario { direct, durability, in_flight: 2, faults: &[], must_poison: true };
+            let plan = RingFaultPlan::new().fail(RingFault::Hang, RingTarget::Flush(5));
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Arc::new(Wal::open(options(dir.path(), &s, plan.clone()).io_timeout(timeout)).unwrap());
+            let (acked, errors) = run_writers(&wal);
+            assert_eq!(plan.fired(), 1, "{s:?}");
+            assert!(!errors.is_empty(), "{s:?}: no append failed");
+            let Some(Error::Poisoned(failure)) = wal.poisoned() else { panic!("{s:?}: not poisoned") };
+            assert_eq!(failure.op, "I/O timeout", "{s:?}: {failure}");
+            for lsn in acked.keys() {
+                assert!(*lsn < failure.lsn, "{s:?}: LSN {lsn} acknowledged after the stuck flush ({failure})");
+            }
+            let wal = Arc::try_unwrap(wal).unwrap_or_else(|_| panic!("handles left"));
+            let started = Instant::now();
+            let closed = within("close", move || wal.close());
+            let Err(e) = closed else { panic!("{s:?}: close of a stuck log succeeded") };
+            assert!(e.to_string().contains("left behind"), "{s:?}: {e}");
+            assert!(started.elapsed() < timeout * 4, "{s:?}: close took {:?}", started.elapsed());
+            // The I/O thread is still stuck in the kernel: the directory stays
+            // locked, so no other opener recovers a log still being written.
+            assert!(matches!(Wal::open(Options::new(dir.path())), Err(Error::Locked { .. })), "{s:?}");
+        }
+    }
+}

@@ -98,6 +98,8 @@ pub(crate) struct EngineConfig {
     pub record_bytes_max: u32,
     /// Poll for requests this long before sleeping, with nothing in flight.
     pub io_spin: Duration,
+    /// A write or sync in flight longer than this poisons the log.
+    pub io_timeout: Duration,
     /// `Durability::Dsync` writes with `RWF_DSYNC`; false: where the kernel
     /// may not honour it, a write linked to an `fdatasync` instead.
     pub rwf_dsync: bool,
@@ -167,6 +169,7 @@ struct Flush {
 struct Activation {
     token: u64,
     meta: SegmentMeta,
+    submitted: Instant,
 }
 
 /// A request taken off the channel but not fully encoded (the pipeline was
@@ -314,6 +317,7 @@ impl<Q: IoQueue> Engine<Q> {
                 progress |= self.sync_round();
                 progress |= self.maybe_mark();
                 progress |= self.submit_sealed();
+                self.check_stuck();
             }
             // Waiters satisfied by this round's completions are woken only
             // now, after the next flush was queued. On io_uring it reaches
@@ -462,10 +466,37 @@ impl<Q: IoQueue> Engine<Q> {
         true
     }
 
+    /// When the oldest write or sync in flight was submitted.
+    fn oldest_in_flight(&self) -> Option<Instant> {
+        let flushes = self.flushes.iter().filter(|f| f.state == FlushState::InFlight).filter_map(|f| f.submitted);
+        let activation = self.activation.as_ref().map(|a| a.submitted);
+        let round = self.rounds.started.filter(|_| self.rounds.in_flight > 0);
+        flushes.chain(activation).chain(round).min()
+    }
+
+    /// A kernel that does not answer must not hang the log: past
+    /// `io_timeout` the log is poisoned, so every waiting append fails. The
+    /// operation itself cannot be taken back; its buffer stays with it.
+    fn check_stuck(&mut self) {
+        if let Some(t) = self.oldest_in_flight() {
+            if t.elapsed() >= self.cfg.io_timeout {
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("a write or sync stayed in flight longer than io_timeout ({:?})", self.cfg.io_timeout),
+                );
+                self.poison_io("I/O timeout", error);
+            }
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         // A round in flight ends with a completion, not a deadline.
         let mut deadline =
             self.rounds.next_due.filter(|_| self.rounds.interval.is_some() && self.rounds.in_flight == 0);
+        if let Some(t) = self.oldest_in_flight().filter(|_| !self.poisoned) {
+            let stuck = t + self.cfg.io_timeout;
+            deadline = Some(deadline.map_or(stuck, |d| d.min(stuck)));
+        }
         if self.awaiting_segment {
             // The preparer has no way to ring the doorbell; poll for it.
             let poll = Instant::now() + Duration::from_micros(200);
@@ -812,7 +843,7 @@ impl<Q: IoQueue> Engine<Q> {
         let token = self.token();
         let sync = if self.data_sync == SyncMode::Dsync { SyncMode::Dsync } else { SyncMode::DataSync };
         self.queue.submit_write(WriteOp { token, file: next.file.clone(), offset: 0, buf, len: header_len, sync });
-        self.activation = Some(Activation { token, meta: meta.clone() });
+        self.activation = Some(Activation { token, meta: meta.clone(), submitted: Instant::now() });
         self.active = Active {
             meta,
             file: next.file,

@@ -16,6 +16,8 @@
 //!   page. A buffered write copies what precedes it and completes short; an
 //!   `O_DIRECT` write completes short or with `-EFAULT`, as the kernel
 //!   decides.
+//! - [`RingFault::Hang`]: instead of the write, a read of an empty pipe that
+//!   nobody writes to: an operation the kernel never completes.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -32,6 +34,8 @@ pub enum RingFault {
     SyncError,
     /// The write is short, or fails with `-EFAULT` under `O_DIRECT`.
     ShortWrite,
+    /// The write never completes.
+    Hang,
 }
 
 /// Which submission a fault hits; counts start at 0 and include retries.
@@ -122,8 +126,18 @@ fn post_increment(n: &mut u64) -> u64 {
 #[derive(Debug)]
 pub(crate) enum Keep {
     Fd(OwnedFd),
-    Pipe { read: OwnedFd, _write: OwnedFd },
-    Map { _map: GuardedMap },
+    Pipe {
+        read: OwnedFd,
+        _write: OwnedFd,
+    },
+    /// A pipe nobody writes to, and the buffer a read of it would fill.
+    Hang {
+        pipe: Box<Keep>,
+        buf: Box<[u8; 8]>,
+    },
+    Map {
+        _map: GuardedMap,
+    },
 }
 
 impl Keep {
@@ -154,8 +168,14 @@ impl Keep {
     pub fn fd(&self) -> RawFd {
         match self {
             Keep::Fd(fd) | Keep::Pipe { read: fd, .. } => fd.as_raw_fd(),
+            Keep::Hang { pipe, .. } => pipe.fd(),
             Keep::Map { .. } => -1,
         }
+    }
+
+    /// A read of an empty pipe whose write end stays open: never completes.
+    pub fn hang() -> io::Result<Keep> {
+        Ok(Keep::Hang { pipe: Box::new(Keep::pipe()?), buf: Box::new([0; 8]) })
     }
 }
 

@@ -292,6 +292,13 @@ impl UringQueue {
         } else {
             opcode::Write::new(fd, ptr, remaining as u32).offset(offset).rw_flags(rw_flags).build()
         };
+        #[cfg(feature = "fault-injection")]
+        let write = match redirect.hang {
+            // SAFETY (of the later push): the 8-byte buffer is owned by the
+            // flush's Keep, which lives until this op's completion.
+            Some((hang_fd, hang_buf)) => opcode::Read::new(types::Fd(hang_fd), hang_buf, 8).build(),
+            None => write,
+        };
         let write = write.user_data(u64::from(slot) << 1);
         f.sync_ran = false;
         f.write_seen = false;
@@ -600,6 +607,8 @@ impl IoQueue for UringQueue {
 #[cfg(feature = "fault-injection")]
 #[derive(Debug, Default)]
 struct Redirect {
+    /// Read 8 bytes from this descriptor into this buffer instead of writing.
+    hang: Option<(RawFd, *mut u8)>,
     write_fd: Option<RawFd>,
     sync_fd: Option<RawFd>,
     ptr: Option<*const u8>,
@@ -628,6 +637,14 @@ impl UringQueue {
             Some(RingFault::SyncError) if f.sync == SyncMode::DataSync => {
                 let keep = Keep::pipe()?;
                 redirect.sync_fd = Some(keep.fd());
+                f.keep = Some(keep);
+            }
+            Some(RingFault::Hang) => {
+                let mut keep = Keep::hang()?;
+                let fd = keep.fd();
+                if let Keep::Hang { buf, .. } = &mut keep {
+                    redirect.hang = Some((fd, buf.as_mut_ptr()));
+                }
                 f.keep = Some(keep);
             }
             Some(RingFault::ShortWrite) => {
