@@ -1,19 +1,27 @@
 //! Golden segment files: a format change cannot slip by.
 //!
 //! `tests/golden/v1/` holds the live segments of a small log written by the
-//! sequence below. Two checks: today's reader decodes the committed files to
-//! exactly those records, and today's writer reproduces them byte for byte.
-//! After an intended format change, bump the format version, add a new
-//! directory and regenerate with `URING_WAL_BLESS=1 cargo test --test golden`.
+//! sequence below, as writers before sync markers wrote it; `v1-marker/` the
+//! same log as today's writer writes it (a clean close ends with a sync
+//! marker, a padding flush that v1 readers skip). Two checks: today's reader
+//! decodes both to exactly those records, and today's writer reproduces
+//! `v1-marker` byte for byte. After an intended format change, bump the
+//! format version, add a new directory and regenerate with
+//! `URING_WAL_BLESS=1 cargo test --test golden`.
 
 use std::path::{Path, PathBuf};
 
 use uring_wal::{BlockSize, Options, RecordType, Wal};
 
-const GOLDEN: &str = "tests/golden/v1";
+/// Every golden log today's reader must open; the last is today's writer's.
+const GOLDEN: [&str; 2] = ["tests/golden/v1", "tests/golden/v1-marker"];
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN)
+    golden_dirs().pop().expect("at least one")
+}
+
+fn golden_dirs() -> Vec<PathBuf> {
+    GOLDEN.iter().map(|g| Path::new(env!("CARGO_MANIFEST_DIR")).join(g)).collect()
 }
 
 fn options(dir: &Path) -> Options {
@@ -55,20 +63,22 @@ fn live_segments(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn golden_segments_decode_to_the_expected_records() {
-    let golden = live_segments(&golden_dir());
-    assert!(golden.len() >= 2, "golden files are present in {GOLDEN}");
-    let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in &golden {
-        std::fs::write(dir.path().join(name), bytes).unwrap();
-    }
-    let wal = Wal::open(options(dir.path())).unwrap();
-    let report = wal.recovery_report();
-    assert!(report.torn_tail.is_none() && report.skipped_count == 0, "{report:?}");
-    let read: Vec<_> = wal.read_from(1).unwrap().map(|r| r.unwrap()).collect();
-    let expected = records();
-    assert_eq!(read.len(), expected.len());
-    for (rec, (i, (kind, payload))) in read.iter().zip(expected.iter().enumerate()) {
-        assert_eq!((rec.lsn, rec.kind, &rec.payload), (i as u64 + 1, *kind, payload));
+    for golden_dir in golden_dirs() {
+        let golden = live_segments(&golden_dir);
+        assert!(golden.len() >= 2, "golden files are present in {}", golden_dir.display());
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in &golden {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let wal = Wal::open(options(dir.path())).unwrap();
+        let report = wal.recovery_report();
+        assert!(report.torn_tail.is_none() && report.skipped_count == 0, "{report:?}");
+        let read: Vec<_> = wal.read_from(1).unwrap().map(|r| r.unwrap()).collect();
+        let expected = records();
+        assert_eq!(read.len(), expected.len());
+        for (rec, (i, (kind, payload))) in read.iter().zip(expected.iter().enumerate()) {
+            assert_eq!((rec.lsn, rec.kind, &rec.payload), (i as u64 + 1, *kind, payload));
+        }
     }
 }
 

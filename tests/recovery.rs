@@ -51,7 +51,7 @@ fn a_torn_last_flush_is_truncated_at_every_byte_offset() {
         batch.push(RecordType::Put, &payload(22, 700)).unwrap();
         assert_eq!(wal.append_batch(&mut batch).unwrap(), Some(21..=22));
         assert_eq!(wal.stats().flushes, 1, "both records went out in one flush");
-        drop(wal);
+        crash(wal, dir.path());
         let after = snapshot(dir.path());
         // The file the last flush went to, and the bytes it changed.
         let (seg, old, new) = before
@@ -124,6 +124,19 @@ fn write_singles(dir: &Path, n: u64, len: usize) {
     }
 }
 
+/// Stops `wal` as a crash would: the segment files keep what they held with
+/// the log still open, without the sync marker a clean close writes.
+fn crash(wal: Wal, dir: &Path) {
+    let files = snapshot(dir);
+    drop(wal);
+    for p in common::segment_files(dir) {
+        std::fs::remove_file(p).unwrap();
+    }
+    for (p, bytes) in files {
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
 /// Segment id and byte offset of LSN `lsn` in a log of single-record flushes
 /// with 128 KiB segments: 31 records per segment.
 fn locate_single(lsn: u64) -> (u64, u64) {
@@ -176,12 +189,17 @@ fn a_damaged_segment_header_mid_log_is_corruption() {
 }
 
 #[test]
-fn damage_in_the_final_flush_is_a_torn_tail_and_refused_under_absolute_consistency() {
-    // The last flush has no later record to prove it was synced: it cannot be
-    // told from a write torn by a crash, so it is truncated (the documented
-    // limit of what a single log can know).
+fn damage_in_the_final_flush_after_a_crash_is_a_torn_tail_and_refused_under_absolute_consistency() {
+    // After a crash the last flush has no later record or sync marker to
+    // prove it was synced: it cannot be told from a write torn by the crash,
+    // so it is truncated. (After a clean close or `sync()` it would be
+    // corruption: tests/sync_marker.rs.)
     let dir = tempfile::tempdir().unwrap();
-    write_singles(dir.path(), 50, 500);
+    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
+    for lsn in 1..=50 {
+        wal.append(RecordType::Put, &payload(lsn, 500)).unwrap();
+    }
+    crash(wal, dir.path());
     let (seg, offset) = locate_single(50);
     flip(&segment_path(dir.path(), seg), offset + 40);
     let err =
@@ -224,7 +242,8 @@ fn records_after_a_torn_flush_are_dropped_and_recovery_is_idempotent() {
         wal.append(RecordType::Put, &payload(lsn, 500)).unwrap();
     }
     drop(wal);
-    // The batch is written without syncs (the close syncs it), so every one
+    // The batch is written without syncs (and the crash below comes before
+    // any), so every one
     // of its flushes is encoded before anything of it was synced. Under a
     // syncing mode that holds only for the flushes encoded before the first
     // of them completes (six buffers, and the roll into segment 2 waits for
@@ -237,9 +256,10 @@ fn records_after_a_torn_flush_are_dropped_and_recovery_is_idempotent() {
         batch.push(RecordType::Put, &payload(lsn, 3000)).unwrap();
     }
     assert_eq!(wal.append_batch(&mut batch).unwrap(), Some(26..=37));
-    drop(wal);
-    // LSN 28 is in segment 1 (25 blocks of singles, then 26, 27, 28).
-    flip(&segment_path(dir.path(), 1), 4096 + 27 * 4096 + 32 + 10);
+    crash(wal, dir.path());
+    // LSN 28 is in segment 1 (25 blocks of singles, the sync marker of the
+    // first session's close, then 26, 27, 28).
+    flip(&segment_path(dir.path(), 1), 4096 + 28 * 4096 + 32 + 10);
     let crash_copy = tempfile::tempdir().unwrap();
     for (p, bytes) in snapshot(dir.path()) {
         std::fs::write(crash_copy.path().join(p.file_name().unwrap()), bytes).unwrap();
