@@ -144,8 +144,10 @@ fn check(s: Scenario) {
     } else if let Some(p) = &poison {
         // O_DIRECT may turn the short write into EFAULT: then it must
         // poison like any failed write.
+        eprintln!("{ctx}: the kernel failed the write: {p}");
         assert!(errors.iter().all(|e| matches!(e, Error::Poisoned(_))), "{ctx}: {p:?}");
     } else {
+        eprintln!("{ctx}: the kernel cut the write short; the rest was written again");
         assert!(errors.is_empty(), "{ctx}: errors without poison: {errors:?}");
         assert_eq!(acked.len() as u64, WRITERS * PER_WRITER, "{ctx}: a continued short write must ack all");
     }
