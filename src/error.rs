@@ -132,6 +132,15 @@ pub enum Error {
         first_available: u64,
     },
 
+    /// A range read asked for LSNs not acknowledged (yet).
+    #[error("LSN {requested} is past the last acknowledged LSN {last_lsn}")]
+    BeyondEnd {
+        /// Last LSN asked for.
+        requested: u64,
+        /// Last LSN acknowledged when the read began.
+        last_lsn: u64,
+    },
+
     /// The log was closed.
     #[error("the log is closed")]
     Closed,

@@ -218,7 +218,18 @@ impl Options {
     }
 
     /// Largest payload accepted, on write and on read (a length field above
-    /// it is never trusted). At most 64 MiB; must fit in a segment.
+    /// it is never trusted). Default 1 MiB; at most 64 MiB; a record plus its
+    /// 32-byte header and padding must fit in a segment.
+    ///
+    /// It also sizes memory: each of the `flushes_in_flight_max + 2` flush
+    /// buffers holds `flush_bytes_max` plus one largest record, and a reader's
+    /// window holds one largest record. For Raft logs, whose entries carry
+    /// client commands and membership changes (and, in some designs,
+    /// snapshot chunks), set it to the largest entry the state machine
+    /// accepts plus the entry's encoding overhead; a larger record is refused
+    /// with [`crate::Error::RecordTooLarge`] before anything is queued.
+    /// Records larger than `segment_bytes / 4` waste up to that much of a
+    /// segment at each roll: raise `segment_bytes` with it.
     pub fn record_bytes_max(mut self, bytes: u32) -> Options {
         self.record_bytes_max = bytes;
         self

@@ -33,6 +33,7 @@ use crate::format::{
 use crate::options::RecoveryMode;
 use crate::reader::source::{FileSource, window_bytes};
 use crate::segment::SegmentMeta;
+use crate::segment::index::SegmentIndex;
 use crate::segment::names::{self, Name};
 use crate::segment::prepare::Spares;
 use crate::storage::{AlignedBuf, EntryKind, OpenHow, Storage, StorageFile, read_full_at};
@@ -289,6 +290,7 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
                 detail: format!("file is {} bytes but its header says {}", f.len, header.segment_bytes),
             });
         }
+        let index = Arc::new(SegmentIndex::default());
         live.push(SegmentMeta {
             id: f.id,
             first_lsn: header.first_lsn,
@@ -296,13 +298,17 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
             block_bytes: header.block_bytes,
             segment_bytes: header.segment_bytes,
             record_bytes_max: header.record_bytes_max,
+            index: index.clone(),
         });
         let limits = f.limits();
         let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
         let mut walker = Walker::new(f.id, data_offset(header.block_bytes), expected, limits);
         let (end, broken) = loop {
             match walker.next(&mut src).map_err(|e| Error::io("read segment", &f.path, e))? {
-                Step::Record { .. } => report.records += 1,
+                Step::Record { offset, header, .. } => {
+                    report.records += 1;
+                    index.note(header.lsn, offset);
+                }
                 Step::Skipped { from, to } => {
                     if cfg.mode == RecoveryMode::AbsoluteConsistency {
                         return Err(Error::Corruption {

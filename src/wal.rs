@@ -416,6 +416,7 @@ impl Wal {
                     block_bytes,
                     segment_bytes: options.segment_bytes,
                     record_bytes_max: options.record_bytes_max,
+                    index: Default::default(),
                 };
                 live_segments.push(meta.clone());
                 let path = Arc::from(prepared.path.as_path());
@@ -769,6 +770,30 @@ impl Wal {
             self.backend.direct_io,
             Some(self.live.clone()),
         ))
+    }
+
+    /// Reads exactly the records `range` (both ends included), in order, with
+    /// checksums verified. Fails with [`Error::Truncated`] if the start was
+    /// removed by [`Wal::truncate_before`], and with [`Error::BeyondEnd`] if
+    /// the end was not acknowledged yet. An empty range reads nothing.
+    ///
+    /// A read starts at the sparse index's nearest point before its first
+    /// LSN, so it costs the same wherever the range lies in the log (at most
+    /// 64 KiB plus one flush is walked before the first record).
+    pub fn read_range(&self, range: RangeInclusive<Lsn>) -> Result<Reader> {
+        let (start, end) = range.into_inner();
+        let last = self.last_lsn();
+        if start <= end && end > last {
+            return Err(Error::BeyondEnd { requested: end, last_lsn: last });
+        }
+        let segments = self.live.snapshot();
+        let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
+        if start < first && start <= end {
+            return Err(Error::Truncated { requested: start, first_available: first });
+        }
+        let end = if start <= end { end } else { start.saturating_sub(1) };
+        let direct = self.backend.direct_io;
+        Ok(Reader::new(self.storage.clone(), segments, start, end, direct, Some(self.live.clone())))
     }
 
     /// Follows the log from `lsn` on: yields each record once it is durable,

@@ -691,6 +691,7 @@ impl<Q: IoQueue> Engine<Q> {
         self.last_flush_records = open.last_lsn + 1 - open.first_lsn;
         self.shared.note_flush_requests(std::mem::take(&mut self.requests_since_seal), &mut self.lonely_streak);
         let len = open.layout.finish(&mut open.buf, next, sync_lag(next, self.synced));
+        self.active.meta.index.note(open.first_lsn, open.layout.file_offset);
         self.active.write_pos = open.layout.end();
         let token = self.token();
         let counters = &self.shared.counters;
@@ -839,6 +840,7 @@ impl<Q: IoQueue> Engine<Q> {
             block_bytes: header.block_bytes,
             segment_bytes: header.segment_bytes,
             record_bytes_max: header.record_bytes_max,
+            index: Default::default(),
         };
         let token = self.token();
         let sync = if self.data_sync == SyncMode::Dsync { SyncMode::Dsync } else { SyncMode::DataSync };

@@ -64,6 +64,8 @@ pub struct Reader {
     direct: bool,
     live: Option<Arc<LiveSegments>>,
     open: Option<Open>,
+    /// Bytes read from segments closed by this reader.
+    bytes_read_closed: u64,
 }
 
 impl std::fmt::Debug for Reader {
@@ -81,13 +83,19 @@ impl Reader {
         direct: bool,
         live: Option<Arc<LiveSegments>>,
     ) -> Reader {
-        Reader { storage, segments, index: 0, next_lsn: from, end_lsn, direct, live, open: None }
+        Reader { storage, segments, index: 0, next_lsn: from, end_lsn, direct, live, open: None, bytes_read_closed: 0 }
     }
 
     /// The LSN of the next record this reader yields.
     #[must_use]
     pub fn next_lsn(&self) -> Lsn {
         self.next_lsn
+    }
+
+    /// Bytes this reader read from segment files so far.
+    #[must_use]
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read_closed + self.open.as_ref().map_or(0, |o| o.source.bytes_read)
     }
 
     /// The last LSN this reader yields.
@@ -108,7 +116,7 @@ impl Reader {
                     open.source.invalidate();
                 }
                 // Retired by truncate_before: reopening reports it.
-                None => self.open = None,
+                None => self.close_segment(),
             }
         }
     }
@@ -120,6 +128,12 @@ impl Reader {
             }
         }
         err
+    }
+
+    fn close_segment(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.bytes_read_closed += open.source.bytes_read;
+        }
     }
 
     fn open_segment(&mut self) -> Result<()> {
@@ -140,7 +154,11 @@ impl Reader {
             segment_bytes: meta.segment_bytes,
         };
         let source = FileSource::new(file, meta.segment_bytes, window_bytes(meta.record_bytes_max));
-        let walker = Walker::new(meta.id, data_offset(meta.block_bytes), meta.first_lsn, limits);
+        // Start at the last indexed flush at or before the LSN, not at the
+        // segment's start: the cost of a read does not grow with its
+        // position in the segment.
+        let (lsn, offset) = meta.index.seek(self.next_lsn).unwrap_or((meta.first_lsn, data_offset(meta.block_bytes)));
+        let walker = Walker::new(meta.id, offset, lsn, limits);
         self.index = index;
         self.open = Some(Open { meta, source, walker });
         Ok(())
@@ -154,7 +172,7 @@ impl Reader {
         let (offset, lsn, kind, len) = loop {
             let boundary = self.segments.get(self.index + 1).map(|s| s.first_lsn);
             if self.open.is_some() && boundary.is_some_and(|b| self.next_lsn >= b) {
-                self.open = None;
+                self.close_segment();
             }
             if self.open.is_none() {
                 self.open_segment()?;

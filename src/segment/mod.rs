@@ -12,18 +12,19 @@
 //!    where this one's data ends.
 //! 4. **retired** by `truncate_before`: deleted, or renamed to a future id.
 
+pub(crate) mod index;
 pub(crate) mod names;
 pub(crate) mod prepare;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::format::{SegmentHeader, data_offset};
 use crate::storage::AlignedBuf;
 
 /// A segment that holds (or will hold) records of the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct SegmentMeta {
     pub id: u64,
     pub first_lsn: u64,
@@ -32,6 +33,8 @@ pub(crate) struct SegmentMeta {
     pub segment_bytes: u64,
     /// Largest payload accepted in this segment (from its header).
     pub record_bytes_max: u32,
+    /// Where its flushes start (shared by every copy of this meta).
+    pub index: Arc<index::SegmentIndex>,
 }
 
 /// The live segments, oldest first, shared by the I/O thread (which appends
@@ -114,6 +117,7 @@ mod tests {
             block_bytes: 4096,
             segment_bytes: 1 << 20,
             record_bytes_max: 4096,
+            index: Arc::default(),
         }
     }
 
