@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use common::Rng;
 use fusefs::{FopenDirectIo, FsOptions, Mount};
-use uring_wal::{BackendKind, DirectIo, Durability, Options, RecordType, Wal};
+use uring_wal::{Backend, BackendKind, DirectIo, Durability, Options, RecordType, Wal};
 
 /// Longest any step may take before the test calls it a hang.
 const BOUND: Duration = Duration::from_secs(10);
@@ -59,10 +59,19 @@ fn fs_options(round: usize) -> FsOptions {
     FsOptions { fopen_direct_io, ..FsOptions::default() }
 }
 
-fn options(dir: &std::path::Path, durability: Durability, direct: DirectIo, round: usize) -> Options {
+/// What a test runs: a durability mode on an I/O path.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    durability: Durability,
+    direct: DirectIo,
+    backend: Backend,
+}
+
+fn options(dir: &std::path::Path, mode: Mode, round: usize) -> Options {
     Options::new(dir)
-        .durability(durability)
-        .direct_io(direct)
+        .durability(mode.durability)
+        .direct_io(mode.direct)
+        .backend(mode.backend)
         .segment_bytes(256 * 1024)
         .record_bytes_max(16 * 1024)
         .flushes_in_flight_max(if round % 4 < 2 { 4 } else { 1 })
@@ -210,7 +219,8 @@ fn check_log(
     found
 }
 
-fn power_losses(name: &str, durability: Durability, direct: DirectIo, seed: u64) {
+fn power_losses(name: &str, mode: Mode, seed: u64) {
+    let Mode { durability, direct, backend } = mode;
     let started = Instant::now();
     let Some(mut mount) = fusefs::mount_or_skip(fs_options(0)) else { return };
     let losses: usize = std::env::var("URING_WAL_FUSE_POWER_LOSSES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
@@ -227,14 +237,18 @@ fn power_losses(name: &str, durability: Durability, direct: DirectIo, seed: u64)
         let ctx = format!("{name}, reopen {round} (power losses so far: {round}; the last hit {hit})");
         let dir = mount.path().join("wal");
         let wal = {
-            let o = options(&dir, durability, direct, round);
+            let o = options(&dir, mode, round);
             Arc::new(within("open", move || Wal::open(o)).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}")))
         };
         let b = wal.backend();
-        assert_eq!(b.kind, BackendKind::IoUring, "{ctx}: not the default io_uring path: {b:?}");
         assert_eq!(b.direct_io, direct != DirectIo::Off, "{ctx}: O_DIRECT: {b:?}");
         assert_eq!(b.device.fs_type, "fuse", "{ctx}");
-        assert!(!b.rwf_dsync, "{ctx}: RWF_DSYNC trusted on FUSE: {b:?}");
+        if backend == Backend::Threaded {
+            assert_eq!(b.kind, BackendKind::Threaded, "{ctx}: {b:?}");
+        } else {
+            assert_eq!(b.kind, BackendKind::IoUring, "{ctx}: not the default io_uring path: {b:?}");
+            assert!(!b.rwf_dsync, "{ctx}: RWF_DSYNC trusted on FUSE: {b:?}");
+        }
         if round == 0 {
             eprintln!(
                 "{name}: backend {:?}, O_DIRECT {}, RWF_DSYNC {}, block {} B, fs {}",
@@ -302,27 +316,48 @@ fn power_losses(name: &str, durability: Durability, direct: DirectIo, seed: u64)
     assert!(totals.checked > 0 && totals.appended > 0, "{name}: nothing was checked: {totals:?}");
 }
 
+/// The default path: io_uring where the kernel allows it, `O_DIRECT` where
+/// the file system accepts it (FUSE does).
+fn default_path(durability: Durability) -> Mode {
+    Mode { durability, direct: DirectIo::Auto, backend: Backend::Auto }
+}
+
 #[test]
 fn group_sync_acknowledged_records_survive_power_losses() {
-    power_losses("GroupSync", Durability::GroupSync, DirectIo::Auto, 0x5EED_0001);
+    power_losses("GroupSync", default_path(Durability::GroupSync), 0x5EED_0001);
 }
 
 #[test]
 fn dsync_acknowledged_records_survive_power_losses() {
-    power_losses("Dsync", Durability::Dsync, DirectIo::Auto, 0x5EED_0002);
+    power_losses("Dsync", default_path(Durability::Dsync), 0x5EED_0002);
 }
 
 #[test]
 fn periodic_records_below_durable_lsn_survive_power_losses() {
-    power_losses("Periodic", Durability::Periodic { interval: Duration::from_millis(10) }, DirectIo::Auto, 0x5EED_0003);
+    power_losses("Periodic", default_path(Durability::Periodic { interval: Duration::from_millis(10) }), 0x5EED_0003);
 }
 
 #[test]
 fn none_records_synced_by_sync_survive_power_losses() {
-    power_losses("None", Durability::None, DirectIo::Auto, 0x5EED_0004);
+    power_losses("None", default_path(Durability::None), 0x5EED_0004);
 }
 
 #[test]
 fn buffered_group_sync_acknowledged_records_survive_power_losses() {
-    power_losses("GroupSync buffered", Durability::GroupSync, DirectIo::Off, 0x5EED_0005);
+    let mode = Mode { direct: DirectIo::Off, ..default_path(Durability::GroupSync) };
+    power_losses("GroupSync buffered", mode, 0x5EED_0005);
+}
+
+/// Known to fail: the threaded backend (what `Backend::Auto` falls back to
+/// where io_uring is refused, as under Docker's seccomp profile) carries
+/// `Dsync` by a synchronous `pwritev2(RWF_DSYNC)`, and trusts it on every
+/// file system. On FUSE, when the server answers an `O_DIRECT` open with
+/// `FOPEN_DIRECT_IO`, the kernel (6.18) sends no `FUSE_FSYNC` for such a
+/// write (only `O_DSYNC` in the write's flags, which many servers ignore):
+/// every acknowledged record of such a mount is lost at a power loss.
+#[test]
+#[ignore = "known bug: threaded Dsync trusts RWF_DSYNC on FUSE with FOPEN_DIRECT_IO"]
+fn threaded_dsync_acknowledged_records_survive_power_losses() {
+    let mode = Mode { backend: Backend::Threaded, ..default_path(Durability::Dsync) };
+    power_losses("Dsync threaded", mode, 0x5EED_0006);
 }
