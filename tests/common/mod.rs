@@ -222,3 +222,28 @@ impl Storage for FaultyStorage {
         self.inner.device_facts(file)
     }
 }
+
+/// A payload of `len` bytes (at least 8) that starts with `id` and is
+/// otherwise derived from it, so any record read back names the append that
+/// wrote it.
+pub fn tagged(id: u64, len: usize) -> Vec<u8> {
+    let mut b = id.to_le_bytes().to_vec();
+    b.extend(payload(id, len.max(8) - 8));
+    b
+}
+
+/// The id of a [`tagged`] payload, or `None` if it is not one.
+pub fn tag_of(b: &[u8]) -> Option<u64> {
+    let id = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+    (b[8..] == payload(id, b.len() - 8)[..]).then_some(id)
+}
+
+/// Runs `f` on a thread; panics if it does not return within `bound` (a
+/// hang), leaving the thread behind.
+pub fn within<T: Send + 'static>(what: &str, bound: std::time::Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(bound).unwrap_or_else(|_| panic!("{what} did not return within {bound:?}: the log hangs"))
+}
