@@ -53,8 +53,8 @@ pub struct BackendInfo {
     /// How `Durability::Dsync` makes a write durable: `true`, with
     /// `RWF_DSYNC` on the write itself; `false`, with a write linked to an
     /// `fdatasync`, because on this file system the kernel may not honour
-    /// `RWF_DSYNC` for io_uring's asynchronous writes (see
-    /// [`DeviceFacts::trusts_async_dsync`]).
+    /// `RWF_DSYNC` (see
+    /// [`DeviceFacts::trusts_rwf_dsync`]).
     pub rwf_dsync: bool,
     /// What the device under the directory offers.
     pub device: DeviceFacts,
@@ -476,7 +476,7 @@ impl Wal {
             .is_some();
         let order = storage.completion_order();
         let io = IoChoice {
-            trusts_async_dsync: device.trusts_async_dsync(),
+            trusts_rwf_dsync: device.trusts_rwf_dsync(),
             backend: options.backend,
             lock_fd: lock.raw_fd(),
             descriptors,
@@ -1013,8 +1013,8 @@ struct Started {
 /// may use it.
 /// Which backend to start, and what it needs.
 struct IoChoice {
-    /// See [`DeviceFacts::trusts_async_dsync`].
-    trusts_async_dsync: bool,
+    /// See [`DeviceFacts::trusts_rwf_dsync`].
+    trusts_rwf_dsync: bool,
     backend: Backend,
     /// The directory lock's descriptor, registered with a ring.
     lock_fd: Option<std::os::fd::RawFd>,
@@ -1026,7 +1026,7 @@ struct IoChoice {
 }
 
 fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle<()>, Started)> {
-    let IoChoice { backend, lock_fd, descriptors, order, trusts_async_dsync, .. } = io;
+    let IoChoice { backend, lock_fd, descriptors, order, trusts_rwf_dsync, .. } = io;
     let mut parts = parts;
     #[cfg(feature = "fault-injection")]
     let ring_faults = io.ring_faults;
@@ -1052,16 +1052,14 @@ fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle
                         queue.set_faults(plan);
                     }
                     let _ = parts.shared.doorbell.set(doorbell);
-                    // io_uring's writes are asynchronous: RWF_DSYNC only where
-                    // the file system honours it for them. (The threaded
-                    // backend's synchronous pwritev2 is honoured everywhere.)
-                    parts.cfg.rwf_dsync = trusts_async_dsync;
+                    // RWF_DSYNC only where the file system honours it.
+                    parts.cfg.rwf_dsync = trusts_rwf_dsync;
                     let _ = ready_tx.send(Ok(Started {
                         kind: BackendKind::IoUring,
                         fallback_reason: None,
                         defer_taskrun: setup.defer_taskrun,
                         fixed_buffers: setup.fixed_buffers,
-                        rwf_dsync: trusts_async_dsync,
+                        rwf_dsync: trusts_rwf_dsync,
                     }));
                     commit::Engine::new(parts, queue).run();
                 }
@@ -1069,12 +1067,15 @@ fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle
                     let _ = ready_tx.send(Err(Error::Unsupported { what: "io_uring", reason }));
                 }
                 Err(reason) => {
+                    // Even a synchronous pwritev2(RWF_DSYNC) is not durable on
+                    // some file systems (FUSE with FOPEN_DIRECT_IO).
+                    parts.cfg.rwf_dsync = trusts_rwf_dsync;
                     let _ = ready_tx.send(Ok(Started {
                         kind: BackendKind::Threaded,
                         fallback_reason: Some(reason),
                         defer_taskrun: false,
                         fixed_buffers: false,
-                        rwf_dsync: true,
+                        rwf_dsync: trusts_rwf_dsync,
                     }));
                     commit::Engine::new(parts, ThreadedQueue::new(order)).run();
                 }

@@ -348,15 +348,15 @@ fn buffered_group_sync_acknowledged_records_survive_power_losses() {
     power_losses("GroupSync buffered", mode, 0x5EED_0005);
 }
 
-/// Known to fail: the threaded backend (what `Backend::Auto` falls back to
-/// where io_uring is refused, as under Docker's seccomp profile) carries
-/// `Dsync` by a synchronous `pwritev2(RWF_DSYNC)`, and trusts it on every
-/// file system. On FUSE, when the server answers an `O_DIRECT` open with
-/// `FOPEN_DIRECT_IO`, the kernel (6.18) sends no `FUSE_FSYNC` for such a
-/// write (only `O_DSYNC` in the write's flags, which many servers ignore):
-/// every acknowledged record of such a mount is lost at a power loss.
+/// The threaded backend (what `Backend::Auto` falls back to where io_uring
+/// is refused, as under Docker's seccomp profile) carried `Dsync` by a
+/// synchronous `pwritev2(RWF_DSYNC)` on every file system. On FUSE, when the
+/// server answers an `O_DIRECT` open with `FOPEN_DIRECT_IO`, the kernel
+/// (6.18) sends no `FUSE_FSYNC` for such a write (only `O_DSYNC` in the
+/// write's flags, which many servers ignore): every acknowledged record of
+/// such a mount was lost at a power loss. It now uses a write and an
+/// `fdatasync` wherever io_uring would.
 #[test]
-#[ignore = "known bug: threaded Dsync trusts RWF_DSYNC on FUSE with FOPEN_DIRECT_IO"]
 fn threaded_dsync_acknowledged_records_survive_power_losses() {
     let mode = Mode { backend: Backend::Threaded, ..default_path(Durability::Dsync) };
     power_losses("Dsync threaded", mode, 0x5EED_0006);

@@ -103,8 +103,8 @@ fn statx(path: &Path) -> Option<libc::statx> {
 }
 
 impl DeviceFacts {
-    /// Whether an *asynchronous* write with `RWF_DSYNC` (as io_uring issues
-    /// it) is known to be durable when it completes on this file system.
+    /// Whether a write with `RWF_DSYNC` is known to be durable when it
+    /// completes on this file system, asynchronous (io_uring) or not.
     ///
     /// On ext4, xfs, btrfs and f2fs a direct write goes through iomap, which
     /// for `IOCB_DSYNC` syncs (or uses FUA) before it completes the request,
@@ -113,11 +113,12 @@ impl DeviceFacts {
     /// sync. FUSE (and virtiofs, which reports the same magic) does not: for
     /// an asynchronous direct write with `RWF_DSYNC` its client sends the
     /// server no fsync (observed on Linux 6.18: every acknowledged record lost
-    /// at a power loss), while a synchronous `pwritev2` does. Every other file
+    /// at a power loss); and when the server answers an `O_DIRECT` open with
+    /// `FOPEN_DIRECT_IO`, not even for a synchronous `pwritev2`. Every other file
     /// system (network ones, overlayfs, unknown magics) is not trusted either:
     /// a linked `fdatasync` costs a little more and is durable everywhere.
     #[must_use]
-    pub fn trusts_async_dsync(&self) -> bool {
+    pub fn trusts_rwf_dsync(&self) -> bool {
         matches!(self.fs_type.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs" | "ramfs" | "simulated")
     }
 }
@@ -156,7 +157,7 @@ mod tests {
 
     #[test]
     fn rwf_dsync_is_trusted_only_where_async_writes_honour_it() {
-        let on = |fs: &str| DeviceFacts { fs_type: fs.into(), ..DeviceFacts::default() }.trusts_async_dsync();
+        let on = |fs: &str| DeviceFacts { fs_type: fs.into(), ..DeviceFacts::default() }.trusts_rwf_dsync();
         assert!(on("ext4") && on("xfs") && on("tmpfs"));
         assert!(!on("fuse") && !on("nfs") && !on("overlayfs") && !on("0x1234") && !on("unknown"));
     }
