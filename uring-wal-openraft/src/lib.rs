@@ -222,18 +222,35 @@ impl<C: Config> State<C> {
         State { entries: Entries::new(), vote: None, vote_lsn: 0, committed: None, committed_lsn: 0, purged: None }
     }
 
-    /// Checks that `first..=first+n-1` may be appended now: no hole, nothing
-    /// at or below the purge point.
-    fn check_append(&self, first: u64) -> io::Result<()> {
+    /// Checks that entries from `first` on may be appended now: no hole,
+    /// nothing at or below the purge point. `after_purge` also checks that
+    /// the first entry after the purge point follows it, which holds once
+    /// the whole log is replayed but not on the way: segments dropped by a
+    /// purge may leave the replay starting past an older purge point, until
+    /// the newer purge record is replayed.
+    fn check_append(&self, first: u64, after_purge: bool) -> io::Result<()> {
         let purged = self.purged.as_ref().map(|p| p.index());
         if purged.is_some_and(|p| first <= p) {
             return Err(invalid(format!("entry {first} is at or below the purge point {purged:?}")));
         }
         match self.entries.end() {
             Some(end) if first > end => Err(invalid(format!("entry {first} would leave a hole after {}", end - 1))),
-            None if purged.is_some_and(|p| first != p + 1) => {
+            None if after_purge && purged.is_some_and(|p| first != p + 1) => {
                 Err(invalid(format!("entry {first} would leave a hole after the purge point {purged:?}")))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks, once the log is replayed, that the entries follow the purge
+    /// point.
+    fn check_replayed(&self) -> io::Result<()> {
+        match (&self.purged, self.entries.end()) {
+            (Some(p), Some(_)) if self.entries.first != p.index() + 1 => Err(invalid(format!(
+                "the log's entries start at {} but its purge point is {}: a hole",
+                self.entries.first,
+                p.index()
+            ))),
             _ => Ok(()),
         }
     }
@@ -247,7 +264,7 @@ impl<C: Config> State<C> {
                 if self.entries.end().is_some_and(|end| index < end) {
                     self.entries.truncate_from(index);
                 }
-                self.check_append(index).map_err(|e| invalid(format!("at LSN {lsn}: {e}")))?;
+                self.check_append(index, false).map_err(|e| invalid(format!("at LSN {lsn}: {e}")))?;
                 self.entries.push(entry, lsn, payload.len());
                 self.entries.evict(cache_bytes, Lsn::MAX);
             }
@@ -440,6 +457,7 @@ impl<C: Config> LogStore<C> {
             state.replay(rec.lsn, rec.kind, rec.payload, config.cache_bytes)?;
         }
         drop(reader);
+        state.check_replayed()?;
         let shared = Arc::new(Shared { wal, state: Mutex::new(state), cache_budget: config.cache_bytes });
         let (tx, rx) = mpsc::channel::<Pending<C>>();
         let completer = {
@@ -612,7 +630,7 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
             let mut st = self.shared.lock();
             let overwrite = st.entries.end().is_some_and(|end| first < end);
             if !overwrite {
-                st.check_append(first)?;
+                st.check_append(first, true)?;
             } else if st.purged.as_ref().is_some_and(|p| first <= p.index()) {
                 return Err(invalid(format!("entry {first} is at or below the purge point")));
             }
