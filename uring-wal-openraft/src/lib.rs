@@ -41,7 +41,7 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, RangeBounds, RangeInclusive};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
@@ -561,6 +561,34 @@ impl<C: Config> RaftLogReader<C> for LogReader<C> {
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
         Ok(self.shared.lock().vote.clone())
+    }
+
+    /// The last log id of each leader in `range`, from the in-memory index:
+    /// what openraft's default finds by binary search over reads, which
+    /// here could each read an evicted entry back from the log.
+    async fn get_key_log_ids(&mut self, range: RangeInclusive<LogIdOf<C>>) -> Result<Vec<LogIdOf<C>>, io::Error> {
+        let (first, last) = range.into_inner();
+        let mut out: Vec<LogIdOf<C>> = Vec::new();
+        let mut push = |id: LogIdOf<C>| match out.last_mut() {
+            Some(prev) if prev.committed_leader_id() == id.committed_leader_id() => *prev = id,
+            _ => out.push(id),
+        };
+        let (from, to) = (first.index(), last.index());
+        push(first);
+        {
+            let st = self.shared.lock();
+            let e = &st.entries;
+            for slot in e.slots.iter().skip(from.saturating_add(1).saturating_sub(e.first) as usize) {
+                if slot.log_id.index() >= to {
+                    break;
+                }
+                if slot.log_id.index() > from {
+                    push(slot.log_id.clone());
+                }
+            }
+        }
+        push(last);
+        Ok(out)
     }
 }
 

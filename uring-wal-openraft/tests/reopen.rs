@@ -110,3 +110,25 @@ async fn purge_drops_segments_but_not_the_vote_or_the_committed_id() {
     assert_eq!((state.last_purged_log_id, state.last_log_id), (Some(log_id(7, 350)), Some(log_id(7, 400))));
     store.close().unwrap();
 }
+
+/// Under `Periodic` an append is acknowledged before it is synced: the
+/// callback waits for the sync. `None` never syncs while open: refused.
+#[tokio::test]
+async fn callbacks_wait_for_the_periodic_sync_and_none_is_refused() {
+    use std::time::{Duration, Instant};
+    use uring_wal::Durability;
+    use uring_wal_openraft::LogStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let periodic = Durability::Periodic { interval: Duration::from_millis(200) };
+    let mut store = LogStore::<support::kv::Kv>::open(support::options(dir.path()).durability(periodic)).unwrap();
+    let started = Instant::now();
+    append(&mut store, entries(1..=3, 1)).await;
+    assert!(store.wal().durable_lsn() >= store.wal().last_lsn(), "durable when the callback fired");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    store.close().unwrap();
+
+    let none = support::options(dir.path()).durability(Durability::None);
+    let err = LogStore::<support::kv::Kv>::open(none).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
