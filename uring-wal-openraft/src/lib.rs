@@ -308,7 +308,8 @@ impl<C: Config> Shared<C> {
         let lsn = ticket.await.map_err(io_err)?;
         // Acknowledged is durable under GroupSync and Dsync; under Periodic
         // this waits for the next sync.
-        self.wal.durable(lsn).await.map_err(io_err)
+        self.wal.durable(lsn).await.map_err(io_err)?;
+        Ok(lsn)
     }
 
     fn submit(&self, kind: uring_wal::RecordType, payload: &[u8]) -> io::Result<Ticket> {
@@ -510,10 +511,7 @@ impl<C: Config> Drop for LogStore<C> {
 /// order, and fires its callback once the entries are durable.
 fn complete<C: Config>(shared: &Shared<C>, rx: &mpsc::Receiver<Pending<C>>) {
     while let Ok(Pending { ticket, callback }) = rx.recv() {
-        let result = ticket.wait().and_then(|lsn| match shared.wal.wait_durable(lsn, None) {
-            Ok(_) => Ok(lsn),
-            Err(e) => Err(e),
-        });
+        let result = ticket.wait().and_then(|lsn| shared.wal.wait_durable(lsn, None).map(|_| lsn));
         match result {
             Ok(lsn) => {
                 callback.io_completed(Ok(()));

@@ -118,6 +118,16 @@ async fn child(dir: &Path, round: u64) {
     }
 }
 
+/// Kills the child if the test fails before it does: no child outlives it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What the child was told was durable, and what it removed.
 #[derive(Default)]
 struct Model {
@@ -129,7 +139,8 @@ struct Model {
     /// before or after its marker became durable.
     truncating: Option<u64>,
     purged: u64,
-    vote: u64,
+    /// The term of the last vote the child was told was durable.
+    vote: Option<u64>,
     oks: usize,
     truncations: usize,
     purges: usize,
@@ -140,7 +151,7 @@ impl Model {
         let f: Vec<&str> = line.split(' ').collect();
         let num = |i: usize| f[i].parse::<u64>().unwrap();
         match f[0] {
-            "vote" => self.vote = num(1),
+            "vote" => self.vote = Some(num(1)),
             "ok" => {
                 self.entries.insert(num(1), num(2));
                 self.oks += 1;
@@ -173,33 +184,50 @@ async fn sigkill_loses_no_durable_entry_and_revives_no_truncated_one() {
     let mut rng = Rng(0xC0FF_EE00 ^ kills);
     let mut model = Model::default();
     for round in 0..kills {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "kill_child_appender", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_ROUND, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .args(["--exact", "kill_child_appender", "--ignored", "--nocapture", "--test-threads=1"])
+                .env(CHILD_DIR, dir.path())
+                .env(CHILD_ROUND, round.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             // Only whole lines: the last one may be cut by the kill.
-            let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                lines.push(line);
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-            lines
         });
-        std::thread::sleep(Duration::from_millis(60 + rng.below(300)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
-        for line in lines
-            .iter()
-            .filter(|l| ["vote ", "ok ", "truncating ", "truncated ", "purged "].iter().any(|p| l.starts_with(p)))
-        {
-            model.apply(line);
+        // Once the child has opened the store and its vote is durable, let it
+        // append for a random while.
+        let mut lines = Vec::new();
+        loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("the child started");
+            let started = line.contains("vote ");
+            lines.push(line);
+            if started {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
+        // The test harness's own `test kill_child_appender ... ` has no line
+        // end: the child's first line follows it.
+        let words = ["vote ", "ok ", "truncating ", "truncated ", "purged "];
+        for line in &lines {
+            if let Some(at) = words.iter().filter_map(|w| line.find(w)).min() {
+                model.apply(&line[at..]);
+            }
         }
 
         let mut store = support::reopen_after_kill(dir.path());
@@ -227,7 +255,7 @@ async fn sigkill_loses_no_durable_entry_and_revives_no_truncated_one() {
             assert!(!model.truncated.contains(&(*index, *seq)), "round {round}: truncated entry {index} came back");
         }
         let v = read_vote(&mut store).await;
-        assert!(v >= Some(vote(model.vote)), "round {round}: vote {v:?} is older than term {}", model.vote);
+        assert!(v >= model.vote.map(vote), "round {round}: vote {v:?} is older than term {:?}", model.vote);
         store.close().unwrap();
     }
     eprintln!(
