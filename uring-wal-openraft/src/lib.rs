@@ -51,6 +51,7 @@ use openraft::type_config::alias::{LogIdOf, VoteOf};
 use openraft::{OptionalSend, RaftTypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use uring_wal::storage::{OsStorage, Storage};
 use uring_wal::{Batch, Durability, Lsn, Options, Ticket, Wal};
 
 /// The record types this store writes. A store owns its log directory: every
@@ -445,13 +446,23 @@ impl<C: Config> LogStore<C> {
 
     /// [`LogStore::open`] with store settings.
     pub fn open_with(options: Options, config: StoreConfig) -> io::Result<LogStore<C>> {
+        LogStore::open_with_storage(options, Arc::new(OsStorage), config)
+    }
+
+    /// [`LogStore::open_with`] on another [`Storage`] (a simulated one in
+    /// tests).
+    pub fn open_with_storage(
+        options: Options,
+        storage: Arc<dyn Storage>,
+        config: StoreConfig,
+    ) -> io::Result<LogStore<C>> {
         if options.durability_mode() == Durability::None {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "Durability::None never makes an append durable while open; a Raft log needs it durable",
             ));
         }
-        let wal = Wal::open(options).map_err(io_err)?;
+        let wal = Wal::open_with_storage(options, storage).map_err(io_err)?;
         let mut state = State::new();
         let mut reader = wal.read_from(wal.first_lsn()).map_err(io_err)?;
         while let Some(rec) = reader.next_record().map_err(io_err)? {
