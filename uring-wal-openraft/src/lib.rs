@@ -30,6 +30,11 @@
 //! fires each callback once its entries are durable. Votes are durable
 //! before `save_vote` returns.
 //!
+//! Each entry is one record of the log: an entry whose encoding is larger
+//! than the log's `Options::record_bytes_max` (1 MiB by default, at most
+//! the segment size less its header and two blocks) is refused by `append`
+//! with an error, before anything is written. Raise it for large payloads.
+//!
 //! `purge` drops whole segments below the first live entry
 //! ([`Wal::truncate_before`]); the vote and committed records that lived
 //! there are written again first, so they survive it.

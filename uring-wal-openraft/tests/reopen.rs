@@ -132,3 +132,22 @@ async fn callbacks_wait_for_the_periodic_sync_and_none_is_refused() {
     let err = LogStore::<support::kv::Kv>::open(none).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 }
+
+/// An entry larger than the log's `record_bytes_max` is refused before
+/// anything is written; the store goes on.
+#[tokio::test]
+async fn an_entry_above_record_bytes_max_is_refused_and_nothing_is_written() {
+    use openraft::storage::IOFlushed;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    append(&mut store, entries(1..=2, 1)).await;
+    let huge = entry(1, 3, &"h".repeat(100 << 10)); // record_bytes_max is 64 KiB here
+    let err = store.append([huge], IOFlushed::noop()).await.unwrap_err();
+    assert!(err.to_string().contains("exceeds the maximum"), "{err}");
+    append(&mut store, entries(3..=3, 1)).await;
+    store.close().unwrap();
+    let mut store = open(dir.path());
+    assert_eq!(contents(&mut store).await, values(1..=3, 1));
+    store.close().unwrap();
+}
