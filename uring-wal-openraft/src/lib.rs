@@ -365,7 +365,9 @@ impl<C: Config> Shared<C> {
     /// Reads the entries at `lsns` (ascending) back from the log.
     fn read_lsns(&self, lsns: &[Lsn]) -> Result<Vec<C::Entry>, ReadError> {
         let mut out = Vec::with_capacity(lsns.len());
-        let mut reader = self.wal.read_from(lsns[0])?;
+        // Bounded to the LSNs wanted; the log's sparse index starts the read
+        // near the first of them.
+        let mut reader = self.wal.read_range(lsns[0]..=lsns[lsns.len() - 1])?;
         let mut want = lsns.iter().copied().peekable();
         while let Some(&next) = want.peek() {
             let Some(rec) = reader.next_record()? else {
