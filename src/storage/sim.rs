@@ -1,8 +1,10 @@
 //! A simulated storage for crash and fault testing.
 //!
 //! Files live in memory. Each has a *live* image (what reads return) and a
-//! *durable* image (as of its last completed sync); every write since that
-//! sync is *pending*. Creating, renaming and removing a file changes the live
+//! *durable* image; every write since the file's last sync is *pending*. A
+//! sync that completes makes the pending writes durable, in order; one that
+//! fails drops them (they stay in the live image, as clean pages stay in the
+//! page cache after a writeback error, but never reach the medium). Creating, renaming and removing a file changes the live
 //! namespace at once and the durable one only when the directory is synced.
 //!
 //! Every operation is appended to a log. [`SimStorage::crash_image`] rebuilds the state
@@ -127,7 +129,8 @@ pub enum SimOp {
     Write { file: u32, offset: u64, data: Arc<[u8]>, durable: bool },
     /// A file's length set (preallocation).
     SetLen { file: u32, len: u64 },
-    /// A data sync of a file completed.
+    /// A data sync of a file completed: its pending writes (and lengths set)
+    /// are durable, in order. Bytes whose sync failed are not among them.
     Sync { file: u32 },
     /// A sync failed: the file's pending writes are lost.
     SyncFailed { file: u32 },
@@ -141,12 +144,32 @@ pub enum SimOp {
     CreateDir { dir: PathBuf },
 }
 
+/// A write not yet known to be durable, or a `RWF_DSYNC` write that must be
+/// replayed after the pending writes before it (they may overlap it).
+#[derive(Clone, Debug)]
+struct Pending {
+    offset: u64,
+    data: Arc<[u8]>,
+    /// Already in the durable image (a `RWF_DSYNC` write): kept only so that
+    /// applying the writes before it cannot undo it.
+    stable: bool,
+}
+
 #[derive(Clone, Debug, Default)]
 struct FileData {
     live: Vec<u8>,
     durable: Vec<u8>,
     /// Writes since the last sync, in order.
-    pending: Vec<(u64, Arc<[u8]>)>,
+    pending: Vec<Pending>,
+}
+
+/// Whether `a` and `b` (offset, length) share a 4 KiB sector, the largest
+/// tearing unit.
+fn share_a_sector(a: (u64, usize), b: (u64, usize)) -> bool {
+    const UNIT: u64 = 4096;
+    let span = |(o, n): (u64, usize)| (o / UNIT, (o + n as u64).div_ceil(UNIT));
+    let ((a0, a1), (b0, b1)) = (span(a), span(b));
+    a0 < b1 && b0 < a1
 }
 
 fn write_into(image: &mut Vec<u8>, offset: u64, data: &[u8]) {
@@ -181,8 +204,15 @@ impl Model {
                 write_into(&mut f.live, *offset, data);
                 if *durable {
                     write_into(&mut f.durable, *offset, data);
+                    // Pending writes before it that touch its sectors are
+                    // applied later (by a sync or a crash): replay it after
+                    // them.
+                    let span = (*offset, data.len());
+                    if f.pending.iter().any(|p| share_a_sector((p.offset, p.data.len()), span)) {
+                        f.pending.push(Pending { offset: *offset, data: data.clone(), stable: true });
+                    }
                 } else {
-                    f.pending.push((*offset, data.clone()));
+                    f.pending.push(Pending { offset: *offset, data: data.clone(), stable: false });
                 }
             }
             SimOp::SetLen { file, len } => {
@@ -191,17 +221,22 @@ impl Model {
                     let start = f.live.len() as u64;
                     let zeros: Arc<[u8]> = vec![0u8; (*len - start) as usize].into();
                     write_into(&mut f.live, start, &zeros);
-                    f.pending.push((start, zeros));
+                    f.pending.push(Pending { offset: start, data: zeros, stable: false });
                 }
             }
             SimOp::Sync { file } => {
+                // Only what is pending reaches the medium. Bytes whose sync
+                // failed are in the live image (clean pages in the cache)
+                // but not here: Linux drops them after a writeback error.
                 let f = &mut self.files[*file as usize];
-                f.durable.clone_from(&f.live);
-                f.pending.clear();
+                for p in f.pending.drain(..) {
+                    write_into(&mut f.durable, p.offset, &p.data);
+                }
             }
             SimOp::SyncFailed { file } => {
                 // The data could not be written: the live image keeps it (a
-                // reader may still see cached pages) but nothing is durable.
+                // reader may still see cached pages) but it never becomes
+                // durable, not even by a later successful sync.
                 self.files[*file as usize].pending.clear();
             }
             SimOp::Rename { from, to } => {
@@ -393,8 +428,12 @@ impl SimStorage {
             for (path, id) in &model.durable {
                 let f = &model.files[*id as usize];
                 let mut bytes = f.durable.clone();
-                for (offset, data) in &f.pending {
-                    tear_into(&mut bytes, *offset, data, sector_bytes, &mut rng);
+                for p in &f.pending {
+                    if p.stable {
+                        write_into(&mut bytes, p.offset, &p.data);
+                    } else {
+                        tear_into(&mut bytes, p.offset, &p.data, sector_bytes, &mut rng);
+                    }
                 }
                 s.put(path, &bytes);
             }
@@ -550,7 +589,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.storage.state();
-        let carries_data = s.model.files[self.id as usize].pending.iter().any(|(o, _)| *o >= 4096);
+        let carries_data = s.model.files[self.id as usize].pending.iter().any(|p| !p.stable && p.offset >= 4096);
         if carries_data && s.fires(FaultKind::SyncEio) {
             s.record(SimOp::SyncFailed { file: self.id });
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -742,6 +781,58 @@ mod tests {
         let a = SimStorage::crash_image(&log, log.len(), 3, 512).read_file(&dir().join("a"));
         let b = SimStorage::crash_image(&log, log.len(), 3, 512).read_file(&dir().join("a"));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_failed_sync_loses_its_writes_for_good() {
+        let cfg = SimConfig { faults: vec![(FaultKind::SyncEio, Trigger::Nth(1))], ..SimConfig::new(5) };
+        let sim = SimStorage::new(cfg);
+        sim.create_dir_all(&dir()).unwrap();
+        let path = dir().join("f");
+        let f = sim.open_file(&path, OpenHow::create(false)).unwrap();
+        f.write_at(&[1u8; 100], 4096, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        f.write_at(&[2u8; 100], 4096, false).unwrap();
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(libc::EIO));
+        // The failed bytes stay readable (clean pages in the cache)...
+        let mut buf = [0u8; 100];
+        f.read_at(&mut buf, 4096).unwrap();
+        assert_eq!(buf, [2u8; 100]);
+        // ...but a later successful sync of other writes does not make them
+        // durable: only what is pending reaches the medium.
+        f.write_at(&[3u8; 100], 8192, false).unwrap();
+        f.sync_data().unwrap();
+        let log = sim.log();
+        for seed in 0..8 {
+            let bytes = SimStorage::crash_image(&log, log.len(), seed, 512).read_file(&path).unwrap();
+            assert_eq!(&bytes[4096..4196], &[1u8; 100], "a write whose sync failed became durable");
+            assert_eq!(&bytes[8192..8292], &[3u8; 100]);
+        }
+    }
+
+    #[test]
+    fn a_dsync_write_is_not_undone_by_older_pending_writes() {
+        let sim = SimStorage::new(SimConfig::new(6));
+        sim.create_dir_all(&dir()).unwrap();
+        let path = dir().join("f");
+        let f = sim.open_file(&path, OpenHow::create(false)).unwrap();
+        f.write_at(&[1u8; 1024], 0, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        f.write_at(&[2u8; 1024], 0, false).unwrap();
+        f.write_at(&[3u8; 512], 0, true).unwrap();
+        let mid = sim.op_count();
+        f.sync_data().unwrap();
+        let log = sim.log();
+        for seed in 0..32 {
+            for at in [mid, log.len()] {
+                let bytes = SimStorage::crash_image(&log, at, seed, 512).read_file(&path).unwrap();
+                assert_eq!(&bytes[..512], &[3u8; 512], "crash at {at}, seed {seed}");
+            }
+            let bytes = SimStorage::crash_image(&log, log.len(), seed, 512).read_file(&path).unwrap();
+            assert_eq!(&bytes[512..], &[2u8; 512]);
+        }
     }
 
     #[test]
