@@ -10,8 +10,9 @@
 //! Every operation is appended to a log. [`SimStorage::crash_image`] rebuilds the state
 //! after any prefix of the log and models a power failure there: the durable
 //! namespace and images survive, and each pending write lands sector by
-//! sector (512 B or 4 KiB) as new bytes, old bytes, zeros or garbage, chosen
-//! by a seed. The same log, seed and sector size always give the same image.
+//! sector (512 B or 4 KiB) as new bytes, old bytes, or the whole sector
+//! zeroed or garbage (bytes outside the write included: a torn
+//! read-modify-write), chosen by a seed. The same log, seed and sector size always give the same image.
 //!
 //! Faults are injected by a seeded schedule: EIO on write or sync, ENOSPC,
 //! short writes, EINTR/EAGAIN, a write landing at the wrong offset, bit flips
@@ -465,29 +466,35 @@ impl SimStorage {
     }
 }
 
-/// Applies a pending write as a power failure leaves it: each sector new,
-/// old, zeroed or garbage.
+/// Applies a pending write as a power failure leaves it, sector by sector:
+/// the new bytes, the old ones, or a sector wholly zeroed or garbage. A
+/// device that rewrites a whole sector (read-modify-write) and is cut off
+/// part-way damages the bytes of that sector outside the write too, so the
+/// last two outcomes cover the whole sector (as far as the file reaches).
 fn tear_into(bytes: &mut Vec<u8>, offset: u64, data: &[u8], sector: usize, rng: &mut SimRng) {
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let abs = offset as usize + pos;
-        let chunk = (sector - abs % sector).min(data.len() - pos);
-        let piece = &data[pos..pos + chunk];
+    let start = offset as usize;
+    let end = start + data.len();
+    let mut sector_start = start - start % sector;
+    while sector_start < end {
+        let sector_end = sector_start + sector;
+        let (lo, hi) = (start.max(sector_start), end.min(sector_end));
         match rng.below(4) {
-            0 => write_into(bytes, abs as u64, piece),
+            0 => write_into(bytes, lo as u64, &data[lo - start..hi - start]),
             1 => {}
-            2 => {
-                if abs < bytes.len() {
-                    let end = (abs + chunk).min(bytes.len());
-                    bytes[abs..end].fill(0);
+            outcome => {
+                let whole_end = sector_end.min(bytes.len().max(hi));
+                if bytes.len() < whole_end {
+                    bytes.resize(whole_end, 0);
+                }
+                let whole = &mut bytes[sector_start..whole_end];
+                if outcome == 2 {
+                    whole.fill(0);
+                } else {
+                    whole.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
                 }
             }
-            _ => {
-                let garbage: Vec<u8> = (0..chunk).map(|_| rng.next_u64() as u8).collect();
-                write_into(bytes, abs as u64, &garbage);
-            }
         }
-        pos += chunk;
+        sector_start = sector_end;
     }
 }
 
@@ -832,6 +839,48 @@ mod tests {
             }
             let bytes = SimStorage::crash_image(&log, log.len(), seed, 512).read_file(&path).unwrap();
             assert_eq!(&bytes[512..], &[2u8; 512]);
+        }
+    }
+
+    #[test]
+    fn a_torn_sector_can_take_the_rest_of_the_sector_with_it() {
+        let sim = SimStorage::new(SimConfig::new(8));
+        sim.create_dir_all(&dir()).unwrap();
+        let path = dir().join("f");
+        let f = sim.open_file(&path, OpenHow::create(false)).unwrap();
+        // Synced bytes in the first half of each sector, then a pending write
+        // into the second half only.
+        f.write_at(&[7u8; 8192], 0, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        f.write_at(&[9u8; 256], 256, false).unwrap();
+        f.write_at(&[9u8; 2048], 4096 + 2048, false).unwrap();
+        let log = sim.log();
+        for sector in [512usize, 4096] {
+            let (mut intact, mut damaged) = (0, 0);
+            for seed in 0..64 {
+                let bytes = SimStorage::crash_image(&log, log.len(), seed, sector).read_file(&path).unwrap();
+                assert_eq!(bytes.len(), 8192);
+                // Sectors no pending write touched are never damaged.
+                if sector == 512 {
+                    assert!(bytes[512..4096 + 2048].iter().all(|&b| b == 7), "an untouched sector changed");
+                }
+                // In a touched sector, the synced bytes outside the write
+                // survive or go with the whole sector.
+                for (synced, written) in [(0..256, 256..512), (4096..4096 + 2048, 4096 + 2048..8192)] {
+                    let whole = synced.start..written.end.min(synced.start + sector);
+                    let old = bytes[synced.clone()].iter().all(|&b| b == 7);
+                    if old {
+                        intact += 1;
+                    } else {
+                        damaged += 1;
+                        let zero = bytes[whole.clone()].iter().all(|&b| b == 0);
+                        let new = bytes[written.clone()].iter().all(|&b| b == 9);
+                        assert!(zero || !new, "damage outside the write without tearing its sector");
+                    }
+                }
+            }
+            assert!(intact > 0 && damaged > 0, "sector {sector}: {intact} intact, {damaged} damaged");
         }
     }
 
