@@ -1,17 +1,23 @@
 //! Randomized crash testing on the simulated storage.
 //!
 //! A run: several writers append records of random sizes (now and then one
-//! truncates the log) on a [`SimStorage`] that logs every operation. Then,
-//! for many crash points, the state after a power failure at that point is
-//! rebuilt (pending writes torn per sector) and recovered, and an oracle
-//! checks the result:
+//! truncates the log) on a [`SimStorage`] that logs every operation, and the
+//! log's I/O thread logs every watermark it publishes (`SimOp::Acked`,
+//! before any waiter is woken). Then, for many crash points, the state after
+//! a power failure at that point is rebuilt (pending writes torn per sector)
+//! and recovered, and an oracle checks the result:
 //!
-//! - the log is a gapless run of LSNs, every record well formed and one that
-//!   was appended (each payload names its writer and sequence number);
-//! - every record acknowledged before the crash point is there, at its LSN,
-//!   unless a `truncate_before` past it had started;
+//! - the log is a gapless run of LSNs, each holding the very record appended
+//!   at that LSN (each payload names its writer and sequence number);
+//! - what was promised before the crash point is there: with `p` the last
+//!   `Acked` marker before it, every LSN up to `p.synced` (and up to
+//!   `p.acked` where acknowledged means synced), unless a `truncate_before`
+//!   past it had started;
 //! - recovering the same image twice, or after a crash part-way through the
 //!   first recovery, gives the same log.
+//!
+//! The markers are checked against what the writers saw: an append that
+//! returned had its LSN covered by a marker already logged.
 //!
 //! `URING_WAL_CRASH_RUNS` sets the number of runs (default 200, 10,000
 //! crash points); `URING_WAL_CRASH_SEED` replays one run. A failure prints the
@@ -76,6 +82,11 @@ impl Setting {
         }
     }
 
+    /// Whether an acknowledgement means the record is synced.
+    fn acked_is_synced(&self) -> bool {
+        matches!(self.durability, Durability::GroupSync | Durability::Dsync)
+    }
+
     fn options(&self) -> Options {
         Options::new(DIR)
             .segment_bytes(64 * 1024)
@@ -94,8 +105,8 @@ struct Acked {
     writer: u64,
     seq: u64,
     len: usize,
-    /// Operations logged when the append returned: the record was durable
-    /// after at most this many.
+    /// Operations logged when the append returned (after its
+    /// acknowledgement was logged).
     op: usize,
 }
 
@@ -104,6 +115,19 @@ struct Run {
     acked: Vec<Acked>,
     /// (operations logged when the call started, LSN) of truncate_before calls.
     truncations: Vec<(usize, u64)>,
+}
+
+/// The watermarks (acked, synced) published within the first `k`
+/// operations: the last `Acked` marker among them.
+fn promised(log: &[SimOp], k: usize) -> (u64, u64) {
+    log[..k]
+        .iter()
+        .rev()
+        .find_map(|op| match op {
+            SimOp::Acked { acked, synced } => Some((*acked, *synced)),
+            _ => None,
+        })
+        .unwrap_or((0, 0))
 }
 
 fn run_workload(seed: u64, setting: Setting) -> Run {
@@ -197,22 +221,30 @@ fn check_point(run: &Run, setting: Setting, k: usize, seed: u64) -> Result<(), S
                 return Err(format!("LSN {lsn}: record {id:?} appears twice"));
             }
         }
+        let by_lsn: BTreeMap<u64, &Acked> = run.acked.iter().map(|a| (a.lsn, a)).collect();
+        for (lsn, payload) in &got {
+            let a = by_lsn.get(lsn).ok_or_else(|| format!("LSN {lsn} was never appended"))?;
+            if parse_body(payload) != Some((a.writer, a.seq)) || payload.len() != a.len {
+                return Err(format!("LSN {lsn} holds another record than the one appended at it"));
+            }
+        }
         let truncated_upto = run.truncations.iter().filter(|(op, _)| *op < k).map(|(_, upto)| *upto).max().unwrap_or(0);
-        for a in run.acked.iter().filter(|a| a.op <= k && a.lsn >= truncated_upto) {
-            match got.get(&a.lsn) {
-                Some(p) if parse_body(p) == Some((a.writer, a.seq)) && p.len() == a.len => {}
-                Some(_) => return Err(format!("acknowledged LSN {} holds another record", a.lsn)),
-                None => {
-                    return Err(format!(
-                        "acknowledged LSN {} (writer {} seq {}) is lost; log {}..={}, report {:?}",
-                        a.lsn,
-                        a.writer,
-                        a.seq,
-                        wal.first_lsn(),
-                        wal.last_lsn(),
-                        wal.recovery_report()
-                    ));
-                }
+        let (acked, synced) = promised(&run.log, k);
+        let durable = if setting.acked_is_synced() { acked.max(synced) } else { synced };
+        for lsn in truncated_upto.max(1)..=durable {
+            let a = by_lsn
+                .get(&lsn)
+                .ok_or_else(|| format!("LSN {lsn} promised (acked {acked}, synced {synced}) but never appended"))?;
+            if !got.contains_key(&lsn) {
+                return Err(format!(
+                    "LSN {lsn} (writer {} seq {}) is lost, promised durable by the last marker before the crash \
+                     (acked {acked}, synced {synced}); log {}..={}, report {:?}",
+                    a.writer,
+                    a.seq,
+                    wal.first_lsn(),
+                    wal.last_lsn(),
+                    wal.recovery_report()
+                ));
             }
         }
         wal.close().map_err(|e| format!("close after recovery: {e}"))?;
@@ -249,6 +281,21 @@ fn run_seed(seed: u64) -> usize {
     let setting = Setting::of(seed);
     let run = run_workload(seed, setting);
     assert!(run.acked.len() == 80, "every append was acknowledged");
+    // The markers are logged no later than the acknowledgements they stand
+    // for: an append that returned is covered by a marker before it.
+    for a in &run.acked {
+        let (acked, _) = promised(&run.log, a.op);
+        if acked < a.lsn {
+            let saved = save_log(seed, &run.log);
+            panic!(
+                "seed {seed}: the append of LSN {} returned after {} operations, but the last marker by then \
+                 acknowledges only up to {acked}; operation log: {}",
+                a.lsn,
+                a.op,
+                saved.display()
+            );
+        }
+    }
     let mut rng = SimRng::new(seed);
     let mut points = 0;
     // Right after a data write (past a segment's header block): a crash

@@ -143,6 +143,11 @@ pub enum SimOp {
     SyncDir { dir: PathBuf },
     /// A directory was created (durable at once: the log syncs its parent).
     CreateDir { dir: PathBuf },
+    /// The log published watermarks (see [`Storage::acknowledged`]): from
+    /// here on, every LSN up to `synced` must survive a power failure, and
+    /// every LSN up to `acked` where acknowledged means synced. No effect on
+    /// the files.
+    Acked { acked: u64, synced: u64 },
 }
 
 /// A write not yet known to be durable, or a `RWF_DSYNC` write that must be
@@ -260,6 +265,7 @@ impl Model {
             SimOp::CreateDir { dir } => {
                 self.dirs.insert(dir.clone());
             }
+            SimOp::Acked { .. } => {}
         }
     }
 }
@@ -740,6 +746,10 @@ impl Storage for SimStorage {
         }
     }
 
+    fn acknowledged(&self, acked: u64, synced: u64) {
+        self.state().record(SimOp::Acked { acked, synced });
+    }
+
     fn completion_order(&self) -> CompletionOrder {
         let s = self.state();
         if s.cfg.shuffle_completions {
@@ -926,6 +936,21 @@ mod tests {
         assert_eq!(image.paths(), vec![dir().join("x.tmp")]);
         let image = SimStorage::crash_image(&log, log.len(), 1, 512);
         assert_eq!(image.paths(), vec![dir().join("x")], "the removal was never synced");
+    }
+
+    #[test]
+    fn acknowledgements_are_logged_and_change_no_file() {
+        let sim = SimStorage::new(SimConfig::new(9));
+        sim.create_dir_all(&dir()).unwrap();
+        let f = sim.open_file(&dir().join("f"), OpenHow::create(false)).unwrap();
+        f.write_at(b"data", 0, false).unwrap();
+        sim.acknowledged(7, 5);
+        let log = sim.log();
+        assert_eq!(log.last(), Some(&SimOp::Acked { acked: 7, synced: 5 }));
+        let a = SimStorage::crash_image(&log, log.len(), 1, 512);
+        let b = SimStorage::crash_image(&log, log.len() - 1, 1, 512);
+        assert_eq!(a.paths(), b.paths());
+        assert_eq!(sim.read_file(&dir().join("f")).unwrap(), b"data");
     }
 
     #[test]
