@@ -1,9 +1,10 @@
 //! Randomized crash testing on the simulated storage.
 //!
 //! A run: several writers append records of random sizes (now and then one
-//! truncates the log) on a [`SimStorage`] that logs every operation, and the
-//! log's I/O thread logs every watermark it publishes (`SimOp::Acked`,
-//! before any waiter is woken). Then, for many crash points, the state after
+//! truncates the log, calls `sync()` or reads `durable_lsn()`) on a
+//! [`SimStorage`] that logs every operation, and the log's I/O thread logs
+//! every watermark it publishes (`SimOp::Acked`, before any waiter is
+//! woken). Runs cycle through the four durability modes. Then, for many crash points, the state after
 //! a power failure at that point is rebuilt (pending writes torn per sector)
 //! and recovered, and an oracle checks the result:
 //!
@@ -11,13 +12,16 @@
 //!   at that LSN (each payload names its writer and sequence number);
 //! - what was promised before the crash point is there: with `p` the last
 //!   `Acked` marker before it, every LSN up to `p.synced` (and up to
-//!   `p.acked` where acknowledged means synced), unless a `truncate_before`
-//!   past it had started;
+//!   `p.acked` where acknowledged means synced: `GroupSync`, `Dsync`), and
+//!   up to any value `sync()` or `durable_lsn()` returned before it, unless
+//!   a `truncate_before` past it had started;
 //! - recovering the same image twice, or after a crash part-way through the
 //!   first recovery, gives the same log.
 //!
 //! The markers are checked against what the writers saw: an append that
-//! returned had its LSN covered by a marker already logged.
+//! returned had its LSN covered by a marker already logged, and so had a
+//! durable LSN a writer was told (synced); `sync()` returns at least every
+//! LSN acknowledged before the call.
 //!
 //! `URING_WAL_CRASH_RUNS` sets the number of runs (default 200, 10,000
 //! crash points); `URING_WAL_CRASH_SEED` replays one run. A failure prints the
@@ -27,6 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use uring_wal::storage::sim::{SimConfig, SimOp, SimRng, SimStorage};
 use uring_wal::{BlockSize, Durability, Options, RecordType, Wal};
@@ -77,7 +82,12 @@ impl Setting {
             sector: if block == 512 || seed % 2 == 0 { 512 } else { 4096 },
             block,
             shuffle: seed % 5 != 0,
-            durability: if seed % 4 == 3 { Durability::Dsync } else { Durability::GroupSync },
+            durability: match (seed / 2) % 4 {
+                0 => Durability::GroupSync,
+                1 => Durability::Periodic { interval: Duration::from_millis(1) },
+                2 => Durability::None,
+                _ => Durability::Dsync,
+            },
             prewrite: seed % 7 != 3,
         }
     }
@@ -110,9 +120,21 @@ struct Acked {
     op: usize,
 }
 
+/// What a writer was told is durable: after `op` operations, every LSN up
+/// to `lsn`.
+#[derive(Clone, Debug)]
+struct Promise {
+    op: usize,
+    lsn: u64,
+    /// `sync()` or `durable_lsn()`.
+    by: &'static str,
+}
+
+#[derive(Default)]
 struct Run {
     log: Vec<SimOp>,
     acked: Vec<Acked>,
+    promises: Vec<Promise>,
     /// (operations logged when the call started, LSN) of truncate_before calls.
     truncations: Vec<(usize, u64)>,
 }
@@ -130,25 +152,22 @@ fn promised(log: &[SimOp], k: usize) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
-fn run_workload(seed: u64, setting: Setting) -> Run {
-    let cfg = SimConfig { sector_bytes: setting.sector, shuffle_completions: setting.shuffle, ..SimConfig::new(seed) };
-    let sim = SimStorage::new(cfg);
-    let wal = Wal::open_with_storage(setting.options(), Arc::new(sim.clone())).expect("open a new log");
-    let appends = AtomicU64::new(0);
-    let (acked, truncations) = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4u64)
+/// Writers `writers` each append `appends` records to `wal`; now and then
+/// one calls `sync()` or reads `durable_lsn()`, and with `truncate` writer
+/// 0 truncates the log now and then.
+fn write(wal: &Wal, sim: &SimStorage, seed: u64, writers: std::ops::Range<u64>, appends: u64, truncate: bool) -> Run {
+    std::thread::scope(|s| {
+        let workers: Vec<_> = writers
             .map(|w| {
-                let (wal, sim, appends) = (&wal, &sim, &appends);
                 s.spawn(move || {
                     let mut rng = SimRng::new(seed * 31 + w);
-                    let mut acked = Vec::new();
-                    let mut truncations = Vec::new();
-                    for seq in 0..20 {
+                    let mut run = Run::default();
+                    for seq in 0..appends {
                         let span = if rng.below(8) == 0 { 4000 } else { 600 };
                         let len = 24 + rng.below(span) as usize;
-                        if w == 0 && seq % 7 == 6 {
+                        if truncate && w == 0 && seq % 7 == 6 {
                             let upto = wal.last_lsn().saturating_sub(rng.below(40));
-                            truncations.push((sim.op_count(), upto));
+                            run.truncations.push((sim.op_count(), upto));
                             wal.truncate_before(upto).expect("truncate");
                         }
                         let lsn = if rng.below(4) == 0 {
@@ -158,24 +177,70 @@ fn run_workload(seed: u64, setting: Setting) -> Run {
                         } else {
                             wal.append(RecordType::Put, &body(w, seq, len)).expect("append")
                         };
-                        acked.push(Acked { lsn, writer: w, seq, len, op: sim.op_count() });
-                        appends.fetch_add(1, Ordering::Relaxed);
+                        run.acked.push(Acked { lsn, writer: w, seq, len, op: sim.op_count() });
+                        match rng.below(8) {
+                            0 => {
+                                let synced = wal.sync().expect("sync");
+                                // Everything acknowledged before the call.
+                                assert!(synced >= lsn, "sync() after LSN {lsn} was acknowledged returned {synced}");
+                                run.promises.push(Promise { op: sim.op_count(), lsn: synced, by: "sync()" });
+                            }
+                            1 => {
+                                let durable = wal.durable_lsn();
+                                run.promises.push(Promise { op: sim.op_count(), lsn: durable, by: "durable_lsn()" });
+                            }
+                            _ => {}
+                        }
                     }
-                    (acked, truncations)
+                    run
                 })
             })
             .collect();
-        let mut acked = Vec::new();
-        let mut truncations = Vec::new();
+        let mut all = Run::default();
         for h in workers {
-            let (a, t) = h.join().expect("writer");
-            acked.extend(a);
-            truncations.extend(t);
+            let run = h.join().expect("writer");
+            all.acked.extend(run.acked);
+            all.promises.extend(run.promises);
+            all.truncations.extend(run.truncations);
         }
-        (acked, truncations)
-    });
+        all
+    })
+}
+
+fn run_workload(seed: u64, setting: Setting) -> Run {
+    let cfg = SimConfig { sector_bytes: setting.sector, shuffle_completions: setting.shuffle, ..SimConfig::new(seed) };
+    let sim = SimStorage::new(cfg);
+    let wal = Wal::open_with_storage(setting.options(), Arc::new(sim.clone())).expect("open a new log");
+    let mut run = write(&wal, &sim, seed, 0..4, 20, true);
     wal.close().expect("close");
-    Run { log: sim.log(), acked, truncations }
+    run.log = sim.log();
+    run
+}
+
+/// Checks that what the writers saw agrees with the markers: an append that
+/// returned, and a durable LSN a writer was told, are covered by a marker
+/// logged before the writer looked.
+fn check_markers(run: &Run) -> Result<(), String> {
+    for a in &run.acked {
+        let (acked, _) = promised(&run.log, a.op);
+        if acked < a.lsn {
+            return Err(format!(
+                "the append of LSN {} returned after {} operations, but the last marker by then acknowledges \
+                 only up to {acked}",
+                a.lsn, a.op
+            ));
+        }
+    }
+    for p in &run.promises {
+        let (_, synced) = promised(&run.log, p.op);
+        if synced < p.lsn {
+            return Err(format!(
+                "{} returned {} after {} operations, but the last marker by then has synced {synced}",
+                p.by, p.lsn, p.op
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Everything the log holds, by LSN.
@@ -230,15 +295,20 @@ fn check_point(run: &Run, setting: Setting, k: usize, seed: u64) -> Result<(), S
         }
         let truncated_upto = run.truncations.iter().filter(|(op, _)| *op < k).map(|(_, upto)| *upto).max().unwrap_or(0);
         let (acked, synced) = promised(&run.log, k);
-        let durable = if setting.acked_is_synced() { acked.max(synced) } else { synced };
+        let mut durable = if setting.acked_is_synced() { acked.max(synced) } else { synced };
+        let mut by = format!("the last marker before the crash (acked {acked}, synced {synced})");
+        for p in run.promises.iter().filter(|p| p.op <= k) {
+            if p.lsn <= durable {
+                continue;
+            }
+            durable = p.lsn;
+            by = format!("{} (returned {} after {} operations)", p.by, p.lsn, p.op);
+        }
         for lsn in truncated_upto.max(1)..=durable {
-            let a = by_lsn
-                .get(&lsn)
-                .ok_or_else(|| format!("LSN {lsn} promised (acked {acked}, synced {synced}) but never appended"))?;
+            let a = by_lsn.get(&lsn).ok_or_else(|| format!("LSN {lsn} promised by {by} but never appended"))?;
             if !got.contains_key(&lsn) {
                 return Err(format!(
-                    "LSN {lsn} (writer {} seq {}) is lost, promised durable by the last marker before the crash \
-                     (acked {acked}, synced {synced}); log {}..={}, report {:?}",
+                    "LSN {lsn} (writer {} seq {}) is lost, promised durable by {by}; log {}..={}, report {:?}",
                     a.writer,
                     a.seq,
                     wal.first_lsn(),
@@ -281,20 +351,9 @@ fn run_seed(seed: u64) -> usize {
     let setting = Setting::of(seed);
     let run = run_workload(seed, setting);
     assert!(run.acked.len() == 80, "every append was acknowledged");
-    // The markers are logged no later than the acknowledgements they stand
-    // for: an append that returned is covered by a marker before it.
-    for a in &run.acked {
-        let (acked, _) = promised(&run.log, a.op);
-        if acked < a.lsn {
-            let saved = save_log(seed, &run.log);
-            panic!(
-                "seed {seed}: the append of LSN {} returned after {} operations, but the last marker by then \
-                 acknowledges only up to {acked}; operation log: {}",
-                a.lsn,
-                a.op,
-                saved.display()
-            );
-        }
+    if let Err(e) = check_markers(&run) {
+        let saved = save_log(seed, &run.log);
+        panic!("seed {seed} ({setting:?}): {e}; operation log: {}", saved.display());
     }
     let mut rng = SimRng::new(seed);
     let mut points = 0;
@@ -307,12 +366,18 @@ fn run_seed(seed: u64) -> usize {
         .filter(|(_, op)| matches!(op, SimOp::Write { offset, durable: false, .. } if *offset >= 4096))
         .map(|(i, _)| i + 1)
         .collect();
+    // Right after a marker: the moment a promise is made.
+    let markers: Vec<usize> =
+        run.log.iter().enumerate().filter(|(_, op)| matches!(op, SimOp::Acked { .. })).map(|(i, _)| i + 1).collect();
     for i in 0..POINTS_PER_RUN {
-        // The very end, then alternately anywhere and in the middle of writes.
+        // The very end, then in turn in the middle of writes, right after a
+        // promise, and anywhere.
         let k = if i == 0 {
             run.log.len()
-        } else if i % 2 == 1 && !in_flight.is_empty() {
+        } else if i % 3 == 1 && !in_flight.is_empty() {
             in_flight[rng.below(in_flight.len() as u64) as usize]
+        } else if i % 3 == 2 && !markers.is_empty() {
+            markers[rng.below(markers.len() as u64) as usize]
         } else {
             rng.below(run.log.len() as u64 + 1) as usize
         };
