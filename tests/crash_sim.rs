@@ -243,6 +243,21 @@ fn check_markers(run: &Run) -> Result<(), String> {
     Ok(())
 }
 
+/// Every LSN up to the first value must survive a power failure after the
+/// first `k` operations of `run.log`; the second says who promised it.
+fn durable_bound(run: &Run, setting: Setting, k: usize) -> (u64, String) {
+    let (acked, synced) = promised(&run.log, k);
+    let mut durable = if setting.acked_is_synced() { acked.max(synced) } else { synced };
+    let mut by = format!("the last marker before the crash (acked {acked}, synced {synced})");
+    for p in run.promises.iter().filter(|p| p.op <= k) {
+        if p.lsn > durable {
+            durable = p.lsn;
+            by = format!("{} (returned {} after {} operations)", p.by, p.lsn, p.op);
+        }
+    }
+    (durable, by)
+}
+
 /// Everything the log holds, by LSN.
 fn contents(wal: &Wal) -> Result<BTreeMap<u64, Vec<u8>>, String> {
     let mut out = BTreeMap::new();
@@ -294,16 +309,7 @@ fn check_point(run: &Run, setting: Setting, k: usize, seed: u64) -> Result<(), S
             }
         }
         let truncated_upto = run.truncations.iter().filter(|(op, _)| *op < k).map(|(_, upto)| *upto).max().unwrap_or(0);
-        let (acked, synced) = promised(&run.log, k);
-        let mut durable = if setting.acked_is_synced() { acked.max(synced) } else { synced };
-        let mut by = format!("the last marker before the crash (acked {acked}, synced {synced})");
-        for p in run.promises.iter().filter(|p| p.op <= k) {
-            if p.lsn <= durable {
-                continue;
-            }
-            durable = p.lsn;
-            by = format!("{} (returned {} after {} operations)", p.by, p.lsn, p.op);
-        }
+        let (durable, by) = durable_bound(run, setting, k);
         for lsn in truncated_upto.max(1)..=durable {
             let a = by_lsn.get(&lsn).ok_or_else(|| format!("LSN {lsn} promised by {by} but never appended"))?;
             if !got.contains_key(&lsn) {
@@ -431,4 +437,170 @@ fn crash_points_recover_every_acknowledged_record() {
     // of the points can show a torn tail.
     assert!(torn * 50 >= points, "too few torn tails: {torn} of {points}");
     assert!(dropped > 0, "no crash point found records after a gap");
+}
+
+/// A process killed, the log reopened by another one, then a power failure:
+/// checks one kill point `p` of `a`'s history; returns the crash points
+/// checked, or a description of the first violation.
+fn check_kill(a: &Run, setting: Setting, seed: u64, p: usize) -> Result<usize, String> {
+    let cfg = SimConfig {
+        sector_bytes: setting.sector,
+        shuffle_completions: setting.shuffle,
+        ..SimConfig::new(seed ^ (p as u64) << 20)
+    };
+    let sim = SimStorage::after_kill(&a.log, p, cfg);
+    let a_by_lsn: BTreeMap<u64, &Acked> = a.acked.iter().map(|x| (x.lsn, x)).collect();
+    let truncated_upto = a.truncations.iter().filter(|(op, _)| *op < p).map(|(_, upto)| *upto).max().unwrap_or(0);
+
+    // The kill: the page cache survives, so everything acknowledged does,
+    // in every durability mode.
+    let wal = open(&sim, setting).map_err(|e| format!("reopening after the kill failed: {e}"))?;
+    let reopened = contents(&wal).map_err(|e| format!("after the kill: {e}"))?;
+    for (lsn, payload) in &reopened {
+        let x = a_by_lsn.get(lsn).ok_or_else(|| format!("after the kill, LSN {lsn} was never appended"))?;
+        if parse_body(payload) != Some((x.writer, x.seq)) || payload.len() != x.len {
+            return Err(format!("after the kill, LSN {lsn} holds another record than the one appended at it"));
+        }
+    }
+    let (killed_acked, _) = promised(&a.log, p);
+    for lsn in truncated_upto.max(1)..=killed_acked {
+        if !reopened.contains_key(&lsn) {
+            return Err(format!(
+                "LSN {lsn}, acknowledged before the kill, is lost by it; report {:?}",
+                wal.recovery_report()
+            ));
+        }
+    }
+    // The second process appends (and syncs now and then).
+    let mut b = write(&wal, &sim, seed ^ 0xB0B, 10..13, 16, false);
+    wal.close().map_err(|e| format!("close of the reopened log: {e}"))?;
+    b.log = sim.log();
+    check_markers(&b).map_err(|e| format!("second process: {e}"))?;
+    // Where the reopened log holds a record, the one it held (or appended).
+    let mut expected: BTreeMap<u64, (u64, u64, usize)> = reopened
+        .iter()
+        .map(|(lsn, payload)| {
+            let (writer, seq) = parse_body(payload).expect("checked above");
+            (*lsn, (writer, seq, payload.len()))
+        })
+        .collect();
+    expected.extend(b.acked.iter().map(|x| (x.lsn, (x.writer, x.seq, x.len))));
+    let a_durable = durable_bound(a, setting, p);
+    power_failures_after_kill(&b, setting, seed, p, &expected, a_durable, truncated_upto).map_err(|e| {
+        let saved = std::env::temp_dir().join(format!("uring-wal-crash-{seed}-reopened-after-{p}.log"));
+        let text: String = b.log.iter().map(|op| format!("{op:?}\n")).collect();
+        let _ = std::fs::write(&saved, text);
+        format!("{e}\ncombined operation log (killed + reopened): {}", saved.display())
+    })
+}
+
+/// Power failures anywhere in the reopened log's history `b` (which starts
+/// with the `p` operations of the killed process).
+fn power_failures_after_kill(
+    b: &Run,
+    setting: Setting,
+    seed: u64,
+    p: usize,
+    expected: &BTreeMap<u64, (u64, u64, usize)>,
+    a_durable: (u64, String),
+    truncated_upto: u64,
+) -> Result<usize, String> {
+    // Power failures anywhere in the second process's history: the end,
+    // right after its markers, anywhere.
+    let mut rng = SimRng::new(seed ^ p as u64);
+    let markers: Vec<usize> =
+        (p..b.log.len()).filter(|&i| matches!(b.log[i], SimOp::Acked { .. })).map(|i| i + 1).collect();
+    let mut points = vec![b.log.len()];
+    for i in 0..KILL_CRASH_POINTS {
+        points.push(if i % 2 == 0 && !markers.is_empty() {
+            markers[rng.below(markers.len() as u64) as usize]
+        } else {
+            p + rng.below((b.log.len() - p) as u64 + 1) as usize
+        });
+    }
+    for &k in &points {
+        let crash_seed = rng.next_u64();
+        let at = format!("power failure after {k} of {} operations (tear seed {crash_seed})", b.log.len());
+        let image = SimStorage::crash_image(&b.log, k, crash_seed, setting.sector);
+        let wal = open(&image, setting).map_err(|e| format!("{at}: recovery failed: {e}"))?;
+        let got = contents(&wal).map_err(|e| format!("{at}: {e}"))?;
+        for (lsn, payload) in &got {
+            let ok = expected
+                .get(lsn)
+                .is_some_and(|&(w, q, len)| parse_body(payload) == Some((w, q)) && payload.len() == len);
+            if !ok {
+                return Err(format!("{at}: LSN {lsn} holds a record that the reopened log never held there"));
+            }
+        }
+        let (mut durable, mut by) = durable_bound(b, setting, k);
+        if a_durable.0 > durable {
+            (durable, by) = (a_durable.0, format!("the killed process: {}", a_durable.1));
+        }
+        for lsn in truncated_upto.max(1)..=durable {
+            if !got.contains_key(&lsn) {
+                let who = expected.get(&lsn).map_or("nobody".to_owned(), |(w, q, _)| format!("writer {w} seq {q}"));
+                return Err(format!(
+                    "{at}: LSN {lsn} ({who}) is lost, promised durable by {by}; log {}..={}, report {:?}",
+                    wal.first_lsn(),
+                    wal.last_lsn(),
+                    wal.recovery_report()
+                ));
+            }
+        }
+        wal.close().map_err(|e| format!("{at}: close after recovery: {e}"))?;
+    }
+    Ok(points.len())
+}
+
+const KILL_CRASH_POINTS: usize = 10;
+
+fn kill_seed(seed: u64) -> usize {
+    let setting = Setting::of(seed);
+    let a = run_workload(seed, setting);
+    let mut rng = SimRng::new(seed ^ 0x4B11);
+    // Kill right after a rename (before the directory sync that makes it
+    // durable), and anywhere.
+    let renames: Vec<usize> =
+        a.log.iter().enumerate().filter(|(_, op)| matches!(op, SimOp::Rename { .. })).map(|(i, _)| i + 1).collect();
+    let mut kills = vec![1 + rng.below(a.log.len() as u64 - 1) as usize];
+    if !renames.is_empty() {
+        kills.push(renames[rng.below(renames.len() as u64) as usize]);
+    }
+    let mut points = 0;
+    for p in kills {
+        match check_kill(&a, setting, seed, p) {
+            Ok(n) => points += n,
+            Err(e) => {
+                let saved = save_log(seed, &a.log);
+                panic!(
+                    "seed {seed} ({setting:?}), killed after {p} of {} operations: {e}\n\
+                     operation log of the killed process: {}\n\
+                     replay: URING_WAL_KILL_SEED={seed} cargo test --test crash_sim kill",
+                    a.log.len(),
+                    saved.display()
+                );
+            }
+        }
+    }
+    points
+}
+
+/// Process A appends and is killed (at random, or right after renaming a
+/// file and before syncing the directory); process B reopens the log on what
+/// the page cache holds, appends, syncs; then power fails anywhere in B's
+/// history. Every record either process was told is durable must survive,
+/// and the log holds only records B's process held at their LSNs.
+///
+/// `URING_WAL_KILL_RUNS` sets the number of runs (default 40);
+/// `URING_WAL_KILL_SEED` replays one.
+#[test]
+fn kill_then_reopen_then_power_failure_keeps_every_promise() {
+    if let Ok(seed) = std::env::var("URING_WAL_KILL_SEED") {
+        kill_seed(seed.parse().expect("a seed"));
+        return;
+    }
+    let runs: u64 = std::env::var("URING_WAL_KILL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let points: usize = (0..runs).map(kill_seed).sum();
+    eprintln!("{points} power failures after a kill and reopen, over {runs} runs");
+    assert!(points as u64 >= runs * (KILL_CRASH_POINTS as u64 + 1));
 }

@@ -450,6 +450,26 @@ impl SimStorage {
         image
     }
 
+    /// The state after the process was killed (SIGKILL) right after the
+    /// first `ops` operations of `log`, for another process to open: what
+    /// the page cache holds survives (the live namespace and file contents),
+    /// nothing became durable by the kill (the durable images and namespace
+    /// are as they were), pending writes stay pending, and the dead
+    /// process's locks are released. The result's log starts with those
+    /// `ops` operations, so [`SimStorage::crash_image`] of its log models a
+    /// power failure at any point of the combined history.
+    #[must_use]
+    pub fn after_kill(log: &[SimOp], ops: usize, cfg: SimConfig) -> SimStorage {
+        let sim = SimStorage::new(cfg);
+        {
+            let mut s = sim.state();
+            for op in &log[..ops.min(log.len())] {
+                s.record(op.clone());
+            }
+        }
+        sim
+    }
+
     /// A copy of the current live state as a new storage, as if the process
     /// had stopped cleanly (every write kept), with no faults.
     #[must_use]
@@ -951,6 +971,44 @@ mod tests {
         let b = SimStorage::crash_image(&log, log.len() - 1, 1, 512);
         assert_eq!(a.paths(), b.paths());
         assert_eq!(sim.read_file(&dir().join("f")).unwrap(), b"data");
+    }
+
+    #[test]
+    fn a_kill_keeps_the_page_cache_and_makes_nothing_durable() {
+        let sim = SimStorage::new(SimConfig::new(10));
+        sim.create_dir_all(&dir()).unwrap();
+        let f = sim.open_file(&dir().join("x.tmp"), OpenHow::create(false)).unwrap();
+        f.write_at(b"old", 0, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        sim.rename_no_replace(&dir().join("x.tmp"), &dir().join("x")).unwrap();
+        f.write_at(b"new", 0, false).unwrap();
+        let _lock = sim.lock(&dir().join("LOCK")).map_err(|(e, _)| e).unwrap();
+        let log = sim.log();
+        let after = SimStorage::after_kill(&log, log.len(), SimConfig::new(11));
+        // The next process sees what the dead one left in the page cache,
+        // and can take the lock.
+        assert_eq!(after.read_file(&dir().join("x")).as_deref(), Some(b"new".as_slice()));
+        assert!(after.read_file(&dir().join("x.tmp")).is_none());
+        let _lock2 = after.lock(&dir().join("LOCK")).map_err(|(e, _)| e).unwrap();
+        // A power failure then: the rename was never synced; the write is
+        // still pending (torn), and nothing of the kill made it durable.
+        let later = after.log();
+        let mut seen = BTreeSet::new();
+        for seed in 0..32 {
+            let image = SimStorage::crash_image(&later, later.len(), seed, 512);
+            assert!(image.read_file(&dir().join("x")).is_none());
+            seen.insert(image.read_file(&dir().join("x.tmp")).unwrap());
+        }
+        assert!(seen.contains(b"old".as_slice()) && seen.contains(b"new".as_slice()), "{seen:?}");
+        // What the next process syncs is durable, old pending writes included
+        // (they are in its page cache too).
+        let g = after.open_file(&dir().join("x"), OpenHow::write(false)).unwrap();
+        g.sync_data().unwrap();
+        after.sync_dir(&dir()).unwrap();
+        let later = after.log();
+        let image = SimStorage::crash_image(&later, later.len(), 1, 512);
+        assert_eq!(image.read_file(&dir().join("x")).as_deref(), Some(b"new".as_slice()));
     }
 
     #[test]
