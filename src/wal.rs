@@ -467,6 +467,7 @@ impl Wal {
             active,
             next_lsn,
             buffers,
+            storage: storage.clone(),
         };
         // Storages without descriptors (simulated ones) cannot use io_uring.
         let descriptors = storage

@@ -3,10 +3,11 @@
 //! While appending: EIO and ENOSPC on write, EIO on sync, short writes,
 //! EINTR/EAGAIN, writes landing at the wrong offset, completions out of
 //! order. The oracle: retryable faults are retried and cost nothing; any
-//! other fault poisons the log, after which nothing more is acknowledged;
-//! after a power failure at the end, every acknowledged record is recovered,
-//! or recovery refuses with a typed error when the storage lied (a
-//! misdirected write acknowledged as written).
+//! other fault poisons the log, after which nothing more is accepted; after
+//! a restart, and after a power failure at the end, every acknowledged
+//! record reads back with exactly its payload, or recovery refuses with a
+//! typed error when the storage lied (a misdirected write acknowledged as
+//! written).
 //!
 //! While recovering: bit flips and unreadable sectors on read. Recovery may
 //! fail, but never truncates a record that is intact on the medium and never
@@ -32,6 +33,11 @@ fn payload(writer: u64, seq: u64, len: usize) -> Vec<u8> {
     p.extend_from_slice(&seq.to_le_bytes());
     p.resize(len.max(16), (writer * 7 + seq) as u8 | 1);
     p
+}
+
+/// Every record of the log, by LSN.
+fn read_all(wal: &Wal) -> Result<BTreeMap<u64, Vec<u8>>, Error> {
+    wal.read_from(wal.first_lsn())?.map(|r| r.map(|r| (r.lsn, r.payload))).collect()
 }
 
 /// A writer's acknowledged (LSN, payload) pairs and the error that stopped it.
@@ -84,7 +90,6 @@ fn write_and_sync_faults_never_lose_an_acknowledged_record() {
         });
         let injected = sim.injected().values().sum::<u64>();
         let failure = wal.poisoned();
-        let acked_watermark = wal.last_lsn();
         let acked: Vec<(u64, Vec<u8>)> = results.iter().flat_map(|(_, a, _)| a.clone()).collect();
         let errors: Vec<&Error> = results.iter().filter_map(|(_, _, e)| e.as_ref()).collect();
         let ctx = format!("seed {seed}, {kind:?} {trigger:?}, {injected} injected");
@@ -99,18 +104,35 @@ fn write_and_sync_faults_never_lose_an_acknowledged_record() {
             // Poisoned for good: nothing is accepted any more.
             assert!(matches!(wal.append(RecordType::Put, b"after"), Err(Error::Poisoned(_))), "{ctx}");
         }
-        // Nothing acknowledged beyond the watermark frozen at the failure.
-        assert!(acked.iter().all(|(lsn, _)| *lsn <= acked_watermark), "{ctx}");
         let _ = wal.close();
-
-        // A power failure now: every acknowledged record must come back, or
-        // (only where a write was misdirected) recovery reports corruption.
         let log = sim.log();
+
+        // Reopened (a restart, no power failure; no more faults): every
+        // acknowledged record reads back with exactly its payload, or (only
+        // where a write was misdirected) recovery reports corruption.
+        sim.set_faults(Vec::new());
+        match Wal::open_with_storage(options(), Arc::new(sim.clone())) {
+            Ok(wal) => {
+                let got = read_all(&wal).unwrap_or_else(|e| panic!("{ctx}: reading after reopen: {e}"));
+                for (lsn, p) in &acked {
+                    assert!(
+                        got.get(lsn) == Some(p),
+                        "{ctx}: after reopen, acknowledged LSN {lsn} reads {:?}",
+                        got.get(lsn).map(|g| g.len())
+                    );
+                }
+            }
+            Err(Error::Corruption { .. } | Error::UnexpectedFile { .. })
+                if kind == FaultKind::MisdirectedWrite && injected > 0 => {}
+            Err(e) => panic!("{ctx}: reopening failed: {e}"),
+        }
+
+        // A power failure instead: every acknowledged record must come back,
+        // or (only where a write was misdirected) recovery reports corruption.
         let image = SimStorage::crash_image(&log, log.len(), seed ^ 0x55, 512);
         match Wal::open_with_storage(options(), Arc::new(image)) {
             Ok(wal) => {
-                let got: BTreeMap<u64, Vec<u8>> =
-                    wal.read_from(wal.first_lsn()).unwrap().map(|r| r.unwrap()).map(|r| (r.lsn, r.payload)).collect();
+                let got = read_all(&wal).unwrap_or_else(|e| panic!("{ctx}: reading after the power failure: {e}"));
                 for (lsn, p) in &acked {
                     assert_eq!(got.get(lsn), Some(p), "{ctx}: acknowledged LSN {lsn} lost");
                 }

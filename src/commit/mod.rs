@@ -38,7 +38,7 @@ use crate::io::{Completion, IoBuf, IoQueue, OpError, SyncMode, WriteOp};
 use crate::options::Durability;
 use crate::segment::prepare::{Prepared, PreparerClient};
 use crate::segment::{LiveSegments, SegmentMeta};
-use crate::storage::StorageFile;
+use crate::storage::{Storage, StorageFile};
 use shared::{Shared, Wake};
 
 /// A record as queued: its type code and payload length. The payloads of a
@@ -129,6 +129,8 @@ pub(crate) struct Parts {
     pub active: Active,
     pub next_lsn: u64,
     pub buffers: Vec<IoBuf>,
+    /// Told of every watermark published ([`Storage::acknowledged`]).
+    pub storage: Arc<dyn Storage>,
 }
 
 #[derive(Debug)]
@@ -243,6 +245,7 @@ pub(crate) struct Engine<Q: IoQueue> {
     requests_since_seal: u32,
     lonely_streak: u32,
     data_sync: SyncMode,
+    storage: Arc<dyn Storage>,
 }
 
 impl<Q: IoQueue> Engine<Q> {
@@ -297,6 +300,7 @@ impl<Q: IoQueue> Engine<Q> {
             requests_since_seal: 0,
             lonely_streak: 0,
             data_sync,
+            storage: parts.storage,
         }
     }
 
@@ -978,6 +982,9 @@ impl<Q: IoQueue> Engine<Q> {
     }
 
     fn publish(&mut self) {
+        // Before the watermarks are visible: a test storage logs what was
+        // promised no later than anyone could have seen it.
+        self.storage.acknowledged(self.acked, self.synced);
         self.shared.publish(self.acked, self.synced, self.marked, &mut self.wake_scratch);
     }
 

@@ -130,6 +130,16 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn completion_order(&self) -> CompletionOrder {
         CompletionOrder::Submission
     }
+
+    /// A test hook: the I/O thread calls it each time it publishes new
+    /// watermarks, before any waiter they satisfy is woken. `acked` is the
+    /// highest LSN acknowledged under the configured durability, `synced`
+    /// the highest on stable storage. Real storages ignore it; the simulated
+    /// one logs it, so a test knows what was promised at each point of the
+    /// storage's history. Does nothing by default.
+    fn acknowledged(&self, acked: u64, synced: u64) {
+        let _ = (acked, synced);
+    }
 }
 
 /// An open file.

@@ -1,15 +1,18 @@
 //! A simulated storage for crash and fault testing.
 //!
 //! Files live in memory. Each has a *live* image (what reads return) and a
-//! *durable* image (as of its last completed sync); every write since that
-//! sync is *pending*. Creating, renaming and removing a file changes the live
+//! *durable* image; every write since the file's last sync is *pending*. A
+//! sync that completes makes the pending writes durable, in order; one that
+//! fails drops them (they stay in the live image, as clean pages stay in the
+//! page cache after a writeback error, but never reach the medium). Creating, renaming and removing a file changes the live
 //! namespace at once and the durable one only when the directory is synced.
 //!
 //! Every operation is appended to a log. [`SimStorage::crash_image`] rebuilds the state
 //! after any prefix of the log and models a power failure there: the durable
 //! namespace and images survive, and each pending write lands sector by
-//! sector (512 B or 4 KiB) as new bytes, old bytes, zeros or garbage, chosen
-//! by a seed. The same log, seed and sector size always give the same image.
+//! sector (512 B or 4 KiB) as new bytes, old bytes, or the whole sector
+//! zeroed or garbage (bytes outside the write included: a torn
+//! read-modify-write), chosen by a seed. The same log, seed and sector size always give the same image.
 //!
 //! Faults are injected by a seeded schedule: EIO on write or sync, ENOSPC,
 //! short writes, EINTR/EAGAIN, a write landing at the wrong offset, bit flips
@@ -127,7 +130,8 @@ pub enum SimOp {
     Write { file: u32, offset: u64, data: Arc<[u8]>, durable: bool },
     /// A file's length set (preallocation).
     SetLen { file: u32, len: u64 },
-    /// A data sync of a file completed.
+    /// A data sync of a file completed: its pending writes (and lengths set)
+    /// are durable, in order. Bytes whose sync failed are not among them.
     Sync { file: u32 },
     /// A sync failed: the file's pending writes are lost.
     SyncFailed { file: u32 },
@@ -139,6 +143,22 @@ pub enum SimOp {
     SyncDir { dir: PathBuf },
     /// A directory was created (durable at once: the log syncs its parent).
     CreateDir { dir: PathBuf },
+    /// The log published watermarks (see [`Storage::acknowledged`]): from
+    /// here on, every LSN up to `synced` must survive a power failure, and
+    /// every LSN up to `acked` where acknowledged means synced. No effect on
+    /// the files.
+    Acked { acked: u64, synced: u64 },
+}
+
+/// A write not yet known to be durable, or a `RWF_DSYNC` write that must be
+/// replayed after the pending writes before it (they may overlap it).
+#[derive(Clone, Debug)]
+struct Pending {
+    offset: u64,
+    data: Arc<[u8]>,
+    /// Already in the durable image (a `RWF_DSYNC` write): kept only so that
+    /// applying the writes before it cannot undo it.
+    stable: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -146,15 +166,28 @@ struct FileData {
     live: Vec<u8>,
     durable: Vec<u8>,
     /// Writes since the last sync, in order.
-    pending: Vec<(u64, Arc<[u8]>)>,
+    pending: Vec<Pending>,
+}
+
+/// Whether `a` and `b` (offset, length) share a 4 KiB sector, the largest
+/// tearing unit.
+fn share_a_sector(a: (u64, usize), b: (u64, usize)) -> bool {
+    const UNIT: u64 = 4096;
+    let span = |(o, n): (u64, usize)| (o / UNIT, (o + n as u64).div_ceil(UNIT));
+    let ((a0, a1), (b0, b1)) = (span(a), span(b));
+    a0 < b1 && b0 < a1
 }
 
 fn write_into(image: &mut Vec<u8>, offset: u64, data: &[u8]) {
-    let end = offset as usize + data.len();
-    if image.len() < end {
-        image.resize(end, 0);
+    let start = offset as usize;
+    // Grown by bulk copies: `resize` fills byte by byte in debug builds,
+    // where it dominated the crash tests' time.
+    if image.len() < start {
+        image.extend_from_slice(&vec![0u8; start - image.len()]);
     }
-    image[offset as usize..end].copy_from_slice(data);
+    let overlap = (image.len() - start).min(data.len());
+    image[start..start + overlap].copy_from_slice(&data[..overlap]);
+    image.extend_from_slice(&data[overlap..]);
 }
 
 /// The state the log replays into.
@@ -181,8 +214,15 @@ impl Model {
                 write_into(&mut f.live, *offset, data);
                 if *durable {
                     write_into(&mut f.durable, *offset, data);
+                    // Pending writes before it that touch its sectors are
+                    // applied later (by a sync or a crash): replay it after
+                    // them.
+                    let span = (*offset, data.len());
+                    if f.pending.iter().any(|p| share_a_sector((p.offset, p.data.len()), span)) {
+                        f.pending.push(Pending { offset: *offset, data: data.clone(), stable: true });
+                    }
                 } else {
-                    f.pending.push((*offset, data.clone()));
+                    f.pending.push(Pending { offset: *offset, data: data.clone(), stable: false });
                 }
             }
             SimOp::SetLen { file, len } => {
@@ -191,17 +231,22 @@ impl Model {
                     let start = f.live.len() as u64;
                     let zeros: Arc<[u8]> = vec![0u8; (*len - start) as usize].into();
                     write_into(&mut f.live, start, &zeros);
-                    f.pending.push((start, zeros));
+                    f.pending.push(Pending { offset: start, data: zeros, stable: false });
                 }
             }
             SimOp::Sync { file } => {
+                // Only what is pending reaches the medium. Bytes whose sync
+                // failed are in the live image (clean pages in the cache)
+                // but not here: Linux drops them after a writeback error.
                 let f = &mut self.files[*file as usize];
-                f.durable.clone_from(&f.live);
-                f.pending.clear();
+                for p in f.pending.drain(..) {
+                    write_into(&mut f.durable, p.offset, &p.data);
+                }
             }
             SimOp::SyncFailed { file } => {
                 // The data could not be written: the live image keeps it (a
-                // reader may still see cached pages) but nothing is durable.
+                // reader may still see cached pages) but it never becomes
+                // durable, not even by a later successful sync.
                 self.files[*file as usize].pending.clear();
             }
             SimOp::Rename { from, to } => {
@@ -224,6 +269,7 @@ impl Model {
             SimOp::CreateDir { dir } => {
                 self.dirs.insert(dir.clone());
             }
+            SimOp::Acked { .. } => {}
         }
     }
 }
@@ -393,8 +439,12 @@ impl SimStorage {
             for (path, id) in &model.durable {
                 let f = &model.files[*id as usize];
                 let mut bytes = f.durable.clone();
-                for (offset, data) in &f.pending {
-                    tear_into(&mut bytes, *offset, data, sector_bytes, &mut rng);
+                for p in &f.pending {
+                    if p.stable {
+                        write_into(&mut bytes, p.offset, &p.data);
+                    } else {
+                        tear_into(&mut bytes, p.offset, &p.data, sector_bytes, &mut rng);
+                    }
                 }
                 s.put(path, &bytes);
             }
@@ -402,6 +452,26 @@ impl SimStorage {
             // the image at any later point starts from this state.
         }
         image
+    }
+
+    /// The state after the process was killed (SIGKILL) right after the
+    /// first `ops` operations of `log`, for another process to open: what
+    /// the page cache holds survives (the live namespace and file contents),
+    /// nothing became durable by the kill (the durable images and namespace
+    /// are as they were), pending writes stay pending, and the dead
+    /// process's locks are released. The result's log starts with those
+    /// `ops` operations, so [`SimStorage::crash_image`] of its log models a
+    /// power failure at any point of the combined history.
+    #[must_use]
+    pub fn after_kill(log: &[SimOp], ops: usize, cfg: SimConfig) -> SimStorage {
+        let sim = SimStorage::new(cfg);
+        {
+            let mut s = sim.state();
+            for op in &log[..ops.min(log.len())] {
+                s.record(op.clone());
+            }
+        }
+        sim
     }
 
     /// A copy of the current live state as a new storage, as if the process
@@ -426,29 +496,37 @@ impl SimStorage {
     }
 }
 
-/// Applies a pending write as a power failure leaves it: each sector new,
-/// old, zeroed or garbage.
+/// Applies a pending write as a power failure leaves it, sector by sector:
+/// the new bytes, the old ones, or a sector wholly zeroed or garbage. A
+/// device that rewrites a whole sector (read-modify-write) and is cut off
+/// part-way damages the bytes of that sector outside the write too, so the
+/// last two outcomes cover the whole sector (as far as the file reaches).
 fn tear_into(bytes: &mut Vec<u8>, offset: u64, data: &[u8], sector: usize, rng: &mut SimRng) {
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let abs = offset as usize + pos;
-        let chunk = (sector - abs % sector).min(data.len() - pos);
-        let piece = &data[pos..pos + chunk];
+    let start = offset as usize;
+    let end = start + data.len();
+    let mut sector_start = start - start % sector;
+    while sector_start < end {
+        let sector_end = sector_start + sector;
+        let (lo, hi) = (start.max(sector_start), end.min(sector_end));
         match rng.below(4) {
-            0 => write_into(bytes, abs as u64, piece),
+            0 => write_into(bytes, lo as u64, &data[lo - start..hi - start]),
             1 => {}
-            2 => {
-                if abs < bytes.len() {
-                    let end = (abs + chunk).min(bytes.len());
-                    bytes[abs..end].fill(0);
+            outcome => {
+                let whole_end = sector_end.min(bytes.len().max(hi));
+                if bytes.len() < whole_end {
+                    bytes.extend_from_slice(&vec![0u8; whole_end - bytes.len()]);
+                }
+                let whole = &mut bytes[sector_start..whole_end];
+                if outcome == 2 {
+                    whole.fill(0);
+                } else {
+                    for chunk in whole.chunks_mut(8) {
+                        chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
+                    }
                 }
             }
-            _ => {
-                let garbage: Vec<u8> = (0..chunk).map(|_| rng.next_u64() as u8).collect();
-                write_into(bytes, abs as u64, &garbage);
-            }
         }
-        pos += chunk;
+        sector_start = sector_end;
     }
 }
 
@@ -550,7 +628,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.storage.state();
-        let carries_data = s.model.files[self.id as usize].pending.iter().any(|(o, _)| *o >= 4096);
+        let carries_data = s.model.files[self.id as usize].pending.iter().any(|p| !p.stable && p.offset >= 4096);
         if carries_data && s.fires(FaultKind::SyncEio) {
             s.record(SimOp::SyncFailed { file: self.id });
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -694,6 +772,10 @@ impl Storage for SimStorage {
         }
     }
 
+    fn acknowledged(&self, acked: u64, synced: u64) {
+        self.state().record(SimOp::Acked { acked, synced });
+    }
+
     fn completion_order(&self) -> CompletionOrder {
         let s = self.state();
         if s.cfg.shuffle_completions {
@@ -745,6 +827,100 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_sync_loses_its_writes_for_good() {
+        let cfg = SimConfig { faults: vec![(FaultKind::SyncEio, Trigger::Nth(1))], ..SimConfig::new(5) };
+        let sim = SimStorage::new(cfg);
+        sim.create_dir_all(&dir()).unwrap();
+        let path = dir().join("f");
+        let f = sim.open_file(&path, OpenHow::create(false)).unwrap();
+        f.write_at(&[1u8; 100], 4096, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        f.write_at(&[2u8; 100], 4096, false).unwrap();
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(libc::EIO));
+        // The failed bytes stay readable (clean pages in the cache)...
+        let mut buf = [0u8; 100];
+        f.read_at(&mut buf, 4096).unwrap();
+        assert_eq!(buf, [2u8; 100]);
+        // ...but a later successful sync of other writes does not make them
+        // durable: only what is pending reaches the medium.
+        f.write_at(&[3u8; 100], 8192, false).unwrap();
+        f.sync_data().unwrap();
+        let log = sim.log();
+        for seed in 0..8 {
+            let bytes = SimStorage::crash_image(&log, log.len(), seed, 512).read_file(&path).unwrap();
+            assert_eq!(&bytes[4096..4196], &[1u8; 100], "a write whose sync failed became durable");
+            assert_eq!(&bytes[8192..8292], &[3u8; 100]);
+        }
+    }
+
+    #[test]
+    fn a_dsync_write_is_not_undone_by_older_pending_writes() {
+        let sim = SimStorage::new(SimConfig::new(6));
+        sim.create_dir_all(&dir()).unwrap();
+        let path = dir().join("f");
+        let f = sim.open_file(&path, OpenHow::create(false)).unwrap();
+        f.write_at(&[1u8; 1024], 0, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        f.write_at(&[2u8; 1024], 0, false).unwrap();
+        f.write_at(&[3u8; 512], 0, true).unwrap();
+        let mid = sim.op_count();
+        f.sync_data().unwrap();
+        let log = sim.log();
+        for seed in 0..32 {
+            for at in [mid, log.len()] {
+                let bytes = SimStorage::crash_image(&log, at, seed, 512).read_file(&path).unwrap();
+                assert_eq!(&bytes[..512], &[3u8; 512], "crash at {at}, seed {seed}");
+            }
+            let bytes = SimStorage::crash_image(&log, log.len(), seed, 512).read_file(&path).unwrap();
+            assert_eq!(&bytes[512..], &[2u8; 512]);
+        }
+    }
+
+    #[test]
+    fn a_torn_sector_can_take_the_rest_of_the_sector_with_it() {
+        let sim = SimStorage::new(SimConfig::new(8));
+        sim.create_dir_all(&dir()).unwrap();
+        let path = dir().join("f");
+        let f = sim.open_file(&path, OpenHow::create(false)).unwrap();
+        // Synced bytes in the first half of each sector, then a pending write
+        // into the second half only.
+        f.write_at(&[7u8; 8192], 0, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        f.write_at(&[9u8; 256], 256, false).unwrap();
+        f.write_at(&[9u8; 2048], 4096 + 2048, false).unwrap();
+        let log = sim.log();
+        for sector in [512usize, 4096] {
+            let (mut intact, mut damaged) = (0, 0);
+            for seed in 0..64 {
+                let bytes = SimStorage::crash_image(&log, log.len(), seed, sector).read_file(&path).unwrap();
+                assert_eq!(bytes.len(), 8192);
+                // Sectors no pending write touched are never damaged.
+                if sector == 512 {
+                    assert!(bytes[512..4096 + 2048].iter().all(|&b| b == 7), "an untouched sector changed");
+                }
+                // In a touched sector, the synced bytes outside the write
+                // survive or go with the whole sector.
+                for (synced, written) in [(0..256, 256..512), (4096..4096 + 2048, 4096 + 2048..8192)] {
+                    let whole = synced.start..written.end.min(synced.start + sector);
+                    let old = bytes[synced.clone()].iter().all(|&b| b == 7);
+                    if old {
+                        intact += 1;
+                    } else {
+                        damaged += 1;
+                        let zero = bytes[whole.clone()].iter().all(|&b| b == 0);
+                        let new = bytes[written.clone()].iter().all(|&b| b == 9);
+                        assert!(zero || !new, "damage outside the write without tearing its sector");
+                    }
+                }
+            }
+            assert!(intact > 0 && damaged > 0, "sector {sector}: {intact} intact, {damaged} damaged");
+        }
+    }
+
+    #[test]
     fn tearing_is_per_sector() {
         let sim = SimStorage::new(SimConfig::new(2));
         sim.create_dir_all(&dir()).unwrap();
@@ -786,6 +962,59 @@ mod tests {
         assert_eq!(image.paths(), vec![dir().join("x.tmp")]);
         let image = SimStorage::crash_image(&log, log.len(), 1, 512);
         assert_eq!(image.paths(), vec![dir().join("x")], "the removal was never synced");
+    }
+
+    #[test]
+    fn acknowledgements_are_logged_and_change_no_file() {
+        let sim = SimStorage::new(SimConfig::new(9));
+        sim.create_dir_all(&dir()).unwrap();
+        let f = sim.open_file(&dir().join("f"), OpenHow::create(false)).unwrap();
+        f.write_at(b"data", 0, false).unwrap();
+        sim.acknowledged(7, 5);
+        let log = sim.log();
+        assert_eq!(log.last(), Some(&SimOp::Acked { acked: 7, synced: 5 }));
+        let a = SimStorage::crash_image(&log, log.len(), 1, 512);
+        let b = SimStorage::crash_image(&log, log.len() - 1, 1, 512);
+        assert_eq!(a.paths(), b.paths());
+        assert_eq!(sim.read_file(&dir().join("f")).unwrap(), b"data");
+    }
+
+    #[test]
+    fn a_kill_keeps_the_page_cache_and_makes_nothing_durable() {
+        let sim = SimStorage::new(SimConfig::new(10));
+        sim.create_dir_all(&dir()).unwrap();
+        let f = sim.open_file(&dir().join("x.tmp"), OpenHow::create(false)).unwrap();
+        f.write_at(b"old", 0, false).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(&dir()).unwrap();
+        sim.rename_no_replace(&dir().join("x.tmp"), &dir().join("x")).unwrap();
+        f.write_at(b"new", 0, false).unwrap();
+        let _lock = sim.lock(&dir().join("LOCK")).map_err(|(e, _)| e).unwrap();
+        let log = sim.log();
+        let after = SimStorage::after_kill(&log, log.len(), SimConfig::new(11));
+        // The next process sees what the dead one left in the page cache,
+        // and can take the lock.
+        assert_eq!(after.read_file(&dir().join("x")).as_deref(), Some(b"new".as_slice()));
+        assert!(after.read_file(&dir().join("x.tmp")).is_none());
+        let _lock2 = after.lock(&dir().join("LOCK")).map_err(|(e, _)| e).unwrap();
+        // A power failure then: the rename was never synced; the write is
+        // still pending (torn), and nothing of the kill made it durable.
+        let later = after.log();
+        let mut seen = BTreeSet::new();
+        for seed in 0..32 {
+            let image = SimStorage::crash_image(&later, later.len(), seed, 512);
+            assert!(image.read_file(&dir().join("x")).is_none());
+            seen.insert(image.read_file(&dir().join("x.tmp")).unwrap());
+        }
+        assert!(seen.contains(b"old".as_slice()) && seen.contains(b"new".as_slice()), "{seen:?}");
+        // What the next process syncs is durable, old pending writes included
+        // (they are in its page cache too).
+        let g = after.open_file(&dir().join("x"), OpenHow::write(false)).unwrap();
+        g.sync_data().unwrap();
+        after.sync_dir(&dir()).unwrap();
+        let later = after.log();
+        let image = SimStorage::crash_image(&later, later.len(), 1, 512);
+        assert_eq!(image.read_file(&dir().join("x")).as_deref(), Some(b"new".as_slice()));
     }
 
     #[test]
