@@ -100,7 +100,12 @@ pub enum BlockSize {
     /// atomically, since a 512-byte write into a 4 KiB physical sector is a
     /// read-modify-write of the whole sector inside the device.
     DirectIoAlignment,
-    /// A fixed size: a power of two from 512 bytes to 64 KiB.
+    /// A fixed size: a power of two from 512 bytes to 64 KiB. Below the
+    /// device's physical block this is the same promise as
+    /// [`BlockSize::DirectIoAlignment`]: that the device writes that unit
+    /// atomically. Otherwise a torn read-modify-write of a physical sector
+    /// can destroy acknowledged records of an earlier flush in it (the crash
+    /// suite shows it with 512-byte blocks on 4 KiB sectors).
     Bytes(u32),
 }
 
