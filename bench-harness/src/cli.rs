@@ -326,6 +326,12 @@ pub struct RaftArgs {
     /// Unmeasured time before each load (0: none).
     #[arg(long, value_parser = parse_duration_or_zero, default_value = "1s")]
     pub warmup: Duration,
+    /// uring-wal: how long a waiting appender spins before it sleeps (0: never).
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    pub wal_spin: Option<Duration>,
+    /// uring-wal: how long the idle I/O thread polls for requests before it sleeps (0: never).
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    pub wal_io_spin: Option<Duration>,
 }
 
 /// Options of `run`.

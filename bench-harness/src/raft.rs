@@ -484,13 +484,24 @@ fn result(store: RaftStore, clients: usize, record_bytes: usize, m: Measured) ->
 }
 
 /// The three uring-wal log stores of a cluster, one directory per node.
-fn wal_stores(dir: &Path, durability: Durability, allow_buffered: bool) -> Result<Vec<LogStore<Bench>>> {
+fn wal_stores(
+    dir: &Path,
+    durability: Durability,
+    args: &RaftArgs,
+    allow_buffered: bool,
+) -> Result<Vec<LogStore<Bench>>> {
     (1..=NODES)
         .map(|id| {
             let node_dir = dir.join(format!("node{id}"));
             let mut o = Options::durable(&node_dir).durability(durability);
             if !allow_buffered {
                 o = o.direct_io(DirectIo::Required);
+            }
+            if let Some(s) = args.wal_spin {
+                o = o.wait_spin(s);
+            }
+            if let Some(s) = args.wal_io_spin {
+                o = o.io_spin(s);
             }
             LogStore::open(o).with_context(|| format!("opening the log store in {}", node_dir.display()))
         })
@@ -508,9 +519,9 @@ async fn measure_store(
     let cluster = match (store, dir) {
         (RaftStore::Memory, _) => Cluster::start((1..=NODES).map(|_| MemoryStore::default()).collect()).await?,
         (RaftStore::GroupSync, Some(d)) => {
-            Cluster::start(wal_stores(d, Durability::GroupSync, allow_buffered)?).await?
+            Cluster::start(wal_stores(d, Durability::GroupSync, args, allow_buffered)?).await?
         }
-        (RaftStore::Dsync, Some(d)) => Cluster::start(wal_stores(d, Durability::Dsync, allow_buffered)?).await?,
+        (RaftStore::Dsync, Some(d)) => Cluster::start(wal_stores(d, Durability::Dsync, args, allow_buffered)?).await?,
         (_, None) => unreachable!("a uring-wal store has a directory"),
     };
     let mut out = Vec::new();
