@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::sys::{SizeRange, parse_bytes, parse_duration, parse_duration_or_zero, parse_size_range};
@@ -19,6 +19,7 @@ Examples:
   bench-harness throughput --writers 1,16,64 --record-bytes 128..4096 --json out.json
   bench-harness sweep --backend uring-wal:group-sync,uring-wal:dsync --writers 1,4,16,64 --svg sweep.svg
   bench-harness recovery --bytes 1GiB --kill
+  bench-harness raft --clients 1,16 --duration 5s  three openraft nodes: in memory vs uring-wal
 Backends: uring-wal[:MODE][:PATH] with MODE group-sync | dsync | periodic[=MS] | none and
 PATH auto | uring | threaded | buffered; with --features peers also okaywal, raft-engine, naive.";
 
@@ -79,6 +80,10 @@ pub enum Command {
     Sweep(LoadArgs),
     /// Write a log, close or SIGKILL the writer, time open-to-ready.
     Recovery(RecoveryArgs),
+    /// Client writes through a three-node in-process openraft cluster: a log
+    /// store that acknowledges at once (in memory) next to uring-wal-openraft
+    /// in group sync and DSYNC.
+    Raft(RaftArgs),
     /// (internal) The writer process of `recovery --kill`.
     #[command(hide = true)]
     RecoveryChild(ChildArgs),
@@ -269,6 +274,64 @@ pub struct ChildArgs {
     /// Where the child writes.
     #[arg(long)]
     pub log_dir: PathBuf,
+}
+
+/// A log store of the `raft` command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RaftStore {
+    /// In memory, each append acknowledged at once: consensus without a disk.
+    Memory,
+    /// uring-wal-openraft, `Durability::GroupSync`.
+    GroupSync,
+    /// uring-wal-openraft, `Durability::Dsync`.
+    Dsync,
+}
+
+impl RaftStore {
+    /// The name in tables and JSON.
+    pub fn label(self) -> &'static str {
+        match self {
+            RaftStore::Memory => "memory",
+            RaftStore::GroupSync => "uring-wal/group-sync",
+            RaftStore::Dsync => "uring-wal/dsync",
+        }
+    }
+}
+
+fn record_bytes(s: &str) -> Result<u64, String> {
+    let n = positive_u64(s)?;
+    if n > 1 << 20 {
+        return Err(format!("record size {s:?} is above 1MiB, the log store's default entry limit"));
+    }
+    Ok(n)
+}
+
+/// Options of `raft`.
+#[derive(Args, Debug, Serialize, Clone)]
+pub struct RaftArgs {
+    /// Concurrent clients writing through the leader, comma separated; one
+    /// load per count.
+    #[arg(long, value_delimiter = ',', value_parser = writers, default_value = "1,16")]
+    pub clients: Vec<usize>,
+    /// Log stores to measure, comma separated, each with its own cluster.
+    #[arg(long = "store", value_delimiter = ',', default_value = "memory,group-sync,dsync")]
+    pub stores: Vec<RaftStore>,
+    /// Payload bytes of each client write.
+    #[arg(long, value_parser = record_bytes, default_value = "256")]
+    pub record_bytes: u64,
+    /// Measured time per load.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+    /// Unmeasured time before each load (0: none).
+    #[arg(long, value_parser = parse_duration_or_zero, default_value = "1s")]
+    pub warmup: Duration,
+    /// uring-wal: how long a waiting appender spins before it sleeps (0: never).
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    pub wal_spin: Option<Duration>,
+    /// uring-wal: how long the idle I/O thread polls for requests before it sleeps (0: never).
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    pub wal_io_spin: Option<Duration>,
 }
 
 /// Options of `run`.

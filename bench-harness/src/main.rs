@@ -10,6 +10,7 @@ mod load;
 mod model;
 #[cfg(feature = "peers")]
 mod peers;
+mod raft;
 mod raw;
 mod recover;
 mod report;
@@ -83,6 +84,7 @@ fn real_main(cli: Cli) -> Result<()> {
         Some(Command::Throughput(a)) => run::loads("throughput", a, &mut ctx),
         Some(Command::Sweep(a)) => run::loads("sweep", a, &mut ctx),
         Some(Command::Recovery(a)) => run::recovery(a, &mut ctx),
+        Some(Command::Raft(a)) => raft::run(a, &mut ctx),
         Some(Command::RecoveryChild(_)) => unreachable!("handled above"),
     };
     ctx.cleanup();

@@ -121,7 +121,7 @@ pub fn qd1(
     warmup: Duration,
     duration: Duration,
 ) -> Result<LoadResult> {
-    if raw.direct && write_bytes % 512 != 0 {
+    if raw.direct && !write_bytes.is_multiple_of(512) {
         bail!("raw O_DIRECT writes must be a multiple of 512 bytes, got {write_bytes}");
     }
     let mut buf = AlignedBuf::zeroed(write_bytes);

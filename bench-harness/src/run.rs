@@ -32,7 +32,7 @@ impl Ctx {
     }
 
     /// A fresh directory for `name` inside the data directory.
-    fn subdir(&mut self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn subdir(&mut self, name: &str) -> Result<PathBuf> {
         let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
         let dir = self.global.dir.join(slug);
         if dir.exists() {

@@ -213,6 +213,31 @@ fn open_loop_with_a_stall_shows_corrected_percentiles_above_uncorrected() {
 }
 
 #[test]
+fn raft_measures_the_three_stores_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("raft.json");
+    let out = ok(
+        dir.path(),
+        &["raft", "--clients", "1", "--duration", "1s", "--warmup", "100ms", "--json", j.to_str().unwrap()],
+    );
+    for store in ["memory", "uring-wal/group-sync", "uring-wal/dsync"] {
+        let row = out.lines().find(|l| l.starts_with(store)).unwrap_or_else(|| panic!("no {store} row:\n{out}"));
+        assert!(row.ends_with('x'), "{store} row lacks its ratio to memory: {row}");
+    }
+    assert!(out.contains("writes/s vs memory"), "{out}");
+    let loads = json(&j)["loads"].as_array().unwrap().clone();
+    assert_eq!(loads.len(), 3, "{loads:?}");
+    for l in &loads {
+        assert_eq!(l["test"], "raft");
+        assert!(l["ops"].as_u64().unwrap() > 0, "{l}");
+        assert!(l["error"].is_null(), "{l}");
+    }
+    // The nodes' logs are gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("raft.json")], "left in the data directory");
+}
+
+#[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

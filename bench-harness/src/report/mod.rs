@@ -70,10 +70,10 @@ pub(crate) fn sibling(path: &Path, suffix: &str, default_ext: &str) -> PathBuf {
 
 /// Writes `contents` to `path`, creating its parent directory if needed.
 pub(crate) fn write_file(path: &Path, contents: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() {
-            fs::create_dir_all(parent).with_context(|| format!("creating directory {}", parent.display()))?;
-        }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        fs::create_dir_all(parent).with_context(|| format!("creating directory {}", parent.display()))?;
     }
     fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }

@@ -301,6 +301,58 @@ pub fn loads(results: &[LoadResult]) -> String {
     t.render()
 }
 
+/// The `raft` loads: one row per store and client count, with the ratio of
+/// each figure to the `memory` store's at the same client count (writes/s:
+/// below 1 is slower; p50: above 1 is slower).
+pub fn raft(results: &[LoadResult]) -> String {
+    let mut t = Table::new(&[
+        ("store", Align::Left),
+        ("clients", Align::Right),
+        ("record B", Align::Right),
+        ("writes/s", Align::Right),
+        ("p50 us", Align::Right),
+        ("p99 us", Align::Right),
+        ("p99.9 us", Align::Right),
+        ("CPU us/write", Align::Right),
+        ("writes/s vs memory", Align::Right),
+        ("p50 vs memory", Align::Right),
+    ]);
+    let raft: Vec<&LoadResult> = results.iter().filter(|r| r.test == "raft").collect();
+    let mut clients: Vec<usize> = raft.iter().map(|r| r.writers).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    let ratio = |a: f64, b: f64| {
+        if a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite() { format!("{:.2}x", a / b) } else { MISSING.into() }
+    };
+    for c in clients {
+        let base = raft.iter().find(|r| r.writers == c && r.backend == "memory" && r.latency.count > 0);
+        for r in raft.iter().filter(|r| r.writers == c) {
+            let l = &r.latency;
+            let missing = l.count == 0;
+            let lat = |v: f64| if missing { MISSING.to_string() } else { latency(v) };
+            t.row(vec![
+                r.backend.clone(),
+                c.to_string(),
+                record_bytes(r.record_bytes),
+                rate(r.ops_per_sec),
+                lat(l.p50_us),
+                lat(l.p99_us),
+                lat(l.p999_us),
+                number(r.cpu_us_per_op),
+                base.map_or(MISSING.into(), |b| ratio(r.ops_per_sec, b.ops_per_sec)),
+                base.map_or(
+                    MISSING.into(),
+                    |b| if missing { MISSING.into() } else { ratio(l.p50_us, b.latency.p50_us) },
+                ),
+            ]);
+            if let Some(e) = &r.error {
+                t.note(format!("error: {e}"));
+            }
+        }
+    }
+    t.render()
+}
+
 /// Like pg_test_fsync: one row per sync method (the backend), its operations
 /// per second and mean microseconds per operation.
 pub fn sync_methods(results: &[LoadResult]) -> String {
@@ -417,6 +469,25 @@ mod tests {
             spans.push((s, rule.len()));
         }
         spans
+    }
+
+    #[test]
+    fn raft_rows_carry_their_ratio_to_the_memory_store() {
+        let mut loads = vec![
+            fixtures::load("memory", 1, 256.0, 20_000.0, 1),
+            fixtures::load("uring-wal/group-sync", 1, 256.0, 2_000.0, 2),
+            fixtures::load("uring-wal/group-sync", 16, 256.0, 9_000.0, 3),
+        ];
+        for l in &mut loads {
+            l.test = "raft".to_string();
+        }
+        let out = raft(&loads);
+        let rows: Vec<&str> = out.lines().skip(2).collect();
+        assert_eq!(rows.len(), 3, "{out}");
+        assert!(rows[0].starts_with("memory") && rows[0].contains("1.00x"), "{out}");
+        assert!(rows[1].contains("2,000") && rows[1].contains("0.10x"), "{out}");
+        // No memory load at 16 clients: no ratio.
+        assert!(rows[2].ends_with('-'), "{out}");
     }
 
     #[test]
