@@ -450,22 +450,9 @@ impl<Q: IoQueue> Engine<Q> {
         let mut open = self.open.take().expect("placed above");
         let (next, synced) = (self.next_lsn, self.synced);
         let len = open.layout.finish_marker(&mut open.buf, next, synced);
-        self.active.write_pos = open.layout.end();
-        let token = self.token();
-        self.flushes.push_back(Flush {
-            token,
-            segment_id: self.active.meta.id,
-            file: self.active.file.clone(),
-            path: self.active.path.clone(),
-            offset: open.layout.file_offset,
-            len,
-            first_lsn: next - 1,
-            last_lsn: next - 1,
-            buf: Some(open.buf),
-            state: FlushState::Sealed,
-            submitted: None,
-            marker: Some(synced),
-        });
+        // No records: its LSN range is empty, ending at the last one encoded.
+        (open.first_lsn, open.last_lsn) = (next - 1, next - 1);
+        self.queue_sealed(open, len, Some(synced));
         self.marker_pending = true;
         true
     }
@@ -696,10 +683,16 @@ impl<Q: IoQueue> Engine<Q> {
         self.shared.note_flush_requests(std::mem::take(&mut self.requests_since_seal), &mut self.lonely_streak);
         let len = open.layout.finish(&mut open.buf, next, sync_lag(next, self.synced));
         self.active.meta.index.note(open.first_lsn, open.layout.file_offset);
-        self.active.write_pos = open.layout.end();
-        let token = self.token();
         let counters = &self.shared.counters;
         counters.padding_bytes.fetch_add((len - open.record_bytes) as u64, Ordering::Relaxed);
+        self.queue_sealed(open, len, None);
+    }
+
+    /// Queues a laid-out flush of the active segment for submission.
+    fn queue_sealed(&mut self, open: OpenFlush, len: usize, marker: Option<u64>) {
+        debug_assert_eq!(open.layout.file_offset, self.active.write_pos, "flushes follow each other");
+        self.active.write_pos = open.layout.end();
+        let token = self.token();
         self.flushes.push_back(Flush {
             token,
             segment_id: self.active.meta.id,
@@ -712,7 +705,7 @@ impl<Q: IoQueue> Engine<Q> {
             buf: Some(open.buf),
             state: FlushState::Sealed,
             submitted: None,
-            marker: None,
+            marker,
         });
     }
 
