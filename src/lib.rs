@@ -40,6 +40,10 @@
 //! - [`Wal`]: the public handle.
 
 #![deny(missing_docs)]
+// Every `unsafe` block states the invariant it relies on.
+#![deny(clippy::undocumented_unsafe_blocks)]
+// Library code never unwraps; an `expect` names the invariant it trusts.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod commit;
 mod error;
