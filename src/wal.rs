@@ -29,8 +29,7 @@ use crate::segment::prepare::{self, PrepareConfig, PrepareCounters, PreparerClie
 use crate::segment::{LiveSegments, SegmentMeta, header_block};
 use crate::storage::{DeviceFacts, DirLock, OpenHow, OsStorage, Storage, write_all_at};
 
-/// A log sequence number. The first record of a log gets 1; 0 means "none".
-pub type Lsn = u64;
+pub use crate::format::Lsn;
 
 /// How a log runs: backend, I/O mode, padding unit.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -40,6 +40,11 @@ pub const RECORD_ALIGN_BYTES: u64 = 8;
 /// (2^62), it keeps `lsn + 1` and `id + 1` from overflowing on hostile input.
 pub const LSN_MAX: u64 = 1 << 62;
 
+/// A log sequence number. The first record of a log gets 1; 0 means "none".
+/// (Defined with the format, the bottom layer, so that readers and the
+/// public handle both import it from below.)
+pub type Lsn = u64;
+
 /// Hard ceiling on a record's payload, whatever the options say: 64 MiB.
 /// A length field above the configured maximum is never trusted.
 pub const RECORD_PAYLOAD_BYTES_LIMIT: u32 = 64 << 20;

@@ -7,7 +7,7 @@ use super::{Reader, Record, RecordRef};
 use crate::commit::shared::{LsnWait, Shared, Target};
 use crate::error::{Error, Result};
 use crate::segment::LiveSegments;
-use crate::wal::Lsn;
+use crate::format::Lsn;
 
 /// Yields durable records from an LSN on, waiting for more as the log grows
 /// (by blocking, or as a future). What a replication or sync layer needs:
