@@ -4,6 +4,7 @@
 //! settings, against the raw device (through the same io_uring path) and,
 //! with `--features peers`, against other WAL libraries. See `--help`.
 
+mod backends;
 mod cli;
 mod env;
 mod load;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::backends;
 use crate::cli::{Global, LoadArgs, RawArgs, RecoveryArgs, RunArgs};
 use crate::load::{self, LoadSpec};
 use crate::model::{LoadResult, Report, SummaryRow};
@@ -99,7 +100,7 @@ pub fn loads(test: &str, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
     for spec in &args.backends {
         let dir = ctx.subdir(&spec.to_string())?;
         let opts = OpenOptions { wal: args.tuning(), ..ctx.open_options(record_max) };
-        let target = match target::open(spec, &dir, &opts) {
+        let target = match backends::open(spec, &dir, &opts) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {spec}: {e:#}");
@@ -207,7 +208,7 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
     {
         let spec = TargetSpec::UringWal { durability, path: IoPath::Auto };
         let dir = ctx.subdir(&spec.to_string())?;
-        let target = target::open(&spec, &dir, &ctx.open_options(record))?;
+        let target = backends::open(&spec, &dir, &ctx.open_options(record))?;
         eprintln!("{spec}: {}", target.describe());
         for w in writer_counts {
             let test = if w == 1 { "latency" } else { test };
@@ -245,7 +246,7 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
         let spec = TargetSpec::default_wal();
         let dir = ctx.subdir(&format!("stream-{record}-b{batch}-p{pipeline}"))?;
         let wal = target::WalTuning { retain_bytes: Some(STREAM_RETAIN_BYTES), ..target::WalTuning::default() };
-        let target = target::open(&spec, &dir, &OpenOptions { wal, ..ctx.open_options(record) })?;
+        let target = backends::open(&spec, &dir, &OpenOptions { wal, ..ctx.open_options(record) })?;
         let load = LoadSpec {
             test: "stream".into(),
             writers: 1,

@@ -189,17 +189,6 @@ pub struct WalTuning {
     pub retain_bytes: Option<u64>,
 }
 
-/// Opens `spec` in `dir` (which it owns: created if missing).
-pub fn open(spec: &TargetSpec, dir: &Path, opts: &OpenOptions) -> Result<Box<dyn Target>> {
-    match spec {
-        TargetSpec::UringWal { durability, path } => Ok(Box::new(WalTarget::open(dir, *durability, *path, opts)?)),
-        #[cfg(feature = "peers")]
-        other => crate::peers::open(other, dir, opts),
-        #[cfg(not(feature = "peers"))]
-        other => anyhow::bail!("backend {other} needs the harness built with --features peers"),
-    }
-}
-
 /// uring-wal under test.
 pub struct WalTarget {
     wal: std::sync::Arc<Wal>,

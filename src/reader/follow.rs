@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::{Reader, Record, RecordRef};
 use crate::commit::shared::{LsnWait, Shared, Target};
 use crate::error::{Error, Result};
-use crate::segment::LiveSegments;
 use crate::format::Lsn;
+use crate::segment::LiveSegments;
 
 /// Yields durable records from an LSN on, waiting for more as the log grows
 /// (by blocking, or as a future). What a replication or sync layer needs:

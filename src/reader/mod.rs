@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::format::Lsn;
 use crate::format::walk::{Limits, SegmentSource, Step, Walker};
 use crate::format::{RECORD_HEADER_BYTES, RecordType, data_offset};
 use crate::segment::{LiveSegments, SegmentMeta};
 use crate::storage::{OpenHow, Storage};
-use crate::format::Lsn;
 use source::{FileSource, window_bytes};
 
 /// A record borrowed from the reader's buffer.

@@ -1,0 +1,19 @@
+//! Opening any backend by its spec: uring-wal (`target`) or a peer
+//! (`peers`). Above both, so neither imports the other.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::target::{OpenOptions, Target, TargetSpec, WalTarget};
+
+/// Opens `spec` in `dir` (which it owns: created if missing).
+pub fn open(spec: &TargetSpec, dir: &Path, opts: &OpenOptions) -> Result<Box<dyn Target>> {
+    match spec {
+        TargetSpec::UringWal { durability, path } => Ok(Box::new(WalTarget::open(dir, *durability, *path, opts)?)),
+        #[cfg(feature = "peers")]
+        other => crate::peers::open(other, dir, opts),
+        #[cfg(not(feature = "peers"))]
+        other => anyhow::bail!("backend {other} needs the harness built with --features peers"),
+    }
+}
