@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{Completion, IoQueue, OpError, SyncMode, WRITE_RETRIES_MAX, WriteOp};
-use crate::storage::sim::SimRng;
+use crate::storage::rng::SimRng;
 use crate::storage::{CompletionOrder, StorageFile};
 
 /// Longest sleep when there is nothing to wait for but time.

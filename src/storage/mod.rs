@@ -9,6 +9,8 @@
 mod aligned;
 pub mod device;
 mod os;
+pub(crate) mod rng;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 use std::ffi::OsString;
