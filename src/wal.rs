@@ -14,20 +14,19 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::commit::metrics::LatencyStats;
 use crate::commit::shared::{LsnWait, Shared, Target};
-use crate::commit::{self, Active, BatchBufs, EngineConfig, Entry, POOLED_BATCHES_MAX, Parts, Request};
+use crate::commit::{BatchBufs, Entry, POOLED_BATCHES_MAX, Parts, Request};
 use crate::error::{Error, Result};
-use crate::format::{self, RecordType, SegmentHeader, data_offset, record};
-use crate::io::threaded::ThreadedQueue;
-use crate::io::uring::{self, UringQueue};
+use crate::format::{self, RecordType};
 use crate::io::{self, BackendKind};
-use crate::options::{Backend, BlockSize, DirectIo, Durability, Options};
+use crate::open;
+use crate::options::Options;
 use crate::reader::follow::Follower;
 use crate::reader::{Reader, RecordRef};
-use crate::recovery::{self, Continue, RecoverConfig, RecoveryReport};
+use crate::recovery::RecoveryReport;
+use crate::segment::LiveSegments;
 use crate::segment::names::LOCK_FILE;
 use crate::segment::prepare::{self, PrepareConfig, PrepareCounters, PreparerClient};
-use crate::segment::{LiveSegments, SegmentMeta, header_block};
-use crate::storage::{DeviceFacts, DirLock, OpenHow, OsStorage, Storage, write_all_at};
+use crate::storage::{DeviceFacts, DirLock, OpenHow, OsStorage, Storage};
 
 pub use crate::format::Lsn;
 
@@ -300,14 +299,6 @@ pub struct Wal {
     lock: Option<Box<dyn DirLock>>,
 }
 
-/// Size of each flush buffer: the largest flush, plus the largest record that
-/// may overflow it, plus padding.
-fn buffer_bytes(options: &Options, block_bytes: u32) -> usize {
-    let block = u64::from(block_bytes.max(format::BLOCK_BYTES_MAX));
-    let bytes = options.flush_bytes_max as u64 + record::encoded_len(options.record_bytes_max) + 2 * block;
-    (bytes as usize).next_multiple_of(4096)
-}
-
 impl Wal {
     /// Opens the log in `options.dir()`, creating or recovering it.
     pub fn open(options: Options) -> Result<Wal> {
@@ -334,94 +325,23 @@ impl Wal {
         options.validate()?;
         let dir = options.dir.clone();
         let lock_path = dir.join(LOCK_FILE);
-        let device = storage.device_facts(&lock_path);
-        let (direct, buffered_reason) = decide_direct(&options, storage.as_ref(), &lock_path, &device)?;
-        let block_bytes = decide_block(&options, &device, direct)?;
-        options.check_fits(block_bytes)?;
-
-        let recovered = recovery::recover(&RecoverConfig {
-            storage: storage.clone(),
-            dir: dir.clone(),
-            direct,
-            mode: options.recovery,
-            segment_bytes: options.segment_bytes,
-        })?;
-        for path in &recovered.remove {
-            match storage.remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", path, e)),
-            }
-        }
-        // Always, not only after removing files: a process killed between a
-        // rename (a prepared or recycled segment) and its directory fsync
-        // leaves an entry that is only in the page cache. Recovery took it
-        // for a spare; records acknowledged into it would vanish with the
-        // entry at a power loss. After this sync every entry recovery saw is
-        // durable.
-        storage.sync_dir(&dir).map_err(|e| Error::io("fsync directory", &dir, e))?;
-        // Recovered data may still sit in the page cache of a process that
-        // crashed before syncing it; acknowledging anything new on top of it
-        // requires it to be durable first.
-        for seg in &recovered.live {
-            let file = storage
-                .open_file(&seg.path, OpenHow::read(false))
-                .map_err(|e| Error::io("open segment", &seg.path, e))?;
-            file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, e))?;
-        }
-
+        let plan = open::plan_io(&options, storage.as_ref(), &lock_path)?;
+        let mut recovered = open::recover_durably(&options, &storage, plan.direct)?;
         let prep_cfg = PrepareConfig {
             storage: storage.clone(),
             dir: dir.clone(),
             segment_bytes: options.segment_bytes,
-            direct,
+            direct: plan.direct,
             spare_segments_max: options.spare_segments_max,
             recycle: options.recycle_segments,
             prewrite: options.prewrite_segments,
             counters: Arc::new(PrepareCounters::default()),
         };
         let prepare_counters = prep_cfg.counters.clone();
-        let mut spares = recovered.spares;
+        let active = open::first_segment(&options, storage.as_ref(), &prep_cfg, &plan, &mut recovered)?;
         let next_lsn = recovered.next_lsn;
-        let mut live_segments = recovered.live;
-        let active = match recovered.continue_at {
-            Continue::InSegment { meta, write_pos } => {
-                let file = storage
-                    .open_file(&meta.path, OpenHow::write(direct))
-                    .map_err(|e| Error::io("open segment", &meta.path, e))?;
-                let path = Arc::from(meta.path.as_path());
-                Active { meta, file, path, write_pos, activated: true }
-            }
-            Continue::NewSegment { id, prev_data_end } => {
-                // No budget: full speed, whatever the hurry says.
-                let unpaced = prepare::Pace { budget: Duration::ZERO, hurry: &prepare::Hurry::default() };
-                let prepared = prepare::prepare_segment(&prep_cfg, &mut spares, id, unpaced)?;
-                let header = SegmentHeader {
-                    segment_id: id,
-                    first_lsn: next_lsn,
-                    segment_bytes: options.segment_bytes,
-                    prev_data_end,
-                    block_bytes,
-                    record_bytes_max: options.record_bytes_max,
-                };
-                let block = header_block(&header);
-                write_all_at(prepared.file.as_ref(), &block, 0, false)
-                    .and_then(|()| prepared.file.sync_data())
-                    .map_err(|e| Error::io("activate segment", &prepared.path, e))?;
-                let meta = SegmentMeta {
-                    id,
-                    first_lsn: next_lsn,
-                    path: prepared.path.clone(),
-                    block_bytes,
-                    segment_bytes: options.segment_bytes,
-                    record_bytes_max: options.record_bytes_max,
-                    index: Default::default(),
-                };
-                live_segments.push(meta.clone());
-                let path = Arc::from(prepared.path.as_path());
-                Active { meta, file: prepared.file, path, write_pos: data_offset(block_bytes), activated: true }
-            }
-        };
+        let spares = std::mem::take(&mut recovered.spares);
+        let live_segments = std::mem::take(&mut recovered.live);
         let next_id = active.meta.id + 1;
         let live = Arc::new(LiveSegments::new(live_segments));
         let shared = Arc::new(Shared::new(next_lsn - 1, options.queue_bytes_max as u64, options.wait_spin));
@@ -431,32 +351,10 @@ impl Wal {
 
         let (req_tx, req_rx) = crossbeam_channel::bounded(options.queue_requests_max);
         let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOLED_BATCHES_MAX);
-        let buffers = io::buffers::make_set(options.flushes_in_flight_max + 2, buffer_bytes(&options, block_bytes));
+        let buffers =
+            io::buffers::make_set(options.flushes_in_flight_max + 2, open::buffer_bytes(&options, plan.block_bytes));
         let parts = Parts {
-            cfg: EngineConfig {
-                durability: options.durability,
-                flush_bytes_max: options.flush_bytes_max,
-                // Buffered I/O reports a lost page through the file's
-                // writeback error sequence, which one fdatasync consumes: of
-                // two syncs in flight on a file, the earlier may return 0
-                // though its pages were lost, because the later one took the
-                // error. So with the page cache in the way, one durable flush
-                // at a time (group commit still batches what queues meanwhile).
-                flushes_in_flight_max: if direct
-                    || matches!(options.durability, Durability::Periodic { .. } | Durability::None)
-                {
-                    options.flushes_in_flight_max
-                } else {
-                    1
-                },
-                block_bytes,
-                segment_bytes: options.segment_bytes,
-                record_bytes_max: options.record_bytes_max,
-                io_spin: options.io_spin,
-                io_timeout: options.io_timeout,
-                // Decided by the I/O thread once it knows its backend.
-                rwf_dsync: true,
-            },
+            cfg: open::engine_config(&options, &plan),
             shared: shared.clone(),
             live: live.clone(),
             requests: req_rx,
@@ -475,8 +373,8 @@ impl Wal {
             .raw_fd()
             .is_some();
         let order = storage.completion_order();
-        let io = IoChoice {
-            trusts_rwf_dsync: device.trusts_rwf_dsync(),
+        let io = open::IoChoice {
+            trusts_rwf_dsync: plan.device.trusts_rwf_dsync(),
             backend: options.backend,
             lock_fd: lock.raw_fd(),
             descriptors,
@@ -484,7 +382,7 @@ impl Wal {
             #[cfg(feature = "fault-injection")]
             ring_faults: options.ring_faults.clone(),
         };
-        let (io_thread, started) = start_io_thread(parts, io, &dir)?;
+        let (io_thread, started) = open::start_io_thread(parts, io, &dir)?;
         #[cfg(feature = "log")]
         {
             let report = &recovered.report;
@@ -494,8 +392,8 @@ impl Wal {
                 dir.display(),
                 started.kind,
                 started.fallback_reason.as_deref().map(|r| format!(" (io_uring: {r})")).unwrap_or_default(),
-                direct,
-                block_bytes,
+                plan.direct,
+                plan.block_bytes,
                 report.records,
                 report.segments,
                 report.first_lsn,
@@ -517,13 +415,13 @@ impl Wal {
         let backend = BackendInfo {
             kind: started.kind,
             fallback_reason: started.fallback_reason,
-            direct_io: direct,
-            buffered_reason,
-            block_bytes,
+            direct_io: plan.direct,
+            buffered_reason: plan.buffered_reason,
+            block_bytes: plan.block_bytes,
             defer_taskrun: started.defer_taskrun,
             fixed_buffers: started.fixed_buffers,
             rwf_dsync: started.rwf_dsync,
-            device,
+            device: plan.device,
         };
         Ok(Wal {
             shared,
@@ -922,175 +820,4 @@ fn join_within(thread: JoinHandle<()>, deadline: Instant) -> Option<bool> {
         nap = (nap * 2).min(Duration::from_millis(5));
     }
     Some(thread.join().is_err())
-}
-
-fn decide_direct(
-    options: &Options,
-    storage: &dyn Storage,
-    probe_file: &Path,
-    device: &DeviceFacts,
-) -> Result<(bool, Option<String>)> {
-    if options.direct_io == DirectIo::Off {
-        return Ok((false, Some("DirectIo::Off".into())));
-    }
-    let refused = match storage.open_file(probe_file, OpenHow::read(true)) {
-        Ok(f) if f.is_direct() => {
-            if device.dio_offset_align > 4096 || device.dio_mem_align > 4096 {
-                Some(format!(
-                    "O_DIRECT needs {}-byte offsets and {}-byte memory alignment; buffers are 4096-aligned",
-                    device.dio_offset_align, device.dio_mem_align
-                ))
-            } else {
-                None
-            }
-        }
-        Ok(_) => Some(format!("{} storage has no O_DIRECT", device.fs_type)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            Some(format!("{} refuses O_DIRECT (EINVAL)", device.fs_type))
-        }
-        Err(e) => return Err(Error::io("probe O_DIRECT", probe_file, e)),
-    };
-    match (refused, options.direct_io) {
-        (None, _) => Ok((true, None)),
-        (Some(reason), DirectIo::Required) => Err(Error::Unsupported { what: "O_DIRECT", reason }),
-        (Some(reason), _) => Ok((false, Some(reason))),
-    }
-}
-
-fn decide_block(options: &Options, device: &DeviceFacts, direct: bool) -> Result<u32> {
-    let block = match options.block {
-        BlockSize::Auto => device.safe_block_bytes(),
-        BlockSize::DirectIoAlignment => {
-            if device.dio_offset_align == 0 {
-                device.safe_block_bytes()
-            } else {
-                device.dio_offset_align.clamp(format::BLOCK_BYTES_MIN, format::BLOCK_BYTES_MAX)
-            }
-        }
-        BlockSize::Bytes(b) => b,
-    };
-    if direct && device.dio_offset_align > block {
-        return Err(Error::InvalidOptions(format!(
-            "block size {block} is below the device's O_DIRECT alignment {}",
-            device.dio_offset_align
-        )));
-    }
-    Ok(block)
-}
-
-/// Poisons the log if the I/O thread unwinds, so no waiter hangs and every
-/// later append is refused with the cause.
-struct PoisonOnPanic {
-    shared: Arc<Shared>,
-    dir: PathBuf,
-}
-
-impl Drop for PoisonOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.shared.poison(Arc::new(crate::error::Failure {
-                op: "I/O thread",
-                path: self.dir.clone(),
-                segment: 0,
-                offset: 0,
-                lsn: self.shared.acked_lsn() + 1,
-                error: std::io::Error::other("the I/O thread panicked"),
-            }));
-        }
-    }
-}
-
-struct Started {
-    kind: BackendKind,
-    fallback_reason: Option<String>,
-    defer_taskrun: bool,
-    fixed_buffers: bool,
-    rwf_dsync: bool,
-}
-
-/// Starts the I/O thread with the backend asked for; io_uring is set up on
-/// that thread because only the thread that creates a `SINGLE_ISSUER` ring
-/// may use it.
-/// Which backend to start, and what it needs.
-struct IoChoice {
-    /// See [`DeviceFacts::trusts_rwf_dsync`].
-    trusts_rwf_dsync: bool,
-    backend: Backend,
-    /// The directory lock's descriptor, registered with a ring.
-    lock_fd: Option<std::os::fd::RawFd>,
-    /// Whether the storage's files have descriptors (io_uring needs them).
-    descriptors: bool,
-    order: crate::storage::CompletionOrder,
-    #[cfg(feature = "fault-injection")]
-    ring_faults: Option<crate::RingFaultPlan>,
-}
-
-fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle<()>, Started)> {
-    let IoChoice { backend, lock_fd, descriptors, order, trusts_rwf_dsync, .. } = io;
-    let mut parts = parts;
-    #[cfg(feature = "fault-injection")]
-    let ring_faults = io.ring_faults;
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Started>>(1);
-    let guard = PoisonOnPanic { shared: parts.shared.clone(), dir: dir.to_path_buf() };
-    let thread = std::thread::Builder::new()
-        .name("uring-wal-io".into())
-        .spawn(move || {
-            let _guard = guard;
-            let attempt = match backend {
-                Backend::Threaded => Err("Backend::Threaded".to_owned()),
-                _ if !descriptors => Err("storage without file descriptors".to_owned()),
-                _ => match uring::unavailable_reason() {
-                    Some(reason) => Err(reason),
-                    None => UringQueue::new(lock_fd, &parts.buffers).map_err(|e| format!("io_uring setup: {e}")),
-                },
-            };
-            match attempt {
-                #[allow(unused_mut)]
-                Ok((mut queue, doorbell, setup)) => {
-                    #[cfg(feature = "fault-injection")]
-                    if let Some(plan) = ring_faults {
-                        queue.set_faults(plan);
-                    }
-                    let _ = parts.shared.doorbell.set(doorbell);
-                    // RWF_DSYNC only where the file system honours it.
-                    parts.cfg.rwf_dsync = trusts_rwf_dsync;
-                    let _ = ready_tx.send(Ok(Started {
-                        kind: BackendKind::IoUring,
-                        fallback_reason: None,
-                        defer_taskrun: setup.defer_taskrun,
-                        fixed_buffers: setup.fixed_buffers,
-                        rwf_dsync: trusts_rwf_dsync,
-                    }));
-                    commit::Engine::new(parts, queue).run();
-                }
-                Err(reason) if backend == Backend::IoUring => {
-                    let _ = ready_tx.send(Err(Error::Unsupported { what: "io_uring", reason }));
-                }
-                Err(reason) => {
-                    // Even a synchronous pwritev2(RWF_DSYNC) is not durable on
-                    // some file systems (FUSE with FOPEN_DIRECT_IO).
-                    parts.cfg.rwf_dsync = trusts_rwf_dsync;
-                    let _ = ready_tx.send(Ok(Started {
-                        kind: BackendKind::Threaded,
-                        fallback_reason: Some(reason),
-                        defer_taskrun: false,
-                        fixed_buffers: false,
-                        rwf_dsync: trusts_rwf_dsync,
-                    }));
-                    commit::Engine::new(parts, ThreadedQueue::new(order)).run();
-                }
-            }
-        })
-        .map_err(|e| Error::io("spawn I/O thread", dir, e))?;
-    match ready_rx.recv() {
-        Ok(Ok(started)) => Ok((thread, started)),
-        Ok(Err(e)) => {
-            let _ = thread.join();
-            Err(e)
-        }
-        Err(_) => {
-            let _ = thread.join();
-            Err(Error::io("start I/O thread", dir, std::io::Error::other("I/O thread exited during setup")))
-        }
-    }
 }
