@@ -252,12 +252,7 @@ fn check(s: Scenario, totals: &mut Totals) {
             let latency = appends.first_error_at.unwrap().saturating_duration_since(first_fault_at.unwrap());
             assert!(latency < BOUND, "{ctx}: poisoned {latency:?} after the fault");
             totals.poison_latency_max = totals.poison_latency_max.max(latency);
-            let w = wal.clone();
-            let again = within("append after poison", move || w.append(RecordType::Put, b"after"));
-            assert!(matches!(again, Err(Error::Poisoned(_))), "{ctx}: append after poison: {again:?}");
-            let w = wal.clone();
-            let sync = within("sync after poison", move || w.sync());
-            assert!(sync.is_err(), "{ctx}: sync after poison: {sync:?}");
+            common::assert_refuses_after_poison(&wal, BOUND, &ctx);
             format!("poisoned after {latency:?}: {failure}")
         }
         Some(other) => panic!("{ctx}: poisoned with {other:?}"),

@@ -17,7 +17,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,14 +34,7 @@ const PER_WRITER: u64 = 150;
 
 /// Runs `f` on a thread; panics if it does not return within `BOUND`.
 fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(BOUND) {
-        Ok(v) => v,
-        Err(_) => panic!("{what} did not return within {BOUND:?}: the log hangs"),
-    }
+    common::within(what, BOUND, f)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -135,12 +127,7 @@ fn check(s: Scenario) {
         if let Some((&last, _)) = acked.iter().next_back() {
             assert!(last < failure.lsn, "{ctx}: LSN {last} acknowledged, but LSN {} failed: {failure}", failure.lsn);
         }
-        let w = wal.clone();
-        let again = within("append after poison", move || w.append(RecordType::Put, b"after"));
-        assert!(matches!(again, Err(Error::Poisoned(_))), "{ctx}: append after poison: {again:?}");
-        let w = wal.clone();
-        let sync = within("sync after poison", move || w.sync());
-        assert!(sync.is_err(), "{ctx}: sync after poison: {sync:?}");
+        common::assert_refuses_after_poison(&wal, BOUND, &ctx);
     } else if let Some(p) = &poison {
         // O_DIRECT may turn the short write into EFAULT: then it must
         // poison like any failed write.

@@ -321,7 +321,6 @@ impl<Q: IoQueue> Engine<Q> {
                 progress |= self.sync_round();
                 progress |= self.maybe_mark();
                 progress |= self.submit_sealed();
-                self.check_stuck();
             }
             // Waiters satisfied by this round's completions are woken only
             // now, after the next flush was queued. On io_uring it reaches
@@ -336,6 +335,10 @@ impl<Q: IoQueue> Engine<Q> {
                 continue;
             }
             if !progress {
+                // Only before waiting: while it makes progress the thread
+                // does not pay for the clock, and a wait wakes at the
+                // deadline of the oldest operation in flight.
+                self.check_stuck();
                 let deadline = self.deadline();
                 // Requests are wanted only when one could be taken now: never
                 // while one is held back (it would be overwritten, or the wait

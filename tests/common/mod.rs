@@ -247,3 +247,14 @@ pub fn within<T: Send + 'static>(what: &str, bound: std::time::Duration, f: impl
     });
     rx.recv_timeout(bound).unwrap_or_else(|_| panic!("{what} did not return within {bound:?}: the log hangs"))
 }
+
+/// After a poison: a new append fails with `Poisoned`, and `sync()` fails,
+/// both within `bound`.
+pub fn assert_refuses_after_poison(wal: &std::sync::Arc<uring_wal::Wal>, bound: std::time::Duration, ctx: &str) {
+    let w = wal.clone();
+    let again = within("append after poison", bound, move || w.append(uring_wal::RecordType::Put, b"after"));
+    assert!(matches!(again, Err(uring_wal::Error::Poisoned(_))), "{ctx}: append after poison: {again:?}");
+    let w = wal.clone();
+    let sync = within("sync after poison", bound, move || w.sync());
+    assert!(sync.is_err(), "{ctx}: sync after poison: {sync:?}");
+}
