@@ -19,10 +19,8 @@ use crate::commit::shared::Shared;
 use crate::commit::{self, Active, EngineConfig, Parts};
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader, data_offset, record};
-use crate::io::BackendKind;
-use crate::io::threaded::ThreadedQueue;
-use crate::io::uring::{self, UringQueue};
-use crate::options::{Backend, BlockSize, DirectIo, Durability, Options};
+use crate::io::backend::{self, Started};
+use crate::options::{BlockSize, DirectIo, Durability, Options};
 use crate::recovery::{self, Continue, RecoverConfig, Recovered};
 use crate::segment::prepare::{self, PrepareConfig};
 use crate::segment::{SegmentMeta, header_block};
@@ -154,8 +152,9 @@ pub(crate) fn engine_config(options: &Options, plan: &IoPlan) -> EngineConfig {
         record_bytes_max: options.record_bytes_max,
         io_spin: options.io_spin,
         io_timeout: options.io_timeout,
-        // Decided by the I/O thread once it knows its backend.
-        rwf_dsync: true,
+        // Even a synchronous pwritev2(RWF_DSYNC) is not durable on some file
+        // systems (FUSE with FOPEN_DIRECT_IO), so this holds on every backend.
+        rwf_dsync: plan.device.trusts_rwf_dsync(),
     }
 }
 
@@ -243,84 +242,26 @@ impl Drop for PoisonOnPanic {
     }
 }
 
-pub(crate) struct Started {
-    pub kind: BackendKind,
-    pub fallback_reason: Option<String>,
-    pub defer_taskrun: bool,
-    pub fixed_buffers: bool,
-    pub rwf_dsync: bool,
-}
-
-/// Which backend to start, and what it needs.
-pub(crate) struct IoChoice {
-    /// See [`DeviceFacts::trusts_rwf_dsync`].
-    pub trusts_rwf_dsync: bool,
-    pub backend: Backend,
-    /// The directory lock's descriptor, registered with a ring.
-    pub lock_fd: Option<std::os::fd::RawFd>,
-    /// Whether the storage's files have descriptors (io_uring needs them).
-    pub descriptors: bool,
-    pub order: crate::storage::CompletionOrder,
-    #[cfg(feature = "fault-injection")]
-    pub ring_faults: Option<crate::RingFaultPlan>,
-}
-
-/// Starts the I/O thread with the backend asked for; io_uring is set up on
-/// that thread because only the thread that creates a `SINGLE_ISSUER` ring
-/// may use it.
-pub(crate) fn start_io_thread(parts: Parts, io: IoChoice, dir: &Path) -> Result<(JoinHandle<()>, Started)> {
-    let IoChoice { backend, lock_fd, descriptors, order, trusts_rwf_dsync, .. } = io;
-    let mut parts = parts;
-    #[cfg(feature = "fault-injection")]
-    let ring_faults = io.ring_faults;
+/// Starts the I/O thread on the backend `choice` asks for ([`io::backend`]);
+/// the backend is set up on that thread because only the thread that creates
+/// a `SINGLE_ISSUER` ring may use it.
+pub(crate) fn start_io_thread(parts: Parts, choice: backend::Choice, dir: &Path) -> Result<(JoinHandle<()>, Started)> {
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<Started>>(1);
     let guard = PoisonOnPanic { shared: parts.shared.clone(), dir: dir.to_path_buf() };
     let thread = std::thread::Builder::new()
         .name("uring-wal-io".into())
         .spawn(move || {
             let _guard = guard;
-            let attempt = match backend {
-                Backend::Threaded => Err("Backend::Threaded".to_owned()),
-                _ if !descriptors => Err("storage without file descriptors".to_owned()),
-                _ => match uring::unavailable_reason() {
-                    Some(reason) => Err(reason),
-                    None => UringQueue::new(lock_fd, &parts.buffers).map_err(|e| format!("io_uring setup: {e}")),
-                },
-            };
-            match attempt {
-                #[allow(unused_mut)]
-                Ok((mut queue, doorbell, setup)) => {
-                    #[cfg(feature = "fault-injection")]
-                    if let Some(plan) = ring_faults {
-                        queue.set_faults(plan);
+            match backend::start(choice, &parts.buffers) {
+                Ok(running) => {
+                    if let Some(bell) = running.doorbell {
+                        parts.shared.set_doorbell(bell);
                     }
-                    let _ = parts.shared.doorbell.set(doorbell);
-                    // RWF_DSYNC only where the file system honours it.
-                    parts.cfg.rwf_dsync = trusts_rwf_dsync;
-                    let _ = ready_tx.send(Ok(Started {
-                        kind: BackendKind::IoUring,
-                        fallback_reason: None,
-                        defer_taskrun: setup.defer_taskrun,
-                        fixed_buffers: setup.fixed_buffers,
-                        rwf_dsync: trusts_rwf_dsync,
-                    }));
-                    commit::Engine::new(parts, queue).run();
+                    let _ = ready_tx.send(Ok(running.started));
+                    commit::Engine::new(parts, running.queue).run();
                 }
-                Err(reason) if backend == Backend::IoUring => {
-                    let _ = ready_tx.send(Err(Error::Unsupported { what: "io_uring", reason }));
-                }
-                Err(reason) => {
-                    // Even a synchronous pwritev2(RWF_DSYNC) is not durable on
-                    // some file systems (FUSE with FOPEN_DIRECT_IO).
-                    parts.cfg.rwf_dsync = trusts_rwf_dsync;
-                    let _ = ready_tx.send(Ok(Started {
-                        kind: BackendKind::Threaded,
-                        fallback_reason: Some(reason),
-                        defer_taskrun: false,
-                        fixed_buffers: false,
-                        rwf_dsync: trusts_rwf_dsync,
-                    }));
-                    commit::Engine::new(parts, ThreadedQueue::new(order)).run();
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
                 }
             }
         })

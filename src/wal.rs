@@ -373,8 +373,7 @@ impl Wal {
             .raw_fd()
             .is_some();
         let order = storage.completion_order();
-        let io = open::IoChoice {
-            trusts_rwf_dsync: plan.device.trusts_rwf_dsync(),
+        let io = io::backend::Choice {
             backend: options.backend,
             lock_fd: lock.raw_fd(),
             descriptors,
@@ -420,7 +419,7 @@ impl Wal {
             block_bytes: plan.block_bytes,
             defer_taskrun: started.defer_taskrun,
             fixed_buffers: started.fixed_buffers,
-            rwf_dsync: started.rwf_dsync,
+            rwf_dsync: plan.device.trusts_rwf_dsync(),
             device: plan.device,
         };
         Ok(Wal {
@@ -476,9 +475,7 @@ impl Wal {
         sub.next_lsn += n;
         drop(sub);
         self.shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(bell) = self.shared.doorbell.get() {
-            bell.ring();
-        }
+        self.shared.wake_io();
         Ok((first, first + n - 1))
     }
 
@@ -543,9 +540,7 @@ impl Wal {
             }
             target
         };
-        if let Some(bell) = self.shared.doorbell.get() {
-            bell.ring();
-        }
+        self.shared.wake_io();
         self.shared.wait_for(target, Target::Marked, None)?;
         Ok(self.shared.synced_lsn())
     }
@@ -750,9 +745,7 @@ impl Wal {
         let tx = self.submitter.lock().unwrap_or_else(PoisonError::into_inner).requests.take();
         if let Some(tx) = tx {
             let _ = tx.send(Request::Shutdown);
-            if let Some(bell) = self.shared.doorbell.get() {
-                bell.ring();
-            }
+            self.shared.wake_io();
         }
         // Every wait below is bounded: a thread stuck in the kernel (an I/O
         // that never completes) is left behind rather than hanging close.

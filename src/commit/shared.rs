@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::metrics::AtomicHistogram;
 use crate::error::{Error, Failure, Result};
-use crate::io::uring::Doorbell;
+use crate::io::Doorbell;
 
 /// Consecutive single-request flushes after which the log counts as having
 /// a lone appender.
@@ -155,7 +155,8 @@ pub(crate) struct Shared {
     lonely: AtomicBool,
     pub budget: ByteBudget,
     pub counters: Counters,
-    pub doorbell: OnceLock<Arc<Doorbell>>,
+    /// Wakes the I/O thread, on backends that park it in the kernel.
+    doorbell: OnceLock<Arc<dyn Doorbell>>,
 }
 
 impl Shared {
@@ -178,6 +179,18 @@ impl Shared {
             budget: ByteBudget::new(queue_bytes_max),
             counters: Counters::default(),
             doorbell: OnceLock::new(),
+        }
+    }
+
+    /// Set once by the I/O thread, before it reports that it started.
+    pub fn set_doorbell(&self, doorbell: Arc<dyn Doorbell>) {
+        let _ = self.doorbell.set(doorbell);
+    }
+
+    /// Producers: wakes the I/O thread after queueing a request.
+    pub fn wake_io(&self) {
+        if let Some(bell) = self.doorbell.get() {
+            bell.ring();
         }
     }
 

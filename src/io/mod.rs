@@ -11,6 +11,7 @@
 //! - [`threaded::ThreadedQueue`]: the same operations as plain system calls
 //!   on the I/O thread, for kernels or sandboxes without io_uring.
 
+pub(crate) mod backend;
 pub(crate) mod buffers;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -72,6 +73,13 @@ pub(crate) struct OpError {
 pub(crate) enum Completion {
     Write { token: u64, buf: IoBuf, result: Result<(), OpError> },
     Sync { result: Result<(), OpError> },
+}
+
+/// Wakes a backend's I/O thread parked in the kernel once a producer queued
+/// a request (the threaded backend waits on the request channel instead).
+pub(crate) trait Doorbell: Send + Sync + std::fmt::Debug {
+    /// Called after queueing a request; cheap when the thread is not parked.
+    fn ring(&self);
 }
 
 /// Something the I/O thread submits to and reaps from.

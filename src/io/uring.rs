@@ -7,7 +7,7 @@
 //! only that thread touches it, which allows `SINGLE_ISSUER` and
 //! `DEFER_TASKRUN` where the kernel supports them.
 //!
-//! Producers wake the I/O thread with an eventfd (the [`Doorbell`]); the
+//! Producers wake the I/O thread with an eventfd (the [`EventfdDoorbell`]); the
 //! thread keeps a read of that eventfd in the ring, so a single
 //! `io_uring_enter` waits for either a completion or a producer.
 //!
@@ -36,30 +36,20 @@ const RING_ENTRIES: u32 = 256;
 
 /// How producers wake a parked I/O thread.
 #[derive(Debug)]
-pub(crate) struct Doorbell {
+pub(crate) struct EventfdDoorbell {
     parked: AtomicBool,
     fd: OwnedFd,
 }
 
-impl Doorbell {
-    fn new() -> io::Result<Doorbell> {
+impl EventfdDoorbell {
+    fn new() -> io::Result<EventfdDoorbell> {
         // SAFETY: plain system call; the result is checked below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a new descriptor that nothing else owns.
-        Ok(Doorbell { parked: AtomicBool::new(false), fd: unsafe { OwnedFd::from_raw_fd(fd) } })
-    }
-
-    /// Wakes the I/O thread if it is parked. Called after queueing a request.
-    pub fn ring(&self) {
-        // Pairs with the fence in `UringQueue::wait`: either the I/O thread
-        // sees the request in the channel, or we see it parked.
-        fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
-            self.signal();
-        }
+        Ok(EventfdDoorbell { parked: AtomicBool::new(false), fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
     fn signal(&self) {
@@ -67,6 +57,18 @@ impl Doorbell {
         // SAFETY: writes 8 bytes from a live local buffer. A full counter
         // (EAGAIN) already guarantees a wake-up, so the result is ignored.
         let _ = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+impl super::Doorbell for EventfdDoorbell {
+    /// Wakes the I/O thread if it is parked. Called after queueing a request.
+    fn ring(&self) {
+        // Pairs with the fence in `UringQueue::wait`: either the I/O thread
+        // sees the request in the channel, or we see it parked.
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
+            self.signal();
+        }
     }
 }
 
@@ -127,7 +129,7 @@ pub(crate) struct UringQueue {
     ops: Vec<Option<Op>>,
     free_slots: Vec<u32>,
     in_flight: usize,
-    doorbell: Arc<Doorbell>,
+    doorbell: Arc<EventfdDoorbell>,
     doorbell_buf: Box<[u8; 8]>,
     doorbell_armed: bool,
     fixed_buffers: bool,
@@ -174,7 +176,10 @@ impl UringQueue {
     /// Sets up a ring for the calling thread (the only one that may use it).
     /// `lock_fd` is registered with the ring; `buffers` are registered if the
     /// kernel allows. Errors mean io_uring is unusable here.
-    pub fn new(lock_fd: Option<RawFd>, buffers: &[IoBuf]) -> io::Result<(UringQueue, Arc<Doorbell>, UringSetup)> {
+    pub fn new(
+        lock_fd: Option<RawFd>,
+        buffers: &[IoBuf],
+    ) -> io::Result<(UringQueue, Arc<EventfdDoorbell>, UringSetup)> {
         let (ring, defer_taskrun) = build_ring()?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring without EXT_ARG (Linux < 5.11)"));
@@ -202,7 +207,7 @@ impl UringQueue {
         // are created once, all together, and never re-created), and only
         // reads from it, so no operation ever touches memory that was freed.
         let fixed_buffers = !buffers.is_empty() && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
-        let doorbell = Arc::new(Doorbell::new()?);
+        let doorbell = Arc::new(EventfdDoorbell::new()?);
         let ring_skip = ring.params().is_feature_skip_cqe_on_success();
         let queue = UringQueue {
             ring,
