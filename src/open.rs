@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::commit::policy::SyncPolicy;
 use crate::commit::shared::Shared;
 use crate::commit::{self, Active, EngineConfig, Parts};
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader, data_offset, record};
 use crate::io::backend::{self, Started};
-use crate::options::{BlockSize, DirectIo, Durability, Options};
+use crate::options::{BlockSize, DirectIo, Options};
 use crate::recovery::{self, Continue, RecoverConfig, Recovered};
 use crate::segment::prepare::{self, PrepareConfig};
 use crate::segment::{SegmentMeta, header_block};
@@ -131,30 +132,18 @@ pub(crate) fn first_segment(
 
 /// Step 4: the I/O thread's settings.
 pub(crate) fn engine_config(options: &Options, plan: &IoPlan) -> EngineConfig {
+    // Even a synchronous pwritev2(RWF_DSYNC) is not durable on some file
+    // systems (FUSE with FOPEN_DIRECT_IO), so this holds on every backend.
+    let policy = SyncPolicy::new(options.durability, plan.device.trusts_rwf_dsync());
     EngineConfig {
-        durability: options.durability,
+        policy,
         flush_bytes_max: options.flush_bytes_max,
-        // Buffered I/O reports a lost page through the file's writeback error
-        // sequence, which one fdatasync consumes: of two syncs in flight on a
-        // file, the earlier may return 0 though its pages were lost, because
-        // the later one took the error. So with the page cache in the way,
-        // one durable flush at a time (group commit still batches what queues
-        // meanwhile).
-        flushes_in_flight_max: if plan.direct
-            || matches!(options.durability, Durability::Periodic { .. } | Durability::None)
-        {
-            options.flushes_in_flight_max
-        } else {
-            1
-        },
+        flushes_in_flight_max: policy.flushes_in_flight_max(plan.direct, options.flushes_in_flight_max),
         block_bytes: plan.block_bytes,
         segment_bytes: options.segment_bytes,
         record_bytes_max: options.record_bytes_max,
         io_spin: options.io_spin,
         io_timeout: options.io_timeout,
-        // Even a synchronous pwritev2(RWF_DSYNC) is not durable on some file
-        // systems (FUSE with FOPEN_DIRECT_IO), so this holds on every backend.
-        rwf_dsync: plan.device.trusts_rwf_dsync(),
     }
 }
 

@@ -42,6 +42,17 @@ pub enum Durability {
     None,
 }
 
+impl Durability {
+    /// Whether an append returns only once its record is durable (synced):
+    /// true for [`Durability::GroupSync`] and [`Durability::Dsync`].
+    pub fn syncs_before_ack(&self) -> bool {
+        match self {
+            Durability::GroupSync | Durability::Dsync => true,
+            Durability::Periodic { .. } | Durability::None => false,
+        }
+    }
+}
+
 /// Whether segment files are opened with `O_DIRECT`.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -76,9 +76,7 @@ impl TargetSpec {
     /// Whether appends are synced before they return.
     pub fn is_durable(&self) -> bool {
         match self {
-            TargetSpec::UringWal { durability, .. } => {
-                matches!(durability, Durability::GroupSync | Durability::Dsync)
-            }
+            TargetSpec::UringWal { durability, .. } => durability.syncs_before_ack(),
             _ => true,
         }
     }

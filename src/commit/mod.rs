@@ -20,6 +20,7 @@
 //! after it is acknowledged, nothing is retried.
 
 pub(crate) mod metrics;
+pub(crate) mod policy;
 pub(crate) mod shared;
 
 use std::collections::VecDeque;
@@ -35,10 +36,10 @@ use crate::format::flush::{Fit, FlushLayout};
 use crate::format::record::{EncodeHeader, sync_lag};
 use crate::format::{SEGMENT_HEADER_BYTES, SegmentHeader, data_offset};
 use crate::io::{Completion, IoBuf, IoQueue, OpError, SyncMode, WriteOp};
-use crate::options::Durability;
 use crate::segment::prepare::{Prepared, PreparerClient};
 use crate::segment::{LiveSegments, SegmentMeta};
 use crate::storage::{Storage, StorageFile};
+use policy::SyncPolicy;
 use shared::{Shared, Wake};
 
 /// A record as queued: its type code and payload length. The payloads of a
@@ -89,7 +90,8 @@ pub(crate) enum Request {
 /// Settings of the I/O thread.
 #[derive(Clone, Debug)]
 pub(crate) struct EngineConfig {
-    pub durability: Durability,
+    /// What the durability mode asks for.
+    pub policy: SyncPolicy,
     pub flush_bytes_max: usize,
     pub flushes_in_flight_max: usize,
     /// Padding unit and size of segments this run creates.
@@ -100,9 +102,6 @@ pub(crate) struct EngineConfig {
     pub io_spin: Duration,
     /// A write or sync in flight longer than this poisons the log.
     pub io_timeout: Duration,
-    /// `Durability::Dsync` writes with `RWF_DSYNC`; false: where the kernel
-    /// may not honour it, a write linked to an `fdatasync` instead.
-    pub rwf_dsync: bool,
 }
 
 /// The segment being appended to.
@@ -244,26 +243,12 @@ pub(crate) struct Engine<Q: IoQueue> {
     /// carried one (a lone appender).
     requests_since_seal: u32,
     lonely_streak: u32,
-    data_sync: SyncMode,
     storage: Arc<dyn Storage>,
 }
 
 impl<Q: IoQueue> Engine<Q> {
     pub fn new(parts: Parts, queue: Q) -> Engine<Q> {
-        let durability = parts.cfg.durability;
-        let data_sync = match durability {
-            Durability::GroupSync => SyncMode::DataSync,
-            Durability::Dsync if parts.cfg.rwf_dsync => SyncMode::Dsync,
-            Durability::Dsync => SyncMode::DataSync,
-            _ => SyncMode::None,
-        };
-        let rounds = SyncRounds {
-            interval: match durability {
-                Durability::Periodic { interval } => Some(interval),
-                _ => None,
-            },
-            ..SyncRounds::default()
-        };
+        let rounds = SyncRounds { interval: parts.cfg.policy.round_interval(), ..SyncRounds::default() };
         let last = parts.next_lsn - 1;
         Engine {
             cfg: parts.cfg,
@@ -299,7 +284,6 @@ impl<Q: IoQueue> Engine<Q> {
             last_flush_records: 0,
             requests_since_seal: 0,
             lonely_streak: 0,
-            data_sync,
             storage: parts.storage,
         }
     }
@@ -397,7 +381,7 @@ impl<Q: IoQueue> Engine<Q> {
                 && self.open.as_ref().is_none_or(|o| o.layout.is_empty())
                 && self.flushes.is_empty()
                 && self.rounds.in_flight == 0
-                && (self.data_sync != SyncMode::None || self.rounds.dirty.is_empty() || self.rounds.failed)
+                && (self.cfg.policy.syncs_each_flush() || self.rounds.dirty.is_empty() || self.rounds.failed)
                 && self.marked >= self.acked)
     }
 
@@ -754,12 +738,7 @@ impl<Q: IoQueue> Engine<Q> {
                 offset: f.offset,
                 buf: f.buf.take().expect("sealed flush owns its buffer"),
                 len: f.len,
-                // A marker must be durable to state anything, whatever the mode.
-                sync: if f.marker.is_some() && self.data_sync == SyncMode::None {
-                    SyncMode::DataSync
-                } else {
-                    self.data_sync
-                },
+                sync: self.cfg.policy.flush_sync(f.marker.is_some()),
             };
             f.state = FlushState::InFlight;
             f.submitted = Some(Instant::now());
@@ -777,7 +756,7 @@ impl<Q: IoQueue> Engine<Q> {
             let counters = &self.shared.counters;
             counters.flushes.fetch_add(1, Ordering::Relaxed);
             counters.flush_bytes.fetch_add(op.len as u64, Ordering::Relaxed);
-            if self.data_sync != SyncMode::None {
+            if self.cfg.policy.syncs_each_flush() {
                 counters.syncs.fetch_add(1, Ordering::Relaxed);
             }
             self.queue.submit_write(op);
@@ -843,7 +822,7 @@ impl<Q: IoQueue> Engine<Q> {
             index: Default::default(),
         };
         let token = self.token();
-        let sync = if self.data_sync == SyncMode::Dsync { SyncMode::Dsync } else { SyncMode::DataSync };
+        let sync = self.cfg.policy.header_sync();
         self.queue.submit_write(WriteOp { token, file: next.file.clone(), offset: 0, buf, len: header_len, sync });
         self.activation = Some(Activation { token, meta: meta.clone(), submitted: Instant::now() });
         self.active = Active {
@@ -907,7 +886,7 @@ impl<Q: IoQueue> Engine<Q> {
                         if let Some(t) = f.submitted {
                             self.shared.counters.flush.record(t.elapsed());
                         }
-                        if self.data_sync == SyncMode::None && f.marker.is_none() {
+                        if !self.cfg.policy.syncs_each_flush() && f.marker.is_none() {
                             let (id, file) = (f.segment_id, f.file.clone());
                             self.mark_dirty(id, file);
                         }
@@ -970,7 +949,7 @@ impl<Q: IoQueue> Engine<Q> {
         }
         if acked != self.acked || marked != self.marked {
             self.acked = acked;
-            if self.data_sync != SyncMode::None {
+            if self.cfg.policy.syncs_each_flush() {
                 self.synced = acked;
             }
             self.publish();
@@ -989,7 +968,7 @@ impl<Q: IoQueue> Engine<Q> {
     fn sync_round(&mut self) -> bool {
         // Not while a marker's linked sync is in flight either: one sync per
         // file at a time (see the buffered-I/O note in `Wal::open`).
-        if self.data_sync != SyncMode::None
+        if self.cfg.policy.syncs_each_flush()
             || self.rounds.in_flight > 0
             || self.rounds.failed
             || self.poisoned
