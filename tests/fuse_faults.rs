@@ -248,7 +248,11 @@ fn check(s: Scenario, totals: &mut Totals) {
                 );
             }
             let durable = wal.durable_lsn().max(appends.watermark);
-            assert!(durable < failure.lsn, "{ctx}: LSN {durable} reported durable, but LSN {} failed", failure.lsn);
+            assert!(
+                durable < failure.lsn,
+                "{ctx}: LSN {durable} reported durable, but LSN {} failed: {failure}",
+                failure.lsn
+            );
             let latency = appends.first_error_at.unwrap().saturating_duration_since(first_fault_at.unwrap());
             assert!(latency < BOUND, "{ctx}: poisoned {latency:?} after the fault");
             totals.poison_latency_max = totals.poison_latency_max.max(latency);

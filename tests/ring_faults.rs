@@ -215,6 +215,36 @@ fn a_failed_segment_header_write_during_rotation_poisons() {
     scenarios(&[(RingFault::WriteError, RingTarget::SegmentHeader(0))], true, BOTH);
 }
 
+/// After `sync()` synced everything, the sync marker's own write and sync
+/// fail: the failure names the first LSN that is not durable, not one that is.
+#[test]
+fn a_failed_sync_marker_poisons_and_names_the_first_lsn_not_durable() {
+    if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
+        eprintln!("SKIPPED: io_uring unavailable here ({reason})");
+        return;
+    }
+    for direct in [true, false] {
+        let s = Scenario { direct, durability: Durability::None, in_flight: 4, faults: &[], must_poison: true };
+        // One appender, one record per flush: flushes 0..20 hold the
+        // records, flush 20 is the marker.
+        let plan = RingFaultPlan::new().fail(RingFault::SyncError, RingTarget::Flush(20));
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(options(dir.path(), &s, plan.clone())).unwrap());
+        for i in 0..20u64 {
+            wal.append(RecordType::Put, &payload(i, 300)).unwrap();
+        }
+        let w = wal.clone();
+        let result = within("sync", move || w.sync());
+        assert_eq!(plan.fired(), 1, "{s:?}");
+        assert!(result.is_err(), "{s:?}: sync() succeeded over a failed marker");
+        let Some(Error::Poisoned(failure)) = wal.poisoned() else { panic!("{s:?}: not poisoned") };
+        assert_eq!(wal.durable_lsn(), 20, "{s:?}: the round before the marker synced every record");
+        assert_eq!(failure.lsn, 21, "{s:?}: the first LSN not durable: {failure}");
+        let wal = Arc::try_unwrap(wal).unwrap();
+        assert!(within("close", move || wal.close()).is_err(), "{s:?}");
+    }
+}
+
 #[test]
 fn a_failed_sync_round_poisons() {
     if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
@@ -242,7 +272,8 @@ fn a_failed_sync_round_poisons() {
             assert_eq!(plan.fired(), 1, "{s:?}");
             assert!(result.is_err(), "{s:?}: sync() succeeded over a failed fdatasync");
             assert!(wal.durable_lsn() < 20, "{s:?}: durable_lsn {} after a failed sync", wal.durable_lsn());
-            assert!(matches!(wal.poisoned(), Some(Error::Poisoned(_))), "{s:?}");
+            let Some(Error::Poisoned(failure)) = wal.poisoned() else { panic!("{s:?}: not poisoned") };
+            assert_eq!(failure.lsn, wal.durable_lsn() + 1, "{s:?}: the first LSN not durable: {failure}");
             let wal = Arc::try_unwrap(wal).unwrap();
             assert!(within("close", move || wal.close()).is_err(), "{s:?}");
         }

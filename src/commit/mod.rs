@@ -894,7 +894,10 @@ impl<Q: IoQueue> Engine<Q> {
                     Err(e) => {
                         let f = &mut self.flushes[i];
                         f.state = FlushState::Failed;
-                        let (path, id, offset, lsn) = (f.path.clone(), f.segment_id, f.offset, f.first_lsn);
+                        // A marker holds no records: what it fails to persist
+                        // starts after the last LSN encoded.
+                        let lsn = if f.marker.is_some() { f.last_lsn + 1 } else { f.first_lsn };
+                        let (path, id, offset) = (f.path.clone(), f.segment_id, f.offset);
                         self.poison_op(e, &path, id, offset, lsn);
                     }
                 }
@@ -904,7 +907,10 @@ impl<Q: IoQueue> Engine<Q> {
                 if let Err(e) = result {
                     self.rounds.failed = true;
                     let path = self.active.path.clone();
-                    let (id, lsn) = (self.active.meta.id, self.rounds.covers);
+                    // The first LSN not durable: a round may cover nothing
+                    // past what an earlier round synced (its files were
+                    // dirtied by flushes not yet acknowledged).
+                    let (id, lsn) = (self.active.meta.id, self.synced + 1);
                     self.poison_op(e, &path, id, 0, lsn);
                 } else if self.rounds.in_flight == 0 && !self.rounds.failed && !self.poisoned {
                     if let Some(t) = self.rounds.started.take() {
