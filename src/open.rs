@@ -19,12 +19,12 @@ use crate::commit::policy::SyncPolicy;
 use crate::commit::shared::Shared;
 use crate::commit::{self, Active, EngineConfig, Parts};
 use crate::error::{Error, Result};
-use crate::format::{self, SegmentHeader, data_offset, record};
+use crate::format::{self, record};
 use crate::io::backend::{self, Started};
 use crate::options::{BlockSize, DirectIo, Options};
 use crate::recovery::{self, Continue, RecoverConfig, Recovered};
 use crate::segment::prepare::{self, PrepareConfig};
-use crate::segment::{SegmentMeta, header_block};
+use crate::segment::{self, Geometry};
 use crate::storage::{DeviceFacts, OpenHow, Storage, write_all_at};
 
 /// What step 1 decided.
@@ -102,30 +102,18 @@ pub(crate) fn first_segment(
             // No budget: full speed, whatever the hurry says.
             let unpaced = prepare::Pace { budget: Duration::ZERO, hurry: &prepare::Hurry::default() };
             let prepared = prepare::prepare_segment(prep_cfg, &mut recovered.spares, id, unpaced)?;
-            let header = SegmentHeader {
-                segment_id: id,
-                first_lsn: recovered.next_lsn,
-                segment_bytes: options.segment_bytes,
+            let (header, meta) = segment::activation(
+                id,
+                prepared.path.clone(),
+                recovered.next_lsn,
                 prev_data_end,
-                block_bytes: plan.block_bytes,
-                record_bytes_max: options.record_bytes_max,
-            };
-            let block = header_block(&header);
-            write_all_at(prepared.file.as_ref(), &block, 0, false)
+                geometry(options, plan),
+            );
+            write_all_at(prepared.file.as_ref(), &segment::header_block(&header), 0, false)
                 .and_then(|()| prepared.file.sync_data())
                 .map_err(|e| Error::io("activate segment", &prepared.path, e))?;
-            let meta = SegmentMeta {
-                id,
-                first_lsn: recovered.next_lsn,
-                path: prepared.path.clone(),
-                block_bytes: plan.block_bytes,
-                segment_bytes: options.segment_bytes,
-                record_bytes_max: options.record_bytes_max,
-                index: Default::default(),
-            };
             recovered.live.push(meta.clone());
-            let path = Arc::from(prepared.path.as_path());
-            Ok(Active { meta, file: prepared.file, path, write_pos: data_offset(plan.block_bytes), activated: true })
+            Ok(Active::new(meta, prepared.file, true))
         }
     }
 }
@@ -139,11 +127,18 @@ pub(crate) fn engine_config(options: &Options, plan: &IoPlan) -> EngineConfig {
         policy,
         flush_bytes_max: options.flush_bytes_max,
         flushes_in_flight_max: policy.flushes_in_flight_max(plan.direct, options.flushes_in_flight_max),
-        block_bytes: plan.block_bytes,
-        segment_bytes: options.segment_bytes,
-        record_bytes_max: options.record_bytes_max,
+        geometry: geometry(options, plan),
         io_spin: options.io_spin,
         io_timeout: options.io_timeout,
+    }
+}
+
+/// What every segment this run creates shares.
+fn geometry(options: &Options, plan: &IoPlan) -> Geometry {
+    Geometry {
+        segment_bytes: options.segment_bytes,
+        block_bytes: plan.block_bytes,
+        record_bytes_max: options.record_bytes_max,
     }
 }
 

@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::error::{Error, Failure};
+use crate::format::data_offset;
 use crate::format::flush::{Fit, FlushLayout};
 use crate::format::record::{EncodeHeader, sync_lag};
-use crate::format::{SEGMENT_HEADER_BYTES, SegmentHeader, data_offset};
 use crate::io::{Completion, IoBuf, IoQueue, OpError, SyncMode, WriteOp};
 use crate::segment::prepare::{Prepared, PreparerClient};
-use crate::segment::{LiveSegments, SegmentMeta};
+use crate::segment::{self, Geometry, LiveSegments, SegmentMeta};
 use crate::storage::{Storage, StorageFile};
 use policy::SyncPolicy;
 use shared::{Shared, Wake};
@@ -94,10 +94,8 @@ pub(crate) struct EngineConfig {
     pub policy: SyncPolicy,
     pub flush_bytes_max: usize,
     pub flushes_in_flight_max: usize,
-    /// Padding unit and size of segments this run creates.
-    pub block_bytes: u32,
-    pub segment_bytes: u64,
-    pub record_bytes_max: u32,
+    /// Padding unit, size and record limit of segments this run creates.
+    pub geometry: Geometry,
     /// Poll for requests this long before sleeping, with nothing in flight.
     pub io_spin: Duration,
     /// A write or sync in flight longer than this poisons the log.
@@ -114,6 +112,15 @@ pub(crate) struct Active {
     pub write_pos: u64,
     /// Header durable; flushes into it may be submitted.
     pub activated: bool,
+}
+
+impl Active {
+    /// A segment whose header was just written: appends start at its first
+    /// record.
+    pub fn new(meta: SegmentMeta, file: Arc<dyn StorageFile>, activated: bool) -> Active {
+        let (path, write_pos) = (Arc::from(meta.path.as_path()), data_offset(meta.block_bytes));
+        Active { meta, file, path, write_pos, activated }
+    }
 }
 
 /// Everything the I/O thread owns.
@@ -801,37 +808,14 @@ impl<Q: IoQueue> Engine<Q> {
         };
         let next = self.next_segment.take().expect("checked above");
         assert_eq!(next.id, self.active.meta.id + 1, "segments are activated in id order");
-        let header = SegmentHeader {
-            segment_id: next.id,
-            first_lsn: self.next_lsn,
-            segment_bytes: self.cfg.segment_bytes,
-            prev_data_end: self.active.write_pos,
-            block_bytes: self.cfg.block_bytes,
-            record_bytes_max: self.cfg.record_bytes_max,
-        };
-        let header_len = data_offset(header.block_bytes) as usize;
-        buf[..header_len].fill(0);
-        buf[..SEGMENT_HEADER_BYTES].copy_from_slice(&header.encode());
-        let meta = SegmentMeta {
-            id: next.id,
-            first_lsn: self.next_lsn,
-            path: next.path.clone(),
-            block_bytes: header.block_bytes,
-            segment_bytes: header.segment_bytes,
-            record_bytes_max: header.record_bytes_max,
-            index: Default::default(),
-        };
+        let (header, meta) =
+            segment::activation(next.id, next.path.clone(), self.next_lsn, self.active.write_pos, self.cfg.geometry);
+        let header_len = segment::encode_header_block(&header, &mut buf);
         let token = self.token();
         let sync = self.cfg.policy.header_sync();
         self.queue.submit_write(WriteOp { token, file: next.file.clone(), offset: 0, buf, len: header_len, sync });
         self.activation = Some(Activation { token, meta: meta.clone(), submitted: Instant::now() });
-        self.active = Active {
-            meta,
-            file: next.file,
-            path: Arc::from(next.path.as_path()),
-            write_pos: header_len as u64,
-            activated: false,
-        };
+        self.active = Active::new(meta, next.file, false);
         // The preparer answers on its channel; an error surfaces at the next roll.
         let _ = self.preparer.request(next.id + 1);
         true

@@ -96,12 +96,46 @@ impl LiveSegments {
     }
 }
 
-/// The header block of a segment: the encoded header, zeros up to the first
-/// record. Written once, at activation.
+/// What every segment a run creates shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub segment_bytes: u64,
+    pub block_bytes: u32,
+    pub record_bytes_max: u32,
+}
+
+/// Segment `id` about to become the one appended to, from `first_lsn` on:
+/// the header to write and sync at offset 0, and the metadata the segment
+/// has once that is durable. The one description of an activation, whether
+/// at open (written synchronously) or at a rotation (through the ring).
+pub(crate) fn activation(
+    id: u64,
+    path: PathBuf,
+    first_lsn: u64,
+    prev_data_end: u64,
+    geometry: Geometry,
+) -> (SegmentHeader, SegmentMeta) {
+    let Geometry { segment_bytes, block_bytes, record_bytes_max } = geometry;
+    let header =
+        SegmentHeader { segment_id: id, first_lsn, segment_bytes, prev_data_end, block_bytes, record_bytes_max };
+    let meta = SegmentMeta { id, first_lsn, path, block_bytes, segment_bytes, record_bytes_max, index: Arc::default() };
+    (header, meta)
+}
+
+/// Writes the header block of a segment into `buf`: the encoded header,
+/// zeros up to the first record. Returns its length.
+pub(crate) fn encode_header_block(header: &SegmentHeader, buf: &mut [u8]) -> usize {
+    let len = data_offset(header.block_bytes) as usize;
+    let encoded = header.encode();
+    buf[..len].fill(0);
+    buf[..encoded.len()].copy_from_slice(&encoded);
+    len
+}
+
+/// [`encode_header_block`] into a buffer of its own.
 pub(crate) fn header_block(header: &SegmentHeader) -> AlignedBuf {
     let mut buf = AlignedBuf::zeroed(data_offset(header.block_bytes) as usize);
-    let encoded = header.encode();
-    buf[..encoded.len()].copy_from_slice(&encoded);
+    encode_header_block(header, &mut buf);
     buf
 }
 
