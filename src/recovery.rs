@@ -237,52 +237,91 @@ pub(crate) fn survey(cfg: &RecoverConfig, report: &mut RecoveryReport) -> Result
     Ok((files, remove))
 }
 
+/// One scan of the directory: the files found, and what the walk along the
+/// chain of live segments learned so far.
+struct Scan<'a> {
+    cfg: &'a RecoverConfig,
+    started: Instant,
+    files: Vec<SegFile>,
+    report: RecoveryReport,
+    /// Files the caller removes once the scan is applied.
+    remove: Vec<PathBuf>,
+    /// Live segments walked, oldest first.
+    live: Vec<SegmentMeta>,
+}
+
+/// Where the walk of one segment stopped.
+struct SegmentEnd {
+    /// Offset after the last valid flush.
+    at: u64,
+    /// The next LSN expected.
+    next_lsn: u64,
+    /// Whether the walk stopped at damage rather than at a clean end.
+    broken: bool,
+}
+
 fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
-    let started = Instant::now();
-    let mut report = RecoveryReport::default();
-    let (files, mut remove) = survey(cfg, &mut report)?;
-    for f in &files {
-        if matches!(f.state, State::Junk) {
-            remove.push(f.path.clone());
+    let mut scan = Scan::survey(cfg)?;
+    let Some(first) = scan.files.iter().position(SegFile::is_live) else { return scan.no_live_segment() };
+    scan.drop_older_than(first)?;
+    let mut idx = first;
+    let mut next_lsn = scan.report.first_lsn;
+    loop {
+        let end = scan.walk(idx, next_lsn)?;
+        next_lsn = end.next_lsn;
+        if scan.chain_continues(idx, &end) {
+            idx += 1;
+            continue;
         }
+        let anything_later = scan.files[idx + 1..].iter().any(SegFile::may_hold_records);
+        if end.broken || anything_later {
+            // The chain breaks in segment `idx` at `end.at`: torn tail or corruption.
+            return scan.finish_at_break(idx, end.at, end.next_lsn);
+        }
+        return Ok(scan.finish_at_end(idx, &end));
+    }
+}
+
+impl Scan<'_> {
+    /// Lists and classifies the files; unfinished preparations and junk are
+    /// to be removed.
+    fn survey(cfg: &RecoverConfig) -> Result<Scan<'_>> {
+        let started = Instant::now();
+        let mut report = RecoveryReport::default();
+        let (files, mut remove) = survey(cfg, &mut report)?;
+        remove.extend(files.iter().filter(|f| matches!(f.state, State::Junk)).map(|f| f.path.clone()));
+        Ok(Scan { cfg, started, files, report, remove, live: Vec::new() })
     }
 
-    let Some(first) = files.iter().position(SegFile::is_live) else {
-        // No live segment: a new log, or one whose first activation tore.
-        if let Some(f) = files.iter().find(|f| matches!(f.state, State::Damaged(_))) {
+    /// No live segment: a new log, or one whose first activation tore.
+    fn no_live_segment(mut self) -> Result<Recovered> {
+        if let Some(f) = self.files.iter().find(|f| matches!(f.state, State::Damaged(_))) {
             return Err(unplaceable(f, "cannot be placed"));
         }
-        let spares = collect_spares(cfg, &files, 0, &mut remove);
-        report.first_lsn = 1;
-        return Ok(finish(
-            report,
-            started,
-            Vec::new(),
-            1,
-            Continue::NewSegment { id: 1, prev_data_end: 0 },
-            spares,
-            remove,
-        ));
-    };
-
-    // Segments older than the first live one must hold nothing of their own
-    // life: the log's history would be missing from its start.
-    for f in &files[..first] {
-        if matches!(f.state, State::Damaged(_)) {
-            return Err(unplaceable(f, "precedes the first readable segment"));
-        }
-        if !remove.contains(&f.path) {
-            remove.push(f.path.clone());
-        }
+        self.report.first_lsn = 1;
+        Ok(self.finish(0, 1, Continue::NewSegment { id: 1, prev_data_end: 0 }))
     }
 
-    let State::Live(first_header) = files[first].state else { unreachable!("position found a live file") };
-    report.first_lsn = first_header.first_lsn;
-    let mut expected = first_header.first_lsn;
-    let mut live = Vec::new();
-    let mut idx = first;
-    loop {
-        let f = &files[idx];
+    /// Segments older than the first live one must hold nothing of their own
+    /// life: the log's history would be missing from its start.
+    fn drop_older_than(&mut self, first: usize) -> Result<()> {
+        for f in &self.files[..first] {
+            if matches!(f.state, State::Damaged(_)) {
+                return Err(unplaceable(f, "precedes the first readable segment"));
+            }
+            if !self.remove.contains(&f.path) {
+                self.remove.push(f.path.clone());
+            }
+        }
+        let State::Live(header) = self.files[first].state else { unreachable!("position found a live file") };
+        self.report.first_lsn = header.first_lsn;
+        Ok(())
+    }
+
+    /// Walks live segment `idx`, whose first record should carry
+    /// `next_lsn`: counts and indexes its records, notes skipped damage.
+    fn walk(&mut self, idx: usize, next_lsn: u64) -> Result<SegmentEnd> {
+        let f = &self.files[idx];
         let State::Live(header) = f.state else { unreachable!("the chain holds live files only") };
         if f.len != header.segment_bytes {
             return Err(Error::UnexpectedFile {
@@ -291,7 +330,7 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
             });
         }
         let index = Arc::new(SegmentIndex::default());
-        live.push(SegmentMeta {
+        self.live.push(SegmentMeta {
             id: f.id,
             first_lsn: header.first_lsn,
             path: f.path.clone(),
@@ -302,15 +341,15 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
         });
         let limits = f.limits();
         let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
-        let mut walker = Walker::new(f.id, data_offset(header.block_bytes), expected, limits);
-        let (end, broken) = loop {
+        let mut walker = Walker::new(f.id, data_offset(header.block_bytes), next_lsn, limits);
+        let (at, broken) = loop {
             match walker.next(&mut src).map_err(|e| Error::io("read segment", &f.path, e))? {
                 Step::Record { offset, header, .. } => {
-                    report.records += 1;
+                    self.report.records += 1;
                     index.note(header.lsn, offset);
                 }
                 Step::Skipped { from, to } => {
-                    if cfg.mode == RecoveryMode::AbsoluteConsistency {
+                    if self.cfg.mode == RecoveryMode::AbsoluteConsistency {
                         return Err(Error::Corruption {
                             segment: f.id,
                             path: f.path.clone(),
@@ -319,64 +358,112 @@ fn scan(cfg: &RecoverConfig) -> Result<Recovered> {
                             detail: format!("precedes damaged bytes up to offset {to} (no record lost)"),
                         });
                     }
-                    report.skipped_count += 1;
-                    if report.skipped.len() < SKIPPED_LISTED_MAX {
-                        report.skipped.push(SkippedBytes { segment: f.id, from, to });
+                    self.report.skipped_count += 1;
+                    if self.report.skipped.len() < SKIPPED_LISTED_MAX {
+                        self.report.skipped.push(SkippedBytes { segment: f.id, from, to });
                     }
                 }
                 Step::Break { at, .. } => break (at, true),
                 Step::End { at } => break (at, false),
             }
         };
-        report.bytes_read += src.bytes_read;
-        expected = walker.expected();
-        // The next segment's header certifies where this one's data ends and
-        // which LSN follows; whatever lies beyond that end (the remains of a
-        // torn window an earlier recovery cut off) is dead.
-        if let Some(n @ SegFile { state: State::Live(nh), .. }) = files.get(idx + 1) {
-            if n.id == f.id + 1 && nh.prev_data_end == end && nh.first_lsn == expected {
-                idx += 1;
-                continue;
-            }
-        }
-        let anything_later = files[idx + 1..].iter().any(SegFile::may_hold_records);
-        if broken || anything_later {
-            // The chain breaks in segment `idx` at `end`: torn tail or corruption.
-            return finish_at_break(cfg, files, idx, end, expected, live, report, remove, started);
-        }
-        // The end of the log.
-        report.segments = live.len();
-        report.last_lsn = expected - 1;
-        let continue_at = if format::is_clean_end(end, header.block_bytes, header.segment_bytes) {
-            Continue::InSegment { meta: live.last().expect("non-empty").clone(), write_pos: end }
+        self.report.bytes_read += src.bytes_read;
+        Ok(SegmentEnd { at, next_lsn: walker.expected(), broken })
+    }
+
+    /// Whether the next segment's header certifies where segment `idx`'s
+    /// data ends and which LSN follows; whatever lies beyond that end (the
+    /// remains of a torn window an earlier recovery cut off) is dead.
+    fn chain_continues(&self, idx: usize, end: &SegmentEnd) -> bool {
+        let id = self.files[idx].id;
+        matches!(self.files.get(idx + 1), Some(n @ SegFile { state: State::Live(nh), .. })
+            if n.id == id + 1 && nh.prev_data_end == end.at && nh.first_lsn == end.next_lsn)
+    }
+
+    /// The log ends cleanly in segment `idx`, or after its last flush's
+    /// padding tore (its records are intact).
+    fn finish_at_end(mut self, idx: usize, end: &SegmentEnd) -> Recovered {
+        let f = &self.files[idx];
+        let State::Live(header) = f.state else { unreachable!("the chain holds live files only") };
+        let id = f.id;
+        self.report.segments = self.live.len();
+        self.report.last_lsn = end.next_lsn - 1;
+        let continue_at = if format::is_clean_end(end.at, header.block_bytes, header.segment_bytes) {
+            Continue::InSegment { meta: self.live.last().expect("non-empty").clone(), write_pos: end.at }
         } else {
-            // The last flush's padding is torn; its records are intact.
-            report.torn_tail = Some(TornTail {
-                segment: f.id,
-                offset: end,
-                next_lsn: expected,
+            self.report.torn_tail = Some(TornTail {
+                segment: id,
+                offset: end.at,
+                next_lsn: end.next_lsn,
                 records_dropped: 0,
                 segments_removed: 0,
             });
-            Continue::NewSegment { id: f.id + 1, prev_data_end: end }
+            Continue::NewSegment { id: id + 1, prev_data_end: end.at }
         };
-        let spares = collect_spares(cfg, &files, f.id, &mut remove);
-        return Ok(finish(report, started, live, expected, continue_at, spares, remove));
+        self.finish(id, end.next_lsn, continue_at)
     }
-}
 
-fn finish(
-    mut report: RecoveryReport,
-    started: Instant,
-    live: Vec<SegmentMeta>,
-    next_lsn: u64,
-    continue_at: Continue,
-    spares: Spares,
-    remove: Vec<PathBuf>,
-) -> Recovered {
-    report.removed_files = remove.clone();
-    report.duration = started.elapsed();
-    Recovered { report, live, next_lsn, continue_at, spares, remove }
+    /// The chain breaks in segment `idx` at offset `at`, where LSN
+    /// `missing_lsn` should be: a torn tail to cut, unless a later record
+    /// proves that LSN was durable (corruption, reported).
+    fn finish_at_break(mut self, idx: usize, at: u64, missing_lsn: u64) -> Result<Recovered> {
+        let f = &self.files[idx];
+        let later: Vec<&SegFile> = self.files[idx + 1..].iter().filter(|g| g.may_hold_records()).collect();
+        let mut strongest: Option<(&SegFile, Evidence)> = None;
+        let mut dropped = 0u64;
+        for (g, from) in std::iter::once((f, at)).chain(later.iter().map(|g| (*g, data_offset(BLOCK_BYTES_MIN)))) {
+            let (ev, n) = evidence_and_count(g, from, missing_lsn, &mut self.report)?;
+            dropped += n;
+            if let Some(ev) = ev {
+                if strongest.as_ref().is_none_or(|(_, s)| ev.sync_hint > s.sync_hint) {
+                    strongest = Some((g, ev));
+                }
+            }
+        }
+        if let Some((g, ev)) = strongest {
+            if ev.sync_hint >= missing_lsn && self.cfg.mode != RecoveryMode::PointInTime {
+                return Err(Error::Corruption {
+                    segment: f.id,
+                    path: f.path.clone(),
+                    offset: at,
+                    lsn: missing_lsn,
+                    detail: format!(
+                        "is missing or damaged, yet LSN {} (segment {}, {}, offset {}) was written after \
+                         LSN {} had been synced, so LSN {missing_lsn} was durable",
+                        ev.lsn,
+                        g.id,
+                        g.path.display(),
+                        ev.offset,
+                        ev.sync_hint
+                    ),
+                });
+            }
+        }
+        if self.cfg.mode == RecoveryMode::AbsoluteConsistency {
+            return Err(Error::TornTail { segment: f.id, path: f.path.clone(), offset: at, lsn: missing_lsn });
+        }
+        let (id, segments_removed) = (f.id, later.len());
+        let later: Vec<PathBuf> = later.iter().map(|g| g.path.clone()).collect();
+        self.remove.extend(later);
+        self.report.segments = self.live.len();
+        self.report.last_lsn = missing_lsn - 1;
+        self.report.torn_tail = Some(TornTail {
+            segment: id,
+            offset: at,
+            next_lsn: missing_lsn,
+            records_dropped: dropped,
+            segments_removed,
+        });
+        Ok(self.finish(id, missing_lsn, Continue::NewSegment { id: id + 1, prev_data_end: at }))
+    }
+
+    /// The outcome; spares are the segments after `last_live`.
+    fn finish(mut self, last_live: u64, next_lsn: u64, continue_at: Continue) -> Recovered {
+        let spares = collect_spares(self.cfg, &self.files, last_live, &mut self.remove);
+        self.report.removed_files = self.remove.clone();
+        self.report.duration = self.started.elapsed();
+        Recovered { report: self.report, live: self.live, next_lsn, continue_at, spares, remove: self.remove }
+    }
 }
 
 fn unplaceable(f: &SegFile, what: &str) -> Error {
@@ -391,70 +478,6 @@ fn unplaceable(f: &SegFile, what: &str) -> Error {
         lsn: 0,
         detail: format!("{what}: its header is damaged ({why}) but it holds records"),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish_at_break(
-    cfg: &RecoverConfig,
-    files: Vec<SegFile>,
-    idx: usize,
-    at: u64,
-    missing_lsn: u64,
-    live: Vec<SegmentMeta>,
-    mut report: RecoveryReport,
-    mut remove: Vec<PathBuf>,
-    started: Instant,
-) -> Result<Recovered> {
-    let f = &files[idx];
-    let later: Vec<&SegFile> = files[idx + 1..].iter().filter(|g| g.may_hold_records()).collect();
-    let mut strongest: Option<(&SegFile, Evidence)> = None;
-    let mut dropped = 0u64;
-    for (g, from) in std::iter::once((f, at)).chain(later.iter().map(|g| (*g, data_offset(BLOCK_BYTES_MIN)))) {
-        let (ev, n) = evidence_and_count(g, from, missing_lsn, &mut report)?;
-        dropped += n;
-        if let Some(ev) = ev {
-            if strongest.as_ref().is_none_or(|(_, s)| ev.sync_hint > s.sync_hint) {
-                strongest = Some((g, ev));
-            }
-        }
-    }
-    if let Some((g, ev)) = strongest {
-        if ev.sync_hint >= missing_lsn && cfg.mode != RecoveryMode::PointInTime {
-            return Err(Error::Corruption {
-                segment: f.id,
-                path: f.path.clone(),
-                offset: at,
-                lsn: missing_lsn,
-                detail: format!(
-                    "is missing or damaged, yet LSN {} (segment {}, {}, offset {}) was written after \
-                     LSN {} had been synced, so LSN {missing_lsn} was durable",
-                    ev.lsn,
-                    g.id,
-                    g.path.display(),
-                    ev.offset,
-                    ev.sync_hint
-                ),
-            });
-        }
-    }
-    if cfg.mode == RecoveryMode::AbsoluteConsistency {
-        return Err(Error::TornTail { segment: f.id, path: f.path.clone(), offset: at, lsn: missing_lsn });
-    }
-    for g in &later {
-        remove.push(g.path.clone());
-    }
-    report.segments = live.len();
-    report.last_lsn = missing_lsn - 1;
-    report.torn_tail = Some(TornTail {
-        segment: f.id,
-        offset: at,
-        next_lsn: missing_lsn,
-        records_dropped: dropped,
-        segments_removed: later.len(),
-    });
-    let spares = collect_spares(cfg, &files, f.id, &mut remove);
-    let continue_at = Continue::NewSegment { id: f.id + 1, prev_data_end: at };
-    Ok(finish(report, started, live, missing_lsn, continue_at, spares, remove))
 }
 
 /// The strongest evidence among this life's valid records from `from` on,
