@@ -7,7 +7,7 @@
 //!    page cache) before anything new is acknowledged;
 //! 3. [`first_segment`]: where appends continue: the recovered last segment,
 //!    or a new one activated now;
-//! 4. [`engine_config`] and [`start_io_thread`]: the I/O thread on the
+//! 4. [`engine_config`], [`backend_choice`] and [`start_io_thread`]: the I/O thread on the
 //!    backend asked for.
 
 use std::path::{Path, PathBuf};
@@ -20,12 +20,13 @@ use crate::commit::shared::Shared;
 use crate::commit::{self, Active, EngineConfig, Parts};
 use crate::error::{Error, Result};
 use crate::format::{self, record};
-use crate::io::backend::{self, Started};
+use crate::io::backend;
+pub(crate) use crate::io::backend::Started;
 use crate::options::{BlockSize, DirectIo, Options};
 use crate::recovery::{self, Continue, RecoverConfig, Recovered};
-use crate::segment::prepare::{self, PrepareConfig};
+use crate::segment::prepare::{self, PrepareConfig, PrepareCounters};
 use crate::segment::{self, Geometry};
-use crate::storage::{DeviceFacts, OpenHow, Storage, write_all_at};
+use crate::storage::{DeviceFacts, DirLock, OpenHow, Storage, write_all_at};
 
 /// What step 1 decided.
 #[derive(Debug)]
@@ -118,6 +119,43 @@ pub(crate) fn first_segment(
     }
 }
 
+/// The segment preparer's settings.
+pub(crate) fn prepare_config(options: &Options, plan: &IoPlan, storage: &Arc<dyn Storage>) -> PrepareConfig {
+    PrepareConfig {
+        storage: storage.clone(),
+        dir: options.dir.clone(),
+        segment_bytes: options.segment_bytes,
+        direct: plan.direct,
+        spare_segments_max: options.spare_segments_max,
+        recycle: options.recycle_segments,
+        prewrite: options.prewrite_segments,
+        counters: Arc::new(PrepareCounters::default()),
+    }
+}
+
+/// What the backend is chosen from ([`backend::start`] chooses).
+pub(crate) fn backend_choice(
+    options: &Options,
+    storage: &dyn Storage,
+    lock: &dyn DirLock,
+    lock_path: &Path,
+) -> Result<backend::Choice> {
+    // Storages without descriptors (simulated ones) cannot use io_uring.
+    let descriptors = storage
+        .open_file(lock_path, OpenHow::read(false))
+        .map_err(|e| Error::io("open", lock_path, e))?
+        .raw_fd()
+        .is_some();
+    Ok(backend::Choice {
+        backend: options.backend,
+        lock_fd: lock.raw_fd(),
+        descriptors,
+        order: storage.completion_order(),
+        #[cfg(feature = "fault-injection")]
+        ring_faults: options.ring_faults.clone(),
+    })
+}
+
 /// Step 4: the I/O thread's settings.
 pub(crate) fn engine_config(options: &Options, plan: &IoPlan) -> EngineConfig {
     // Even a synchronous pwritev2(RWF_DSYNC) is not durable on some file
@@ -202,6 +240,36 @@ fn decide_block(options: &Options, device: &DeviceFacts, direct: bool) -> Result
         )));
     }
     Ok(block)
+}
+
+/// Logs what was opened and recovered (feature `log`).
+#[cfg(feature = "log")]
+pub(crate) fn log_opened(dir: &Path, started: &Started, plan: &IoPlan, report: &crate::recovery::RecoveryReport) {
+    crate::events::event!(
+        info,
+        "opened {}: {:?}{}, O_DIRECT {}, block {} B; recovered {} records in {} segments (LSN {}..={}) in {:?}",
+        dir.display(),
+        started.kind,
+        started.fallback_reason.as_deref().map(|r| format!(" (io_uring: {r})")).unwrap_or_default(),
+        plan.direct,
+        plan.block_bytes,
+        report.records,
+        report.segments,
+        report.first_lsn,
+        report.last_lsn,
+        report.duration
+    );
+    if let Some(t) = &report.torn_tail {
+        crate::events::event!(
+            warn,
+            "cut a torn tail in segment {} at offset {}: next LSN {}, {} records dropped, {} segments removed",
+            t.segment,
+            t.offset,
+            t.next_lsn,
+            t.records_dropped,
+            t.segments_removed
+        );
+    }
 }
 
 /// Poisons the log if the I/O thread unwinds, so no waiter hangs and every

@@ -25,8 +25,8 @@ use crate::reader::{Reader, RecordRef};
 use crate::recovery::RecoveryReport;
 use crate::segment::LiveSegments;
 use crate::segment::names::LOCK_FILE;
-use crate::segment::prepare::{self, PrepareConfig, PrepareCounters, PreparerClient};
-use crate::storage::{DeviceFacts, DirLock, OpenHow, OsStorage, Storage};
+use crate::segment::prepare::{self, PrepareCounters, PreparerClient};
+use crate::storage::{DeviceFacts, DirLock, OsStorage, Storage};
 
 pub use crate::format::Lsn;
 
@@ -56,6 +56,22 @@ pub struct BackendInfo {
     pub rwf_dsync: bool,
     /// What the device under the directory offers.
     pub device: DeviceFacts,
+}
+
+impl BackendInfo {
+    fn new(started: open::Started, plan: open::IoPlan) -> BackendInfo {
+        BackendInfo {
+            kind: started.kind,
+            fallback_reason: started.fallback_reason,
+            direct_io: plan.direct,
+            buffered_reason: plan.buffered_reason,
+            block_bytes: plan.block_bytes,
+            defer_taskrun: started.defer_taskrun,
+            fixed_buffers: started.fixed_buffers,
+            rwf_dsync: plan.device.trusts_rwf_dsync(),
+            device: plan.device,
+        }
+    }
 }
 
 /// Counters and latency distributions since the log was opened. Reading
@@ -327,16 +343,7 @@ impl Wal {
         let lock_path = dir.join(LOCK_FILE);
         let plan = open::plan_io(&options, storage.as_ref(), &lock_path)?;
         let mut recovered = open::recover_durably(&options, &storage, plan.direct)?;
-        let prep_cfg = PrepareConfig {
-            storage: storage.clone(),
-            dir: dir.clone(),
-            segment_bytes: options.segment_bytes,
-            direct: plan.direct,
-            spare_segments_max: options.spare_segments_max,
-            recycle: options.recycle_segments,
-            prewrite: options.prewrite_segments,
-            counters: Arc::new(PrepareCounters::default()),
-        };
+        let prep_cfg = open::prepare_config(&options, &plan, &storage);
         let prepare_counters = prep_cfg.counters.clone();
         let active = open::first_segment(&options, storage.as_ref(), &prep_cfg, &plan, &mut recovered)?;
         let next_lsn = recovered.next_lsn;
@@ -366,62 +373,11 @@ impl Wal {
             buffers,
             storage: storage.clone(),
         };
-        // Storages without descriptors (simulated ones) cannot use io_uring.
-        let descriptors = storage
-            .open_file(&lock_path, OpenHow::read(false))
-            .map_err(|e| Error::io("open", &lock_path, e))?
-            .raw_fd()
-            .is_some();
-        let order = storage.completion_order();
-        let io = io::backend::Choice {
-            backend: options.backend,
-            lock_fd: lock.raw_fd(),
-            descriptors,
-            order,
-            #[cfg(feature = "fault-injection")]
-            ring_faults: options.ring_faults.clone(),
-        };
+        let io = open::backend_choice(&options, storage.as_ref(), lock.as_ref(), &lock_path)?;
         let (io_thread, started) = open::start_io_thread(parts, io, &dir)?;
         #[cfg(feature = "log")]
-        {
-            let report = &recovered.report;
-            crate::events::event!(
-                info,
-                "opened {}: {:?}{}, O_DIRECT {}, block {} B; recovered {} records in {} segments (LSN {}..={}) in {:?}",
-                dir.display(),
-                started.kind,
-                started.fallback_reason.as_deref().map(|r| format!(" (io_uring: {r})")).unwrap_or_default(),
-                plan.direct,
-                plan.block_bytes,
-                report.records,
-                report.segments,
-                report.first_lsn,
-                report.last_lsn,
-                report.duration
-            );
-            if let Some(t) = &report.torn_tail {
-                crate::events::event!(
-                    warn,
-                    "cut a torn tail in segment {} at offset {}: next LSN {}, {} records dropped, {} segments removed",
-                    t.segment,
-                    t.offset,
-                    t.next_lsn,
-                    t.records_dropped,
-                    t.segments_removed
-                );
-            }
-        }
-        let backend = BackendInfo {
-            kind: started.kind,
-            fallback_reason: started.fallback_reason,
-            direct_io: plan.direct,
-            buffered_reason: plan.buffered_reason,
-            block_bytes: plan.block_bytes,
-            defer_taskrun: started.defer_taskrun,
-            fixed_buffers: started.fixed_buffers,
-            rwf_dsync: plan.device.trusts_rwf_dsync(),
-            device: plan.device,
-        };
+        open::log_opened(&dir, &started, &plan, &recovered.report);
+        let backend = BackendInfo::new(started, plan);
         Ok(Wal {
             shared,
             live,
