@@ -142,6 +142,10 @@ fn walk_segment(f: &SegFile, mut visit: impl FnMut(DumpItem<'_>) -> bool) -> Res
             Step::Record { offset, header, payload } => {
                 records += 1;
                 last = Some(header.lsn);
+                #[expect(
+                    clippy::expect_used,
+                    reason = "the walker yields only records whose fields check_fields accepted, known type codes included"
+                )]
                 let kind = RecordType::from_raw(header.kind).expect("validated record type");
                 visit(DumpItem::Record { segment: f.id, offset, lsn: header.lsn, kind, payload })
             }

@@ -43,7 +43,7 @@
 // Every `unsafe` block states the invariant it relies on.
 #![deny(clippy::undocumented_unsafe_blocks)]
 // Library code never unwraps; an `expect` names the invariant it trusts.
-#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod commit;
 mod error;

@@ -389,6 +389,7 @@ impl Scan<'_> {
         self.report.segments = self.live.len();
         self.report.last_lsn = end.next_lsn - 1;
         let continue_at = if format::is_clean_end(end.at, header.block_bytes, header.segment_bytes) {
+            #[expect(clippy::expect_used, reason = "walk() pushed this segment's meta before returning")]
             Continue::InSegment { meta: self.live.last().expect("non-empty").clone(), write_pos: end.at }
         } else {
             self.report.torn_tail = Some(TornTail {

@@ -428,11 +428,13 @@ impl<Q: IoQueue> Engine<Q> {
             if self.open.is_none() && !self.start_flush() {
                 return false;
             }
+            #[expect(clippy::expect_used, reason = "start_flush returned true, so a flush is open")]
             let open = self.open.as_mut().expect("started above");
             match open.layout.fits(0, open.buf.len()) {
                 Fit::Yes => break,
                 Fit::BufferFull => unreachable!("an empty flush buffer holds a block"),
                 Fit::SegmentFull => {
+                    #[expect(clippy::expect_used, reason = "matched on this open flush just above")]
                     let open = self.open.take().expect("checked");
                     self.free.push(open.buf);
                     if !self.roll() {
@@ -441,6 +443,7 @@ impl<Q: IoQueue> Engine<Q> {
                 }
             }
         }
+        #[expect(clippy::expect_used, reason = "the loop breaks only with a flush open")]
         let mut open = self.open.take().expect("placed above");
         let (next, synced) = (self.next_lsn, self.synced);
         let len = open.layout.finish_marker(&mut open.buf, next, synced);
@@ -606,6 +609,7 @@ impl<Q: IoQueue> Engine<Q> {
             if self.open.is_none() && !self.start_flush() {
                 return Placed::Blocked;
             }
+            #[expect(clippy::expect_used, reason = "start_flush returned true, so a flush is open")]
             let open = self.open.as_mut().expect("started above");
             // A segment holds records up to the limit its header declares (a
             // log reopened with a larger limit continues in a segment written
@@ -739,11 +743,13 @@ impl<Q: IoQueue> Engine<Q> {
             if f.segment_id == self.active.meta.id && !self.active.activated {
                 break;
             }
+            #[expect(clippy::expect_used, reason = "a flush owns its buffer from seal to submission")]
+            let buf = f.buf.take().expect("sealed flush owns its buffer");
             let op = WriteOp {
                 token: f.token,
                 file: f.file.clone(),
                 offset: f.offset,
-                buf: f.buf.take().expect("sealed flush owns its buffer"),
+                buf,
                 len: f.len,
                 sync: self.cfg.policy.flush_sync(f.marker.is_some()),
             };
@@ -806,6 +812,7 @@ impl<Q: IoQueue> Engine<Q> {
         let Some(mut buf) = self.free.pop() else {
             return false;
         };
+        #[expect(clippy::expect_used, reason = "the branch above filled next_segment or returned")]
         let next = self.next_segment.take().expect("checked above");
         assert_eq!(next.id, self.active.meta.id + 1, "segments are activated in id order");
         let (header, meta) =
@@ -842,6 +849,7 @@ impl<Q: IoQueue> Engine<Q> {
             Completion::Write { token, buf, result } => {
                 self.free.push(buf);
                 if self.activation.as_ref().is_some_and(|a| a.token == token) {
+                    #[expect(clippy::expect_used, reason = "is_some_and just checked it")]
                     let act = self.activation.take().expect("checked");
                     match result {
                         Ok(()) => {
@@ -861,6 +869,10 @@ impl<Q: IoQueue> Engine<Q> {
                     }
                     return;
                 }
+                #[expect(
+                    clippy::expect_used,
+                    reason = "every write token not an activation's belongs to a flush in the queue until it completes"
+                )]
                 let i = self.flushes.iter().position(|f| f.token == token).expect("completion of a known flush");
                 self.flushes_in_flight -= 1;
                 match result {

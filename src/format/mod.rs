@@ -11,6 +11,7 @@
 //! and every flush is a run of records followed by one padding record that
 //! extends it to a block boundary, so no later write touches its blocks.
 
+mod bytes;
 pub mod flush;
 mod kind;
 pub mod record;

@@ -18,6 +18,7 @@
 //! record left in a recycled file from an earlier life of that file never
 //! validates as one of the current life.
 
+use super::bytes::{le_u16, le_u32, le_u64};
 use super::kind::KIND_PADDING;
 use super::{RECORD_ALIGN_BYTES, RecordType, align_up};
 
@@ -51,13 +52,13 @@ impl RecordHeader {
     #[must_use]
     pub fn parse(bytes: &[u8; RECORD_HEADER_BYTES]) -> RecordHeader {
         RecordHeader {
-            crc: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
-            payload_len: u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")),
-            lsn: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
-            segment_id: u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")),
-            kind: u16::from_le_bytes(bytes[24..26].try_into().expect("2 bytes")),
-            flags: u16::from_le_bytes(bytes[26..28].try_into().expect("2 bytes")),
-            sync_lag: u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes")),
+            crc: le_u32(bytes, 0),
+            payload_len: le_u32(bytes, 4),
+            lsn: le_u64(bytes, 8),
+            segment_id: le_u64(bytes, 16),
+            kind: le_u16(bytes, 24),
+            flags: le_u16(bytes, 26),
+            sync_lag: le_u32(bytes, 28),
         }
     }
 
@@ -140,7 +141,7 @@ pub fn checksum(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> u32 {
 /// Whether the stored checksum matches header and payload.
 #[must_use]
 pub fn verify(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> bool {
-    let stored = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let stored = le_u32(header, 0);
     stored == checksum(header, payload)
 }
 
@@ -184,12 +185,14 @@ pub fn encode(out: &mut [u8], header: EncodeHeader, payload: &[u8]) -> usize {
 /// record every reader rejects; debug builds assert it.
 pub fn encode_with_payload_crc(out: &mut [u8], header: EncodeHeader, payload: &[u8], payload_crc: u32) -> usize {
     debug_assert_eq!(payload_crc, crc32c::crc32c(payload), "payload CRC computed over other bytes");
+    #[expect(clippy::expect_used, reason = "documented panic: callers check payloads against record_bytes_max (a u32)")]
     let payload_len = u32::try_from(payload.len()).expect("payload length checked by caller");
     let total = encoded_len(payload_len) as usize;
     assert!(out.len() >= total, "record buffer too small");
     let (head, rest) = out[..total].split_at_mut(RECORD_HEADER_BYTES);
     rest[..payload.len()].copy_from_slice(payload);
     rest[payload.len()..].fill(0);
+    #[expect(clippy::expect_used, reason = "split_at_mut(RECORD_HEADER_BYTES) made it that long")]
     let head: &mut [u8; RECORD_HEADER_BYTES] = head.try_into().expect("32 bytes");
     write_header(head, payload_len, header);
     let crc = crc32c::crc32c_append(payload_crc, &head[4..]);
@@ -207,6 +210,7 @@ pub fn encode_padding(out: &mut [u8], total: usize, next_lsn: u64, segment_id: u
     assert!(total >= RECORD_HEADER_BYTES && total as u64 % RECORD_ALIGN_BYTES == 0);
     let (head, rest) = out[..total].split_at_mut(RECORD_HEADER_BYTES);
     rest.fill(0);
+    #[expect(clippy::expect_used, reason = "split_at_mut(RECORD_HEADER_BYTES) made it that long")]
     let head: &mut [u8; RECORD_HEADER_BYTES] = head.try_into().expect("32 bytes");
     let header = EncodeHeader { lsn: next_lsn, segment_id, kind: KIND_PADDING, sync_lag };
     write_header(head, (total - RECORD_HEADER_BYTES) as u32, header);

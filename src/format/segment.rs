@@ -20,6 +20,7 @@
 //! its current life. `prev_data_end` certifies where the previous segment's
 //! data ends: anything of that segment beyond it is dead.
 
+use super::bytes::{le_u32, le_u64};
 use super::{FORMAT_VERSION, data_offset, is_valid_block};
 
 /// Bytes of a segment header.
@@ -102,8 +103,8 @@ impl SegmentHeader {
         if b[0..8] != SEGMENT_MAGIC {
             return HeaderState::Invalid(HeaderDefect::Magic);
         }
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let u32_at = |o: usize| le_u32(b, o);
+        let u64_at = |o: usize| le_u64(b, o);
         if crc32c::crc32c(&b[0..60]) != u32_at(60) {
             return HeaderState::Invalid(HeaderDefect::Checksum);
         }

@@ -15,6 +15,7 @@
 //! Deciding whether a break is a torn tail or corruption needs the rest of the
 //! directory and is recovery's job; [`strongest_evidence`] supplies the proof.
 
+use super::bytes::le_u64;
 use std::io;
 
 use super::record::{self, RECORD_HEADER_BYTES, RecordHeader};
@@ -185,8 +186,9 @@ pub fn probe<S: SegmentSource>(
     if limits.segment_bytes.saturating_sub(offset) < RECORD_HEADER_BYTES as u64 {
         return Ok(None);
     }
-    let head: [u8; RECORD_HEADER_BYTES] =
-        src.read(offset, RECORD_HEADER_BYTES)?.try_into().expect("read returns the length asked");
+    let mut head = [0u8; RECORD_HEADER_BYTES];
+    // `read` returns the length asked (checked above that the segment has it).
+    head.copy_from_slice(src.read(offset, RECORD_HEADER_BYTES)?);
     let header = RecordHeader::parse(&head);
     if header.segment_id != segment_id
         || header.check_fields(limits.payload_len_max, limits.block_bytes).is_err()
@@ -218,7 +220,7 @@ pub fn find_next<S: SegmentSource>(
         let mut i = 0usize;
         let mut hit = None;
         while i + RECORD_HEADER_BYTES <= bytes.len() {
-            let id = u64::from_le_bytes(bytes[i + 16..i + 24].try_into().expect("8 bytes"));
+            let id = le_u64(bytes, i + 16);
             if id == segment_id {
                 hit = Some(pos + i as u64);
                 break;

@@ -143,6 +143,7 @@ pub(crate) enum Keep {
 impl Keep {
     /// A read-only descriptor of the file open at `fd`.
     pub fn read_only(fd: RawFd) -> io::Result<Keep> {
+        #[expect(clippy::expect_used, reason = "a formatted integer holds no NUL")]
         let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a path");
         // SAFETY: path is a valid NUL-terminated string; the result is checked.
         let ro = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };

@@ -241,6 +241,7 @@ impl UringQueue {
     fn release_slot(&mut self, slot: u32) -> Op {
         self.in_flight -= 1;
         self.free_slots.push(slot);
+        #[expect(clippy::expect_used, reason = "completions and failures name only slots alloc_slot filled")]
         self.ops[slot as usize].take().expect("slot in use")
     }
 
@@ -254,6 +255,7 @@ impl UringQueue {
             let mut sq = self.ring.submission();
             if sq.capacity() - sq.len() >= entries.len() {
                 // SAFETY: the caller guarantees the buffers outlive the ops.
+                #[expect(clippy::expect_used, reason = "room for every entry was checked just above")]
                 unsafe { sq.push_multiple(entries) }.expect("room was checked");
                 return Ok(());
             }
@@ -350,7 +352,9 @@ impl UringQueue {
             }
             let slot = (user_data >> 1) as u32;
             let linked_sync = user_data & 1 == 1;
-            match self.ops[slot as usize].as_mut().expect("completion for a live slot") {
+            #[expect(clippy::expect_used, reason = "the kernel completes only what was submitted, from a live slot")]
+            let op = self.ops[slot as usize].as_mut().expect("completion for a live slot");
+            match op {
                 Op::Sync { .. } => {
                     self.release_slot(slot);
                     let result = if res < 0 {
@@ -484,6 +488,10 @@ impl UringQueue {
 
 impl IoQueue for UringQueue {
     fn submit_write(&mut self, op: WriteOp) {
+        #[expect(
+            clippy::expect_used,
+            reason = "backend::start picks io_uring only for storages whose files have descriptors"
+        )]
         let fd = op.file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
         assert!(op.len <= op.buf.len() && op.len > 0);
         let slot = self.alloc_slot(Op::Flush(Flush {
@@ -516,6 +524,10 @@ impl IoQueue for UringQueue {
 
     fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
         #[allow(unused_mut)]
+        #[expect(
+            clippy::expect_used,
+            reason = "backend::start picks io_uring only for storages whose files have descriptors"
+        )]
         let mut fd = file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
         #[cfg(feature = "fault-injection")]
         let keep = match self.injector.next(super::fault::Submission::RoundSync) {

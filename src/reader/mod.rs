@@ -177,6 +177,7 @@ impl Reader {
             if self.open.is_none() {
                 self.open_segment()?;
             }
+            #[expect(clippy::expect_used, reason = "open_segment succeeded or returned early")]
             let open = self.open.as_mut().expect("opened above");
             let step = open.walker.next(&mut open.source).map_err(|e| Error::io("read segment", &open.meta.path, e))?;
             match step {
@@ -185,6 +186,10 @@ impl Reader {
                         continue;
                     }
                     // check_fields validated the code.
+                    #[expect(
+                        clippy::expect_used,
+                        reason = "check_fields accepted the record, which it does only for known type codes"
+                    )]
                     let kind = RecordType::from_raw(header.kind).expect("validated record type");
                     break (offset, header.lsn, kind, header.payload_len as usize);
                 }
@@ -198,6 +203,7 @@ impl Reader {
         };
         debug_assert_eq!(lsn, self.next_lsn);
         self.next_lsn += 1;
+        #[expect(clippy::expect_used, reason = "the record above was read from the open segment")]
         let open = self.open.as_mut().expect("a record was just read");
         let payload = open
             .source

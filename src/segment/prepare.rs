@@ -177,9 +177,8 @@ impl Pace<'_> {
 pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64, pace: Pace<'_>) -> Result<Prepared> {
     spares.highest_id = spares.highest_id.max(id);
     // Spares with lower ids can never be used: the log has moved past them.
-    let stale: Vec<u64> = spares.files.range(..id).map(|(&k, _)| k).collect();
-    for k in stale {
-        let path = spares.files.remove(&k).expect("key from range");
+    while spares.files.first_key_value().is_some_and(|(&k, _)| k < id) {
+        let Some((_, path)) = spares.files.pop_first() else { break };
         cfg.storage.remove_file(&path).map_err(io_err("remove stale spare", &path))?;
         cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
     }

@@ -34,6 +34,10 @@ impl AlignedBuf {
     pub fn zeroed(len: usize) -> AlignedBuf {
         assert!(len > 0, "empty aligned buffer");
         let len = len.next_multiple_of(BUFFER_ALIGN_BYTES);
+        #[expect(
+            clippy::expect_used,
+            reason = "a power-of-two alignment and a length rounded to it, far below isize::MAX"
+        )]
         let layout = Layout::from_size_align(len, BUFFER_ALIGN_BYTES).expect("valid layout");
         // SAFETY: layout has a non-zero size (asserted above).
         let raw = unsafe { alloc::alloc_zeroed(layout) };
@@ -87,6 +91,7 @@ impl DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        #[expect(clippy::expect_used, reason = "the same layout zeroed() allocated with")]
         let layout = Layout::from_size_align(self.len, BUFFER_ALIGN_BYTES).expect("valid layout");
         // SAFETY: ptr was returned by alloc_zeroed with exactly this layout and
         // is freed only here, once.

@@ -656,14 +656,14 @@ impl Storage for SimStorage {
             .live
             .keys()
             .filter(|p| p.parent() == Some(dir))
-            .map(|p| DirEntry { name: p.file_name().expect("file path").to_owned(), kind: EntryKind::File })
+            .filter_map(|p| Some(DirEntry { name: p.file_name()?.to_owned(), kind: EntryKind::File }))
             .collect();
         out.extend(
             s.model
                 .dirs
                 .iter()
                 .filter(|p| p.parent() == Some(dir))
-                .map(|p| DirEntry { name: p.file_name().expect("dir path").to_owned(), kind: EntryKind::Dir }),
+                .filter_map(|p| Some(DirEntry { name: p.file_name()?.to_owned(), kind: EntryKind::Dir })),
         );
         Ok(out)
     }
