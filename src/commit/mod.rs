@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::error::{Error, Failure};
-use crate::format::data_offset;
 use crate::format::flush::{Fit, FlushLayout};
 use crate::format::record::{EncodeHeader, sync_lag};
+use crate::format::{self, data_offset};
 use crate::io::{Completion, IoBuf, IoQueue, OpError, SyncMode, WriteOp};
 use crate::segment::prepare::{Prepared, PreparerClient};
 use crate::segment::{self, Geometry, LiveSegments, SegmentMeta};
@@ -688,7 +688,23 @@ impl<Q: IoQueue> Engine<Q> {
 
     /// Queues a laid-out flush of the active segment for submission.
     fn queue_sealed(&mut self, open: OpenFlush, len: usize, marker: Option<u64>) {
-        debug_assert_eq!(open.layout.file_offset, self.active.write_pos, "flushes follow each other");
+        // Before writing (the reader and recovery check the same after
+        // reading): flushes follow each other, cover whole blocks inside the
+        // segment, and, in debug builds, read back as the records sealed.
+        let (offset, meta) = (open.layout.file_offset, &self.active.meta);
+        assert_eq!(offset, self.active.write_pos, "flushes follow each other");
+        let end = offset + len as u64;
+        assert!(end <= meta.segment_bytes, "flush past the segment's end");
+        assert!(end % u64::from(meta.block_bytes) == 0 || end == meta.segment_bytes, "flush ends inside a block");
+        #[cfg(debug_assertions)]
+        {
+            // A marker holds no records; its padding carries the next LSN.
+            let records = if marker.is_some() { 0 } else { open.last_lsn + 1 - open.first_lsn };
+            let first = open.last_lsn + 1 - records;
+            let read_back =
+                format::flush::verify(&open.buf[..len], first, meta.id, meta.record_bytes_max, meta.block_bytes);
+            assert_eq!(read_back, Ok(records), "a sealed flush reads back as its records");
+        }
         self.active.write_pos = open.layout.end();
         let token = self.token();
         self.flushes.push_back(Flush {

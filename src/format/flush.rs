@@ -137,6 +137,50 @@ impl FlushLayout {
     }
 }
 
+/// Reads back a sealed flush before it is written: records `first_lsn`,
+/// `first_lsn + 1`, ... of `segment_id`, each with a valid checksum and
+/// fields, then padding to the end of `flush` (or, at a segment's very end,
+/// fewer zero bytes than a header). Returns how many records it holds.
+/// The I/O thread asserts it in debug builds; a reader's checks are its pair.
+pub fn verify(
+    flush: &[u8],
+    first_lsn: u64,
+    segment_id: u64,
+    payload_len_max: u32,
+    block_bytes: u32,
+) -> Result<u64, String> {
+    let (mut at, mut lsn) = (0usize, first_lsn);
+    while flush.len() - at >= RECORD_HEADER_BYTES {
+        let mut head = [0u8; RECORD_HEADER_BYTES];
+        head.copy_from_slice(&flush[at..at + RECORD_HEADER_BYTES]);
+        let h = record::RecordHeader::parse(&head);
+        h.check_fields(payload_len_max, block_bytes).map_err(|d| format!("record at {at}: {d:?}"))?;
+        if h.lsn != lsn || h.segment_id != segment_id {
+            return Err(format!(
+                "record at {at}: LSN {} of segment {}, expected {lsn} of {segment_id}",
+                h.lsn, h.segment_id
+            ));
+        }
+        let end = at.saturating_add(h.encoded_len() as usize);
+        let Some(payload) = flush.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + h.payload_len as usize)
+        else {
+            return Err(format!("record at {at}: runs past the flush's {} bytes", flush.len()));
+        };
+        if !record::verify(&head, payload) {
+            return Err(format!("record at {at}: checksum"));
+        }
+        if h.is_padding() {
+            return if end == flush.len() {
+                Ok(lsn - first_lsn)
+            } else {
+                Err(format!("padding at {at} ends at {end}, flush at {}", flush.len()))
+            };
+        }
+        (at, lsn) = (end, lsn + 1);
+    }
+    if flush[at..].iter().all(|&b| b == 0) { Ok(lsn - first_lsn) } else { Err(format!("stray bytes after {at}")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +214,30 @@ mod tests {
         assert!(h.is_padding());
         assert_eq!((h.lsn, h.segment_id, h.sync_hint()), (41, 3, 40));
         assert_eq!(u64::from(h.payload_len), 4096 - RECORD_HEADER_BYTES as u64);
+    }
+
+    #[test]
+    fn verify_reads_back_a_sealed_flush_and_catches_each_defect() {
+        let seg = 64 * 1024;
+        let kind = crate::format::RecordType::Put.to_raw().unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut f = FlushLayout::new(4096, 5, 4096, seg);
+        for (i, len) in [100usize, 0, 700].into_iter().enumerate() {
+            let h = EncodeHeader { lsn: 10 + i as u64, segment_id: 5, kind, sync_lag: 1 };
+            f.push(&mut buf, h, &vec![i as u8; len]);
+        }
+        let len = f.finish(&mut buf, 13, 1);
+        let flush = &buf[..len];
+        assert_eq!(verify(flush, 10, 5, 4096, 4096), Ok(3));
+        assert!(verify(flush, 11, 5, 4096, 4096).unwrap_err().contains("expected 11"));
+        assert!(verify(flush, 10, 6, 4096, 4096).is_err());
+        assert!(verify(&flush[..len - 8], 10, 5, 4096, 4096).is_err(), "padding cut short");
+        let mut flipped = flush.to_vec();
+        flipped[RECORD_HEADER_BYTES + 50] ^= 1;
+        assert!(verify(&flipped, 10, 5, 4096, 4096).unwrap_err().contains("checksum"));
+        // A marker: padding only, carrying the next LSN.
+        let mut m = FlushLayout::new(8192, 5, 4096, seg);
+        let len = m.finish_marker(&mut buf, 13, 12);
+        assert_eq!(verify(&buf[..len], 13, 5, 4096, 4096), Ok(0));
     }
 }

@@ -50,6 +50,26 @@ pub type Lsn = u64;
 /// A length field above the configured maximum is never trusted.
 pub const RECORD_PAYLOAD_BYTES_LIMIT: u32 = 64 << 20;
 
+// The format's constants, checked where the compiler sees them: a change
+// that breaks one of these relations does not build.
+const _: () = {
+    assert!(BLOCK_BYTES_MIN.is_power_of_two() && BLOCK_BYTES_MAX.is_power_of_two());
+    assert!(BLOCK_BYTES_MIN <= BLOCK_BYTES_MAX);
+    // A header block holds the segment header; records start block-aligned.
+    assert!(SEGMENT_HEADER_BYTES as u64 <= HEADER_REGION_BYTES_MIN);
+    assert!(HEADER_REGION_BYTES_MIN.is_power_of_two() && HEADER_REGION_BYTES_MIN >= BLOCK_BYTES_MIN as u64);
+    // Every record, padding included, starts aligned and fits a header in
+    // the smallest block.
+    assert!(RECORD_ALIGN_BYTES.is_power_of_two());
+    assert!(RECORD_HEADER_BYTES as u64 % RECORD_ALIGN_BYTES == 0);
+    assert!(BLOCK_BYTES_MIN as u64 % RECORD_ALIGN_BYTES == 0);
+    assert!(RECORD_HEADER_BYTES <= BLOCK_BYTES_MIN as usize);
+    // The largest record's encoded length fits the u32 length arithmetic,
+    // and LSN and segment id arithmetic (`+ 1`) cannot overflow.
+    assert!((RECORD_PAYLOAD_BYTES_LIMIT as u64) < u32::MAX as u64 - RECORD_HEADER_BYTES as u64 - RECORD_ALIGN_BYTES);
+    assert!(LSN_MAX < u64::MAX / 2);
+};
+
 /// Offset of the first record in a segment that uses `block_bytes` blocks.
 #[must_use]
 pub fn data_offset(block_bytes: u32) -> u64 {

@@ -420,6 +420,9 @@ impl UringQueue {
                                 f.write_err = Some(io::Error::new(io::ErrorKind::WriteZero, "write made no progress"));
                             }
                         } else {
+                            // After reading the kernel's answer: never more
+                            // than the attempt asked for.
+                            assert!(res as usize <= f.len - f.done, "the kernel wrote more than asked");
                             f.done += res as usize;
                         }
                     }

@@ -201,7 +201,9 @@ impl Reader {
                 }
             }
         };
-        debug_assert_eq!(lsn, self.next_lsn);
+        // After reading: the record is the one asked for (the walker checked
+        // it; the engine asserted the same before writing).
+        assert_eq!(lsn, self.next_lsn, "reader out of step");
         self.next_lsn += 1;
         #[expect(clippy::expect_used, reason = "the record above was read from the open segment")]
         let open = self.open.as_mut().expect("a record was just read");
