@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::error::{Error, Failure};
+use crate::format::data_offset;
 use crate::format::flush::{Fit, FlushLayout};
 use crate::format::record::{EncodeHeader, sync_lag};
-use crate::format::{self, data_offset};
 use crate::io::{Completion, IoBuf, IoQueue, OpError, SyncMode, WriteOp};
 use crate::segment::prepare::{Prepared, PreparerClient};
 use crate::segment::{self, Geometry, LiveSegments, SegmentMeta};
@@ -702,7 +702,7 @@ impl<Q: IoQueue> Engine<Q> {
             let records = if marker.is_some() { 0 } else { open.last_lsn + 1 - open.first_lsn };
             let first = open.last_lsn + 1 - records;
             let read_back =
-                format::flush::verify(&open.buf[..len], first, meta.id, meta.record_bytes_max, meta.block_bytes);
+                crate::format::flush::verify(&open.buf[..len], first, meta.id, meta.record_bytes_max, meta.block_bytes);
             assert_eq!(read_back, Ok(records), "a sealed flush reads back as its records");
         }
         self.active.write_pos = open.layout.end();
