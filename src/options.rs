@@ -150,8 +150,10 @@ pub struct Options {
 
 impl Options {
     /// Defaults: [`Durability::GroupSync`], [`DirectIo::Auto`],
-    /// [`Backend::Auto`], 64 MiB segments, records up to 1 MiB, adaptive
-    /// spinning for a lone appender ([`Options::wait_spin`]).
+    /// [`Backend::Auto`], 64 MiB segments, records up to 1 MiB, no spinning:
+    /// a waiting appender and an idle I/O thread sleep, so waiting costs no
+    /// more CPU than a blocking system call ([`Options::spin`] trades CPU
+    /// for latency).
     pub fn new(dir: impl AsRef<Path>) -> Options {
         Options {
             dir: dir.as_ref().to_path_buf(),
@@ -169,8 +171,8 @@ impl Options {
             spare_segments_max: 1,
             recycle_segments: true,
             prewrite_segments: true,
-            wait_spin: Duration::from_micros(250),
-            io_spin: Duration::from_micros(50),
+            wait_spin: Duration::ZERO,
+            io_spin: Duration::ZERO,
             io_timeout: Duration::from_secs(30),
             create_if_missing: true,
             #[cfg(feature = "fault-injection")]
@@ -304,22 +306,33 @@ impl Options {
         self
     }
 
+    /// Spinning for latency, at a price in CPU: [`Options::wait_spin`] of
+    /// 250 us and [`Options::io_spin`] of 50 us. A lone appender and the I/O
+    /// thread then each keep up to a core busy while the appender is active
+    /// (on the development machine, one writer: p50 about 0.65x, CPU per
+    /// record about 1.8x the sleeping default; see `docs/BENCHMARKS.md`).
+    /// Under concurrency nobody spins. Worth it only with a CPU to spare
+    /// per log: three logs spinning on two CPUs made an openraft cluster
+    /// slower.
+    pub fn spin(self) -> Options {
+        self.wait_spin(Duration::from_micros(250)).io_spin(Duration::from_micros(50))
+    }
+
     /// How long an appender spins for its acknowledgement before it sleeps
-    /// (default 250 us). Only a lone appender spins: when recent flushes
-    /// each carried a single request and nobody else waits; under
-    /// concurrency everyone sleeps. On virtual machines, where waking a
-    /// sleeping thread on another CPU costs tens of microseconds, this saves
-    /// a wake-up per append (p50 ~74 us instead of ~95 us on the development
-    /// machine) for up to a core of CPU while that appender is busy. Zero
-    /// never spins; neither does anything on a machine with one CPU.
+    /// (default 0: never; [`Options::spin`] sets 250 us). Only a lone
+    /// appender spins: when recent flushes each carried a single request and
+    /// nobody else waits; under concurrency everyone sleeps. On virtual
+    /// machines, where waking a sleeping thread on another CPU costs tens of
+    /// microseconds, this saves a wake-up per append for up to a core of CPU
+    /// while that appender is busy. Nothing spins on a machine with one CPU.
     pub fn wait_spin(mut self, spin: Duration) -> Options {
         self.wait_spin = spin;
         self
     }
 
     /// How long the I/O thread, with nothing in flight and a lone appender,
-    /// polls for that appender's next request before it sleeps (default
-    /// 50 us), so the request needs no wake-up. Zero never polls; neither
+    /// polls for that appender's next request before it sleeps (default 0:
+    /// never; [`Options::spin`] sets 50 us), so the request needs no wake-up. Zero never polls; neither
     /// does the I/O thread on a machine with one CPU.
     pub fn io_spin(mut self, spin: Duration) -> Options {
         self.io_spin = spin;
