@@ -864,74 +864,80 @@ impl<Q: IoQueue> Engine<Q> {
         match completion {
             Completion::Write { token, buf, result } => {
                 self.free.push(buf);
-                if self.activation.as_ref().is_some_and(|a| a.token == token) {
-                    #[expect(clippy::expect_used, reason = "is_some_and just checked it")]
-                    let act = self.activation.take().expect("checked");
-                    match result {
-                        Ok(()) => {
-                            if act.meta.id == self.active.meta.id {
-                                self.active.activated = true;
-                            }
-                            self.shared.counters.segments_activated.fetch_add(1, Ordering::Relaxed);
-                            crate::events::event!(
-                                debug,
-                                "activated segment {} at LSN {}",
-                                act.meta.id,
-                                act.meta.first_lsn
-                            );
-                            self.live.push(act.meta);
-                        }
-                        Err(e) => self.poison_op(e, &act.meta.path, act.meta.id, 0, act.meta.first_lsn),
-                    }
-                    return;
-                }
-                #[expect(
-                    clippy::expect_used,
-                    reason = "every write token not an activation's belongs to a flush in the queue until it completes"
-                )]
-                let i = self.flushes.iter().position(|f| f.token == token).expect("completion of a known flush");
-                self.flushes_in_flight -= 1;
-                match result {
-                    Ok(()) => {
-                        let f = &mut self.flushes[i];
-                        f.state = FlushState::Done;
-                        if let Some(t) = f.submitted {
-                            self.shared.counters.flush.record(t.elapsed());
-                        }
-                        if !self.cfg.policy.syncs_each_flush() && f.marker.is_none() {
-                            let (id, file) = (f.segment_id, f.file.clone());
-                            self.mark_dirty(id, file);
-                        }
-                    }
-                    Err(e) => {
-                        let f = &mut self.flushes[i];
-                        f.state = FlushState::Failed;
-                        // A marker holds no records: what it fails to persist
-                        // starts after the last LSN encoded.
-                        let lsn = if f.marker.is_some() { f.last_lsn + 1 } else { f.first_lsn };
-                        let (path, id, offset) = (f.path.clone(), f.segment_id, f.offset);
-                        self.poison_op(e, &path, id, offset, lsn);
-                    }
+                match self.activation.take_if(|a| a.token == token) {
+                    Some(act) => self.complete_activation(act, result),
+                    None => self.complete_flush(token, result),
                 }
             }
-            Completion::Sync { result } => {
-                self.rounds.in_flight -= 1;
-                if let Err(e) = result {
-                    self.rounds.failed = true;
-                    let path = self.active.path.clone();
-                    // The first LSN not durable: a round may cover nothing
-                    // past what an earlier round synced (its files were
-                    // dirtied by flushes not yet acknowledged).
-                    let (id, lsn) = (self.active.meta.id, self.synced + 1);
-                    self.poison_op(e, &path, id, 0, lsn);
-                } else if self.rounds.in_flight == 0 && !self.rounds.failed && !self.poisoned {
-                    if let Some(t) = self.rounds.started.take() {
-                        self.shared.counters.sync_round.record(t.elapsed());
-                    }
-                    self.synced = self.synced.max(self.rounds.covers);
-                    self.publish();
+            Completion::Sync { result } => self.complete_round_sync(result),
+        }
+    }
+
+    /// A segment header is durable (or failed): flushes into it may go.
+    fn complete_activation(&mut self, act: Activation, result: Result<(), OpError>) {
+        match result {
+            Ok(()) => {
+                if act.meta.id == self.active.meta.id {
+                    self.active.activated = true;
+                }
+                self.shared.counters.segments_activated.fetch_add(1, Ordering::Relaxed);
+                crate::events::event!(debug, "activated segment {} at LSN {}", act.meta.id, act.meta.first_lsn);
+                self.live.push(act.meta);
+            }
+            Err(e) => self.poison_op(e, &act.meta.path, act.meta.id, 0, act.meta.first_lsn),
+        }
+    }
+
+    /// A flush's write (and its sync, if it carries one) completed or failed;
+    /// `advance` acknowledges it once every earlier flush is done too.
+    fn complete_flush(&mut self, token: u64, result: Result<(), OpError>) {
+        #[expect(
+            clippy::expect_used,
+            reason = "every write token not an activation's belongs to a flush in the queue until it completes"
+        )]
+        let i = self.flushes.iter().position(|f| f.token == token).expect("completion of a known flush");
+        self.flushes_in_flight -= 1;
+        let f = &mut self.flushes[i];
+        match result {
+            Ok(()) => {
+                f.state = FlushState::Done;
+                if let Some(t) = f.submitted {
+                    self.shared.counters.flush.record(t.elapsed());
+                }
+                if !self.cfg.policy.syncs_each_flush() && f.marker.is_none() {
+                    let (id, file) = (f.segment_id, f.file.clone());
+                    self.mark_dirty(id, file);
                 }
             }
+            Err(e) => {
+                f.state = FlushState::Failed;
+                // A marker holds no records: what it fails to persist starts
+                // after the last LSN encoded.
+                let lsn = if f.marker.is_some() { f.last_lsn + 1 } else { f.first_lsn };
+                let (path, id, offset) = (f.path.clone(), f.segment_id, f.offset);
+                self.poison_op(e, &path, id, offset, lsn);
+            }
+        }
+    }
+
+    /// One file's sync of a round completed; the round's LSN is durable once
+    /// all did.
+    fn complete_round_sync(&mut self, result: Result<(), OpError>) {
+        self.rounds.in_flight -= 1;
+        if let Err(e) = result {
+            self.rounds.failed = true;
+            let path = self.active.path.clone();
+            // The first LSN not durable: a round may cover nothing past what
+            // an earlier round synced (its files were dirtied by flushes not
+            // yet acknowledged).
+            let (id, lsn) = (self.active.meta.id, self.synced + 1);
+            self.poison_op(e, &path, id, 0, lsn);
+        } else if self.rounds.in_flight == 0 && !self.rounds.failed && !self.poisoned {
+            if let Some(t) = self.rounds.started.take() {
+                self.shared.counters.sync_round.record(t.elapsed());
+            }
+            self.synced = self.synced.max(self.rounds.covers);
+            self.publish();
         }
     }
 

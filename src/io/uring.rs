@@ -172,6 +172,75 @@ fn build_ring() -> io::Result<(Ring, bool)> {
     Err(first_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::Unsupported)))
 }
 
+impl Flush {
+    /// The linked sync's CQE (or the kernel's word that it was cancelled).
+    fn on_sync_cqe(&mut self, res: i32) {
+        self.awaiting_sync = false;
+        match res {
+            0 => {
+                self.sync_ran = true;
+                // The sync runs only after the write completed
+                // in full; with a skipped CQE, this is the
+                // only news of it.
+                if !self.write_seen {
+                    self.done = self.len;
+                }
+            }
+            r if r == -libc::ECANCELED => {
+                if self.write_seen {
+                    // The write before it was short or failed
+                    // (its CQE said how): the sync never ran;
+                    // a short write is reissued with the rest.
+                } else if self.skip_write_cqe {
+                    // A write that fails or is short posts its
+                    // CQE and then the kernel posts none for
+                    // the link; so this write completed in full
+                    // and the sync was cancelled for another
+                    // reason. `resolve` reports it.
+                    self.done = self.len;
+                } else {
+                    // Without SKIP_SUCCESS the write's CQE is
+                    // still to come.
+                    self.awaiting_write = true;
+                }
+            }
+            r => self.sync_err = Some(io::Error::from_raw_os_error(-r)),
+        }
+    }
+
+    /// The write's CQE: posted for every write, or, under `SKIP_SUCCESS`,
+    /// only for one that failed or was short.
+    fn on_write_cqe(&mut self, res: i32) {
+        self.write_seen = true;
+        self.awaiting_write = false;
+        if self.skip_write_cqe && self.awaiting_sync {
+            // With CQE_SKIP_SUCCESS a write posts a CQE only
+            // when it failed or was short; the kernel then
+            // cancels the linked sync *without posting its
+            // -ECANCELED* (REQ_F_SKIP_LINK_CQES). Waiting for
+            // it would hang the log.
+            self.awaiting_sync = false;
+        }
+        if res < 0 {
+            if matches!(-res, libc::EAGAIN | libc::EINTR) && self.stalls < WRITE_RETRIES_MAX {
+                self.stalls += 1;
+            } else {
+                self.write_err = Some(io::Error::from_raw_os_error(-res));
+            }
+        } else if res == 0 {
+            self.stalls += 1;
+            if self.stalls > WRITE_RETRIES_MAX {
+                self.write_err = Some(io::Error::new(io::ErrorKind::WriteZero, "write made no progress"));
+            }
+        } else {
+            // After reading the kernel's answer: never more
+            // than the attempt asked for.
+            assert!(res as usize <= self.len - self.done, "the kernel wrote more than asked");
+            self.done += res as usize;
+        }
+    }
+}
+
 impl UringQueue {
     /// Sets up a ring for the calling thread (the only one that may use it).
     /// `lock_fd` is registered with the ring; `buffers` are registered if the
@@ -366,65 +435,9 @@ impl UringQueue {
                 }
                 Op::Flush(f) => {
                     if linked_sync {
-                        f.awaiting_sync = false;
-                        match res {
-                            0 => {
-                                f.sync_ran = true;
-                                // The sync runs only after the write completed
-                                // in full; with a skipped CQE, this is the
-                                // only news of it.
-                                if !f.write_seen {
-                                    f.done = f.len;
-                                }
-                            }
-                            r if r == -libc::ECANCELED => {
-                                if f.write_seen {
-                                    // The write before it was short or failed
-                                    // (its CQE said how): the sync never ran;
-                                    // a short write is reissued with the rest.
-                                } else if f.skip_write_cqe {
-                                    // A write that fails or is short posts its
-                                    // CQE and then the kernel posts none for
-                                    // the link; so this write completed in full
-                                    // and the sync was cancelled for another
-                                    // reason. `resolve` reports it.
-                                    f.done = f.len;
-                                } else {
-                                    // Without SKIP_SUCCESS the write's CQE is
-                                    // still to come.
-                                    f.awaiting_write = true;
-                                }
-                            }
-                            r => f.sync_err = Some(io::Error::from_raw_os_error(-r)),
-                        }
+                        f.on_sync_cqe(res);
                     } else {
-                        f.write_seen = true;
-                        f.awaiting_write = false;
-                        if f.skip_write_cqe && f.awaiting_sync {
-                            // With CQE_SKIP_SUCCESS a write posts a CQE only
-                            // when it failed or was short; the kernel then
-                            // cancels the linked sync *without posting its
-                            // -ECANCELED* (REQ_F_SKIP_LINK_CQES). Waiting for
-                            // it would hang the log.
-                            f.awaiting_sync = false;
-                        }
-                        if res < 0 {
-                            if matches!(-res, libc::EAGAIN | libc::EINTR) && f.stalls < WRITE_RETRIES_MAX {
-                                f.stalls += 1;
-                            } else {
-                                f.write_err = Some(io::Error::from_raw_os_error(-res));
-                            }
-                        } else if res == 0 {
-                            f.stalls += 1;
-                            if f.stalls > WRITE_RETRIES_MAX {
-                                f.write_err = Some(io::Error::new(io::ErrorKind::WriteZero, "write made no progress"));
-                            }
-                        } else {
-                            // After reading the kernel's answer: never more
-                            // than the attempt asked for.
-                            assert!(res as usize <= f.len - f.done, "the kernel wrote more than asked");
-                            f.done += res as usize;
-                        }
+                        f.on_write_cqe(res);
                     }
                     if !f.awaiting_write && !f.awaiting_sync {
                         self.resolve(slot, out);
