@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, latency_histogram};
+use crate::random::{self, Pool};
 use crate::sys::{self, Progress, SizeRange};
 use crate::target::{FlushStats, Target};
 
@@ -43,32 +44,6 @@ const OPS_RUN_MAX: Duration = Duration::from_secs(3600);
 fn record(h: &mut Histogram<u64>, d: Duration) {
     let ns = d.as_nanos().min(u128::from(LATENCY_NS_MAX)) as u64;
     h.saturating_record(ns.max(1));
-}
-
-/// Random payload bytes shared by all writers: each operation takes a slice
-/// at a pseudo-random offset, so nothing is allocated per operation and the
-/// data does not compress.
-fn payload_pool(max: usize) -> Vec<u8> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..max + 65536)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Wraps a target so that one append stalls.
@@ -128,7 +103,7 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
         }
         None => target,
     };
-    let pool = payload_pool(spec.size.max);
+    let pool = Pool::new(spec.size.max);
     let shared = Shared {
         measuring: AtomicBool::new(false),
         stop: AtomicBool::new(false),
@@ -151,7 +126,7 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
                 s.spawn(move || {
                     let mut corrected = latency_histogram();
                     let mut uncorrected = latency_histogram();
-                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+                    let mut rng = random::rng(w as u64);
                     let mut slices: Vec<&[u8]> = Vec::with_capacity(spec.batch);
                     let mut in_flight: std::collections::VecDeque<(uring_wal::Ticket, Instant)> =
                         std::collections::VecDeque::with_capacity(spec.pipeline);
@@ -177,11 +152,9 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
                         if spec.pipeline > 1 && interval.is_none() {
                             // Many appends in flight from one thread: submit,
                             // and await the oldest once the window is full.
-                            let span = (spec.size.max - spec.size.min + 1) as u64;
-                            let len = spec.size.min + (rng.next() % span) as usize;
-                            let off = (rng.next() % 65536) as usize;
+                            let payload = pool.pick(&mut rng, spec.size);
                             let t0 = Instant::now();
-                            match target.submit(&pool[off..off + len]) {
+                            match target.submit(payload) {
                                 Ok(Some(ticket)) => in_flight.push_back((ticket, t0)),
                                 Ok(None) => {
                                     shared.fail(anyhow::anyhow!("--pipeline needs a target with tickets (uring-wal)"));
@@ -227,10 +200,7 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
                         };
                         slices.clear();
                         for _ in 0..spec.batch {
-                            let span = (spec.size.max - spec.size.min + 1) as u64;
-                            let len = spec.size.min + (rng.next() % span) as usize;
-                            let off = (rng.next() % 65536) as usize;
-                            slices.push(&pool[off..off + len]);
+                            slices.push(pool.pick(&mut rng, spec.size));
                         }
                         let t0 = Instant::now();
                         let result =

@@ -12,6 +12,7 @@ mod model;
 #[cfg(feature = "peers")]
 mod peers;
 mod raft;
+mod random;
 mod raw;
 mod recover;
 mod report;

@@ -90,14 +90,10 @@ pub(crate) mod fixtures {
     /// `n` latencies, log-uniform between `lo_us` and `hi_us` (deterministic).
     pub fn histogram(n: usize, lo_us: f64, hi_us: f64, seed: u64) -> Histogram<u64> {
         let mut h = latency_histogram();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+        let mut rng = crate::random::rng(seed);
         let (ln_lo, ln_hi) = (lo_us.ln(), hi_us.ln());
         for _ in 0..n {
-            // xorshift64*
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = (state.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64;
+            let r = rng.f64();
             let us = (ln_lo + r * (ln_hi - ln_lo)).exp();
             h.record((us * 1000.0) as u64).expect("in range");
         }
