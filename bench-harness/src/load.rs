@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, latency_histogram};
+use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, TestKind, latency_histogram};
 use crate::random::{self, Pool};
 use crate::sys::{self, Progress, SizeRange};
 use crate::target::{FlushStats, Target};
@@ -17,8 +17,8 @@ use crate::target::{FlushStats, Target};
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LoadSpec {
-    /// Name of the test (`latency`, `throughput`, `sweep`).
-    pub test: String,
+    /// What the load measures.
+    pub test: TestKind,
     pub writers: usize,
     pub size: SizeRange,
     /// Measured time (after warmup); or
@@ -272,7 +272,7 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
     };
     let mean_bytes = spec.size.mean();
     LoadResult {
-        test: spec.test.clone(),
+        test: spec.test,
         backend: backend.to_owned(),
         writers: spec.writers,
         record_bytes: mean_bytes,
@@ -316,7 +316,7 @@ mod tests {
 
     fn spec(rate: Option<f64>, stall: Option<(u64, Duration)>) -> LoadSpec {
         LoadSpec {
-            test: "t".into(),
+            test: TestKind::Latency,
             writers: 1,
             size: SizeRange { min: 16, max: 64 },
             duration: Some(Duration::from_millis(600)),

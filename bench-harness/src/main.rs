@@ -28,7 +28,7 @@ use clap::Parser;
 use cli::{Cli, Command, RunArgs};
 use model::Report;
 use report::{hgrm, json, svg, table};
-use run::Ctx;
+use run::{Ctx, LoadKind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -82,9 +82,9 @@ fn real_main(cli: Cli) -> Result<()> {
         Some(Command::Run(a)) => run::suite(a, &mut ctx),
         Some(Command::Probe) => Ok(()),
         Some(Command::Raw(a)) => run::raw(a, &mut ctx),
-        Some(Command::Latency(a)) => run::loads("latency", a, &mut ctx),
-        Some(Command::Throughput(a)) => run::loads("throughput", a, &mut ctx),
-        Some(Command::Sweep(a)) => run::loads("sweep", a, &mut ctx),
+        Some(Command::Latency(a)) => run::loads(LoadKind::Latency, a, &mut ctx),
+        Some(Command::Throughput(a)) => run::loads(LoadKind::Throughput, a, &mut ctx),
+        Some(Command::Sweep(a)) => run::loads(LoadKind::Sweep, a, &mut ctx),
         Some(Command::Recovery(a)) => run::recovery(a, &mut ctx),
         Some(Command::Raft(a)) => raft::run(a, &mut ctx),
         Some(Command::RecoveryChild(_)) => unreachable!("handled above"),

@@ -75,11 +75,47 @@ impl LatencySummary {
     }
 }
 
+/// What a load measured. Serialized as its lowercase name (`"latency"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    /// The device alone: one durable write at a time (`raw`, and the sync
+    /// methods of `sweep`).
+    Raw,
+    Latency,
+    Throughput,
+    Sweep,
+    /// One producer streaming, pipelined or batched (the suite).
+    Stream,
+    /// Client writes through three openraft nodes.
+    Raft,
+}
+
+impl TestKind {
+    /// The name in tables, labels and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::Raw => "raw",
+            TestKind::Latency => "latency",
+            TestKind::Throughput => "throughput",
+            TestKind::Sweep => "sweep",
+            TestKind::Stream => "stream",
+            TestKind::Raft => "raft",
+        }
+    }
+}
+
+impl std::fmt::Display for TestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One measured load: a backend, a number of writers, a record size.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadResult {
-    /// What was measured: `latency`, `throughput`, `sweep`, `raw`.
-    pub test: String,
+    /// What was measured.
+    pub test: TestKind,
     /// `uring-wal/group-sync`, `raw/fdatasync`, `okaywal`, ...
     pub backend: String,
     pub writers: usize,

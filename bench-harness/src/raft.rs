@@ -42,7 +42,7 @@ use uring_wal::{DirectIo, Durability, Options};
 use uring_wal_openraft::LogStore;
 
 use crate::cli::{RaftArgs, RaftStore};
-use crate::model::{LatencySummary, LoadResult, latency_histogram};
+use crate::model::{LatencySummary, LoadResult, TestKind, latency_histogram};
 use crate::report::table;
 use crate::run::Ctx;
 use crate::sys;
@@ -460,7 +460,7 @@ async fn load(leader: &Raft, clients: usize, record_bytes: usize, warmup: Durati
 fn result(store: RaftStore, clients: usize, record_bytes: usize, m: Measured) -> LoadResult {
     let ops_per_sec = if m.seconds > 0.0 { m.writes as f64 / m.seconds } else { 0.0 };
     LoadResult {
-        test: "raft".into(),
+        test: TestKind::Raft,
         backend: store.label().into(),
         writers: clients,
         record_bytes: record_bytes as f64,

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use uring_wal::storage::AlignedBuf;
 
-use crate::model::{BandwidthResult, LatencySummary, LoadResult, latency_histogram};
+use crate::model::{BandwidthResult, LatencySummary, LoadResult, TestKind, latency_histogram};
 use crate::sys;
 
 /// A pre-written file the raw tests write into and read from.
@@ -247,7 +247,7 @@ pub fn qd1(
     let seconds = t_measure.map_or(0.0, |t| t.elapsed().as_secs_f64()).max(1e-9);
     let cpu = sys::cpu_time().saturating_sub(cpu_measure);
     Ok(LoadResult {
-        test: "raw".into(),
+        test: TestKind::Raw,
         backend: method.name().into(),
         writers: 1,
         record_bytes: write_bytes as f64,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use crate::backends;
 use crate::cli::{Global, LoadArgs, RawArgs, RecoveryArgs, RunArgs};
 use crate::load::{self, LoadSpec};
-use crate::model::{LoadResult, Report, SummaryRow};
+use crate::model::{LoadResult, Report, SummaryRow, TestKind};
 use crate::raw::{self, RawFile, SyncMethod};
 use crate::recover;
 use crate::report::table;
@@ -86,11 +86,32 @@ pub fn raw(args: &RawArgs, ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// The three load commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadKind {
+    /// Append latency; one writer unless told otherwise.
+    Latency,
+    /// Records/s over writer counts.
+    Throughput,
+    /// Every combination, plus a table of sync methods.
+    Sweep,
+}
+
+impl LoadKind {
+    fn test(self) -> TestKind {
+        match self {
+            LoadKind::Latency => TestKind::Latency,
+            LoadKind::Throughput => TestKind::Throughput,
+            LoadKind::Sweep => TestKind::Sweep,
+        }
+    }
+}
+
 /// Runs every load of `args` for each backend; a backend that fails keeps
 /// the results measured so far and the others still run.
-pub fn loads(test: &str, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
+pub fn loads(kind: LoadKind, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
     let writers = if args.writers.is_empty() {
-        if test == "latency" { vec![1] } else { vec![1, 4, 16, 64] }
+        if kind == LoadKind::Latency { vec![1] } else { vec![1, 4, 16, 64] }
     } else {
         args.writers.clone()
     };
@@ -115,7 +136,7 @@ pub fn loads(test: &str, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
         for &size in &args.record_bytes {
             for &w in &writers {
                 let load = LoadSpec {
-                    test: test.into(),
+                    test: kind.test(),
                     writers: w,
                     size,
                     duration,
@@ -138,7 +159,7 @@ pub fn loads(test: &str, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
             first_error.get_or_insert(e.context(format!("closing {spec}")));
         }
     }
-    if test == "sweep" {
+    if kind == LoadKind::Sweep {
         // A pg_test_fsync-like table of sync methods at the padded size of
         // the first record size.
         let write_bytes = padded_write_bytes(args.record_bytes[0].max, ctx.block_bytes);
@@ -171,7 +192,7 @@ pub fn recovery(args: &RecoveryArgs, ctx: &mut Ctx) -> Result<()> {
 }
 
 fn find<'a>(loads: &'a [LoadResult], backend: &str, writers: usize) -> Option<&'a LoadResult> {
-    loads.iter().find(|l| l.backend == backend && l.writers == writers && l.test != "raw")
+    loads.iter().find(|l| l.backend == backend && l.writers == writers && l.test != TestKind::Raw)
 }
 
 /// How much a streaming load of the suite keeps behind its durable end.
@@ -203,17 +224,18 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
     // 2. Latency at one writer, group sync and DSYNC; 3. throughput.
     let size = SizeRange { min: record, max: record };
     let mut recovery_dir = None;
-    for (durability, writer_counts, test) in
-        [(Durability::Dsync, vec![1], "latency"), (Durability::GroupSync, vec![1, 4, 16, 64], "throughput")]
-    {
+    for (durability, writer_counts, test) in [
+        (Durability::Dsync, vec![1], TestKind::Latency),
+        (Durability::GroupSync, vec![1, 4, 16, 64], TestKind::Throughput),
+    ] {
         let spec = TargetSpec::UringWal { durability, path: IoPath::Auto };
         let dir = ctx.subdir(&spec.to_string())?;
         let target = backends::open(&spec, &dir, &ctx.open_options(record))?;
         eprintln!("{spec}: {}", target.describe());
         for w in writer_counts {
-            let test = if w == 1 { "latency" } else { test };
+            let test = if w == 1 { TestKind::Latency } else { test };
             let load = LoadSpec {
-                test: test.into(),
+                test,
                 writers: w,
                 size,
                 duration: Some(secs(if w == 1 { 5.0 } else { 4.0 })),
@@ -248,7 +270,7 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
         let wal = target::WalTuning { retain_bytes: Some(STREAM_RETAIN_BYTES), ..target::WalTuning::default() };
         let target = backends::open(&spec, &dir, &OpenOptions { wal, ..ctx.open_options(record) })?;
         let load = LoadSpec {
-            test: "stream".into(),
+            test: TestKind::Stream,
             writers: 1,
             size: SizeRange { min: record, max: record },
             duration: Some(secs(3.0)),
@@ -286,10 +308,13 @@ pub fn suite(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
     ctx.report.summary = summarize(&ctx.report);
     println!(
         "{}",
-        table::sync_methods(&ctx.report.loads.iter().filter(|l| l.test == "raw").cloned().collect::<Vec<_>>())
+        table::sync_methods(&ctx.report.loads.iter().filter(|l| l.test == TestKind::Raw).cloned().collect::<Vec<_>>())
     );
     println!("{}", table::bandwidth(&ctx.report.bandwidth));
-    println!("{}", table::loads(&ctx.report.loads.iter().filter(|l| l.test != "raw").cloned().collect::<Vec<_>>()));
+    println!(
+        "{}",
+        table::loads(&ctx.report.loads.iter().filter(|l| l.test != TestKind::Raw).cloned().collect::<Vec<_>>())
+    );
     println!("{}", table::recovery(&ctx.report.recovery));
     println!("{}", table::summary(&ctx.report.summary));
     Ok(())
@@ -301,7 +326,8 @@ fn ratio(wal: f64, raw: f64) -> Option<f64> {
 
 /// Each WAL figure of the suite next to the raw device figure of the same run.
 pub fn summarize(report: &Report) -> Vec<SummaryRow> {
-    let raw_of = |method: SyncMethod| report.loads.iter().find(|l| l.test == "raw" && l.backend == method.name());
+    let raw_of =
+        |method: SyncMethod| report.loads.iter().find(|l| l.test == TestKind::Raw && l.backend == method.name());
     let mut rows = Vec::new();
     let mut latency_rows = |wal: &str, method: SyncMethod, label: &str| {
         if let (Some(w), Some(r)) = (find(&report.loads, wal, 1), raw_of(method)) {
@@ -324,7 +350,7 @@ pub fn summarize(report: &Report) -> Vec<SummaryRow> {
     latency_rows("uring-wal/group-sync", SyncMethod::UringFdatasync, "durable (group sync)");
     latency_rows("uring-wal/dsync", SyncMethod::UringDsync, "durable (DSYNC)");
     let raw_ops = raw_of(SyncMethod::UringFdatasync).map(|r| r.ops_per_sec);
-    for l in report.loads.iter().filter(|l| l.backend == "uring-wal/group-sync" && l.test != "stream") {
+    for l in report.loads.iter().filter(|l| l.backend == "uring-wal/group-sync" && l.test != TestKind::Stream) {
         rows.push(SummaryRow {
             metric: format!(
                 "durable records/s, {} writer{}, {} B",
@@ -345,7 +371,7 @@ pub fn summarize(report: &Report) -> Vec<SummaryRow> {
     if let Some(l) = report
         .loads
         .iter()
-        .filter(|l| l.backend == "uring-wal/group-sync" && l.test != "stream")
+        .filter(|l| l.backend == "uring-wal/group-sync" && l.test != TestKind::Stream)
         .max_by_key(|l| l.writers)
     {
         rows.push(SummaryRow {
@@ -366,7 +392,7 @@ pub fn summarize(report: &Report) -> Vec<SummaryRow> {
         });
     }
     let write_bw = report.bandwidth.iter().find(|b| b.direction == "write").map(|b| b.mb_per_sec);
-    for l in report.loads.iter().filter(|l| l.test == "stream") {
+    for l in report.loads.iter().filter(|l| l.test == TestKind::Stream) {
         let how =
             if l.batch > 1 { format!("batches of {}", l.batch) } else { format!("{} tickets in flight", l.pipeline) };
         if l.record_bytes >= 4096.0 {

@@ -84,7 +84,8 @@ pub(crate) mod fixtures {
     use hdrhistogram::Histogram;
 
     use crate::model::{
-        BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, Report, SummaryRow, latency_histogram,
+        BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, Report, SummaryRow, TestKind,
+        latency_histogram,
     };
 
     /// `n` latencies, log-uniform between `lo_us` and `hi_us` (deterministic).
@@ -104,7 +105,7 @@ pub(crate) mod fixtures {
         let histogram = histogram(3000, 50.0, 20_000.0, seed);
         let latency = LatencySummary::of(&histogram);
         LoadResult {
-            test: "throughput".to_string(),
+            test: TestKind::Throughput,
             backend: backend.to_string(),
             writers,
             record_bytes: record,
@@ -129,7 +130,7 @@ pub(crate) mod fixtures {
 
     pub fn open_load() -> LoadResult {
         let mut l = load("uring-wal/group-sync", 4, 4096.0, 5000.0, 99);
-        l.test = "latency".to_string();
+        l.test = TestKind::Latency;
         l.load = "open".to_string();
         l.rate_ops_per_sec = Some(5000.0);
         let uncorrected = histogram(3000, 40.0, 5_000.0, 7);

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{record_bytes, thousands};
-use crate::model::{BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, SummaryRow};
+use crate::model::{BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, SummaryRow, TestKind};
 
 const MISSING: &str = "-";
 
@@ -235,7 +235,7 @@ fn latency_cells(l: &LatencySummary) -> Vec<String> {
 /// The test name, with the target rate of an open-loop load and the
 /// records each writer has in flight when more than one.
 fn test_label(r: &LoadResult) -> String {
-    let mut label = r.test.clone();
+    let mut label = r.test.to_string();
     if let Some(rate) = r.rate_ops_per_sec {
         label.push_str(&format!(" @{}/s", thousands(rate)));
     }
@@ -317,7 +317,7 @@ pub fn raft(results: &[LoadResult]) -> String {
         ("writes/s vs memory", Align::Right),
         ("p50 vs memory", Align::Right),
     ]);
-    let raft: Vec<&LoadResult> = results.iter().filter(|r| r.test == "raft").collect();
+    let raft: Vec<&LoadResult> = results.iter().filter(|r| r.test == TestKind::Raft).collect();
     let mut clients: Vec<usize> = raft.iter().map(|r| r.writers).collect();
     clients.sort_unstable();
     clients.dedup();
@@ -479,7 +479,7 @@ mod tests {
             fixtures::load("uring-wal/group-sync", 16, 256.0, 9_000.0, 3),
         ];
         for l in &mut loads {
-            l.test = "raft".to_string();
+            l.test = TestKind::Raft;
         }
         let out = raft(&loads);
         let rows: Vec<&str> = out.lines().skip(2).collect();
