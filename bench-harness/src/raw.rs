@@ -13,10 +13,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use uring_wal::format::{data_offset, padded_end, record};
 use uring_wal::storage::AlignedBuf;
 
 use crate::model::{BandwidthResult, LatencySummary, LoadResult, TestKind, latency_histogram};
 use crate::sys;
+
+/// Bytes the WAL writes for a flush holding one record of `record_bytes`:
+/// the record, padded to the block.
+pub fn padded_write_bytes(record_bytes: usize, block_bytes: u32) -> usize {
+    let start = data_offset(block_bytes);
+    let end = start + record::encoded_len(record_bytes as u32);
+    (padded_end(end, block_bytes, u64::MAX / 2) - start) as usize
+}
 
 /// A pre-written file the raw tests write into and read from.
 pub struct RawFile {
@@ -361,4 +370,17 @@ pub fn sequential(raw: &RawFile, how: Seq, block_bytes: usize, queue_depth: usiz
         seconds,
         mb_per_sec: raw.size as f64 / seconds / 1e6,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_sizes() {
+        assert_eq!(padded_write_bytes(256, 4096), 4096);
+        assert_eq!(padded_write_bytes(4064, 4096), 4096);
+        assert_eq!(padded_write_bytes(4065, 4096), 8192);
+        assert_eq!(padded_write_bytes(256, 512), 512);
+    }
 }
