@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! Output: aligned tables for the terminal ([`table`]), the whole report as
 //! JSON ([`json`]), HdrHistogram percentile distributions ([`hgrm`]) and SVG
 //! charts ([`svg`]). Everything here only reads the data in [`crate::model`].
