@@ -48,6 +48,9 @@ fn dispatch(cli: &Cli) -> Result<()> {
     if let Some(Command::RecoveryChild(args)) = &cli.command {
         return recover::child(args, cli.global.allow_buffered);
     }
+    if let Some(Command::Report(args)) = &cli.command {
+        return cmd::report::run(args, &cli.global);
+    }
     let mut ctx = Ctx::new(cli)?;
     let c = &mut ctx;
     let result = match &cli.command {
@@ -60,7 +63,7 @@ fn dispatch(cli: &Cli) -> Result<()> {
         Some(Command::Sweep(a)) => cmd::load::run(LoadKind::Sweep, a, c),
         Some(Command::Recovery(a)) => cmd::recovery::run(a, c),
         Some(Command::Raft(a)) => cmd::raft::run(a, c),
-        Some(Command::RecoveryChild(_)) => unreachable!("handled above"),
+        Some(Command::RecoveryChild(_) | Command::Report(_)) => unreachable!("handled above"),
     };
     ctx.finish(result)
 }

@@ -6,6 +6,7 @@ pub mod probe;
 pub mod raft;
 pub mod raw;
 pub mod recovery;
+pub mod report;
 pub mod suite;
 
 use std::path::PathBuf;
