@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Global};
 use crate::model::Report;
-use crate::report::{hgrm, json, svg};
+use crate::report::{charts, hgrm, json};
 use crate::target::OpenOptions;
 
 /// What every command shares.
@@ -89,7 +89,7 @@ pub fn write_outputs(global: &Global, report: &Report) -> Result<()> {
         }
     }
     if let Some(path) = &global.svg {
-        for p in svg::write_charts(path, report)? {
+        for p in charts::write_charts(path, report)? {
             eprintln!("wrote {}", p.display());
         }
     }

@@ -2,6 +2,7 @@
 //! JSON ([`json`]), HdrHistogram percentile distributions ([`hgrm`]) and SVG
 //! charts ([`svg`]). Everything here only reads the data in [`crate::model`].
 
+pub mod charts;
 pub mod hgrm;
 pub mod json;
 pub mod svg;
