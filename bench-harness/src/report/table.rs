@@ -8,85 +8,58 @@ use crate::model::{BandwidthResult, Environment, LatencySummary, LoadResult, Rec
 
 const MISSING: &str = "-";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Align {
-    Left,
-    Right,
-}
+use comfy_table::presets::NOTHING;
+use comfy_table::{CellAlignment as Align, ContentLineStyle, LineStyle, TableStyle};
 
-enum Line {
-    Cells(Vec<String>),
-    /// A line of free text below a row (an error), not part of the columns.
-    Note(String),
-}
+/// Columns two spaces apart, each as wide as its widest cell, a rule of `-`
+/// under the header; no borders.
+const STYLE: TableStyle = NOTHING
+    .header_lines(ContentLineStyle::none().junction(' '))
+    .header_separator(LineStyle::none().fill('-').junction(' '))
+    .content_lines(ContentLineStyle::none().junction(' '));
 
-/// Columns sized to their widest cell, separated by two spaces.
+/// A table for the terminal (comfy-table), and lines of free text below
+/// some of its rows (an error), which are not part of the columns.
 struct Table {
-    columns: Vec<(&'static str, Align)>,
-    lines: Vec<Line>,
+    table: comfy_table::Table,
+    /// `(rows above, text)`.
+    notes: Vec<(usize, String)>,
 }
 
 impl Table {
     fn new(columns: &[(&'static str, Align)]) -> Table {
-        Table { columns: columns.to_vec(), lines: Vec::new() }
+        let mut table = comfy_table::Table::new();
+        table.load_style(STYLE).set_header(columns.iter().map(|c| c.0));
+        for (i, (column, &(_, align))) in table.column_iter_mut().zip(columns).enumerate() {
+            // The padding before a column and the junction: two spaces.
+            column.set_cell_alignment(align);
+            column.set_padding((u16::from(i > 0), 0));
+        }
+        Table { table, notes: Vec::new() }
     }
 
     fn row(&mut self, cells: Vec<String>) {
-        debug_assert_eq!(cells.len(), self.columns.len());
-        self.lines.push(Line::Cells(cells));
+        self.table.add_row(cells);
     }
 
     fn note(&mut self, text: String) {
-        self.lines.push(Line::Note(text));
+        self.notes.push((self.table.row_count(), text));
     }
 
     fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.columns.iter().map(|(h, _)| h.chars().count()).collect();
-        for line in &self.lines {
-            if let Line::Cells(cells) = line {
-                for (w, cell) in widths.iter_mut().zip(cells) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-        }
         let mut out = String::new();
-        let header: Vec<String> = self.columns.iter().map(|(h, _)| h.to_string()).collect();
-        self.push_cells(&mut out, &widths, &header);
-        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-        self.push_cells(&mut out, &widths, &rule);
-        for line in &self.lines {
-            match line {
-                Line::Cells(cells) => self.push_cells(&mut out, &widths, cells),
-                Line::Note(text) => {
-                    out.push_str("    ");
-                    out.push_str(text);
-                    out.push('\n');
-                }
+        let mut notes = self.notes.iter().peekable();
+        for (i, line) in self.table.lines().enumerate() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            // Header and rule, then one line per row.
+            while let Some((_, text)) = notes.next_if(|n| i >= 2 && n.0 == i - 1) {
+                out.push_str("    ");
+                out.push_str(text);
+                out.push('\n');
             }
         }
         out
-    }
-
-    fn push_cells(&self, out: &mut String, widths: &[usize], cells: &[String]) {
-        let mut line = String::new();
-        for (i, ((cell, &width), (_, align))) in cells.iter().zip(widths).zip(&self.columns).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = width.saturating_sub(cell.chars().count());
-            match align {
-                Align::Left => {
-                    line.push_str(cell);
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
-                Align::Right => {
-                    line.extend(std::iter::repeat_n(' ', pad));
-                    line.push_str(cell);
-                }
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
     }
 }
 
