@@ -2,6 +2,16 @@
 //! axes, one colour per backend in every panel, the device alone as grey
 //! reference lines in each, one legend below. All text is XML-escaped.
 //! What goes on a chart is decided in [`super::charts`].
+//!
+//! Hand-written rather than drawn with plotters (evaluated, issue 12): a
+//! plotters grid of these panels is less code to draw, but it writes
+//! anonymous geometry where this writes a tooltip (`<title>`) on every line
+//! and point and classes (`panel`, `series`, `reference`, `legend`) that the
+//! tests check; its panels are as wide as what is left beside their tick
+//! labels, so the first column comes out narrower; it draws every
+//! minor grid line as its own element (twice the file size); and a legend
+//! shared by all panels, with line styles and markers, would be drawn by
+//! hand there too.
 
 use std::fmt::Write as _;
 
