@@ -20,6 +20,7 @@ Examples:
   bench-harness sweep --backend uring-wal:group-sync,uring-wal:dsync --writers 1,4,16,64 --svg sweep.svg
   bench-harness recovery --bytes 1GiB --kill
   bench-harness raft --clients 1,16 --duration 5s  three openraft nodes: in memory vs uring-wal
+  bench-harness report sweep.json --svg sweep.svg  tables and charts of a saved report, again
 Backends: uring-wal[:MODE][:PATH] with MODE group-sync | dsync | periodic[=MS] | none and
 PATH auto | uring | threaded | buffered; with --features peers also okaywal, raft-engine, naive.";
 
@@ -84,6 +85,10 @@ pub enum Command {
     /// store that acknowledges at once (in memory) next to uring-wal-openraft
     /// in group sync and DSYNC.
     Raft(RaftArgs),
+    /// The tables of a report saved with --json, and its charts with --svg,
+    /// without measuring anything. Its latency curves go through the saved
+    /// percentiles (the JSON holds no histograms).
+    Report(ReportArgs),
     /// (internal) The writer process of `recovery --kill`.
     #[command(hide = true)]
     RecoveryChild(ChildArgs),
@@ -332,6 +337,13 @@ pub struct RaftArgs {
     /// uring-wal: how long the idle I/O thread polls for requests before it sleeps (0: never).
     #[arg(long, value_parser = parse_duration_or_zero)]
     pub wal_io_spin: Option<Duration>,
+}
+
+/// Options of `report`.
+#[derive(Args, Debug, Serialize, Clone)]
+pub struct ReportArgs {
+    /// A report written with --json.
+    pub file: PathBuf,
 }
 
 /// Options of `run`.

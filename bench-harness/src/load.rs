@@ -2,22 +2,24 @@
 //! loop (a fixed rate, latency measured from each operation's intended start,
 //! so a stall is charged to every operation it delayed).
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use uring_wal::Ticket;
 
-use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, latency_histogram};
+use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, TestKind, latency_histogram};
+use crate::random::{self, Pool};
 use crate::sys::{self, Progress, SizeRange};
 use crate::target::{FlushStats, Target};
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LoadSpec {
-    /// Name of the test (`latency`, `throughput`, `sweep`).
-    pub test: String,
+    /// What the load measures.
+    pub test: TestKind,
     pub writers: usize,
     pub size: SizeRange,
     /// Measured time (after warmup); or
@@ -43,32 +45,6 @@ const OPS_RUN_MAX: Duration = Duration::from_secs(3600);
 fn record(h: &mut Histogram<u64>, d: Duration) {
     let ns = d.as_nanos().min(u128::from(LATENCY_NS_MAX)) as u64;
     h.saturating_record(ns.max(1));
-}
-
-/// Random payload bytes shared by all writers: each operation takes a slice
-/// at a pseudo-random offset, so nothing is allocated per operation and the
-/// data does not compress.
-fn payload_pool(max: usize) -> Vec<u8> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..max + 65536)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Wraps a target so that one append stalls.
@@ -103,19 +79,241 @@ impl Target for Stalling<'_> {
     }
 }
 
+/// What the writers share: the clock of the load, its phase and counters.
 struct Shared {
+    /// When the load started; the open loop's schedule counts from here.
+    started: Instant,
+    /// Operations that start (or are due) before this are warmup.
+    measure_from: Instant,
+    /// Open loop: time between two operations' intended starts.
+    interval: Option<Duration>,
+    /// Open loop: the next slot of the schedule.
+    next_op: AtomicU64,
     measuring: AtomicBool,
     stop: AtomicBool,
+    /// Records measured so far (also shown by the progress line).
     ops: Arc<AtomicU64>,
     error: Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn new(spec: &LoadSpec) -> Shared {
+        let started = Instant::now();
+        Shared {
+            started,
+            measure_from: started + spec.warmup,
+            interval: spec.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            next_op: AtomicU64::new(0),
+            measuring: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            ops: Arc::new(AtomicU64::new(0)),
+            error: Mutex::new(None),
+        }
+    }
+
     fn fail(&self, e: anyhow::Error) {
         let mut slot = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         slot.get_or_insert_with(|| format!("{e:#}"));
         self.stop.store(true, Ordering::SeqCst);
     }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Whether an operation that started (or was due) at `from` is measured.
+    fn counts(&self, from: Instant) -> bool {
+        self.measuring.load(Ordering::Relaxed) && !self.stopped() && from >= self.measure_from
+    }
+}
+
+/// Latencies of appends: from each operation's intended start (its actual
+/// start in a closed loop), and in an open loop also from its actual start.
+struct Latencies {
+    corrected: Histogram<u64>,
+    uncorrected: Histogram<u64>,
+}
+
+impl Latencies {
+    fn new() -> Latencies {
+        Latencies { corrected: latency_histogram(), uncorrected: latency_histogram() }
+    }
+
+    fn merge(all: impl Iterator<Item = Latencies>) -> Latencies {
+        let mut merged = Latencies::new();
+        for l in all {
+            merged.corrected.add(&l.corrected).expect("same bounds");
+            merged.uncorrected.add(&l.uncorrected).expect("same bounds");
+        }
+        merged
+    }
+}
+
+/// One writer thread of a load.
+struct Writer<'a> {
+    target: &'a dyn Target,
+    spec: &'a LoadSpec,
+    shared: &'a Shared,
+    pool: &'a Pool,
+    rng: fastrand::Rng,
+    latencies: Latencies,
+}
+
+impl<'a> Writer<'a> {
+    /// Appends until the load stops; returns what it measured.
+    fn run(mut self) -> Latencies {
+        if self.spec.pipeline > 1 && self.shared.interval.is_none() {
+            self.pipelined();
+        } else {
+            self.one_at_a_time();
+        }
+        self.latencies
+    }
+
+    /// Many appends in flight from one thread: submit, and await the oldest
+    /// once the window is full.
+    fn pipelined(&mut self) {
+        let pool: &'a Pool = self.pool;
+        let mut in_flight: VecDeque<(Ticket, Instant)> = VecDeque::with_capacity(self.spec.pipeline);
+        while !self.shared.stopped() {
+            let payload = pool.pick(&mut self.rng, self.spec.size);
+            let t0 = Instant::now();
+            match self.target.submit(payload) {
+                Ok(Some(ticket)) => in_flight.push_back((ticket, t0)),
+                Ok(None) => {
+                    self.shared.fail(anyhow::anyhow!("--pipeline needs a target with tickets (uring-wal)"));
+                    break;
+                }
+                Err(e) => {
+                    self.shared.fail(e);
+                    break;
+                }
+            }
+            if in_flight.len() >= self.spec.pipeline {
+                let (ticket, t0) = in_flight.pop_front().expect("full window");
+                if !self.finish(ticket, t0) {
+                    break;
+                }
+            }
+        }
+        while let Some((ticket, t0)) = in_flight.pop_front() {
+            if !self.finish(ticket, t0) {
+                break;
+            }
+        }
+    }
+
+    /// Waits for a ticket submitted at `t0` and records it; false if it failed.
+    fn finish(&mut self, ticket: Ticket, t0: Instant) -> bool {
+        match ticket.wait() {
+            Ok(_) => {
+                if self.shared.counts(t0) {
+                    record(&mut self.latencies.corrected, t0.elapsed());
+                    self.shared.ops.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            }
+            Err(e) => {
+                self.shared.fail(e.into());
+                false
+            }
+        }
+    }
+
+    /// One append (or batch) at a time: as fast as they return (closed
+    /// loop), or each at its slot of the schedule (open loop).
+    fn one_at_a_time(&mut self) {
+        let pool: &'a Pool = self.pool;
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(self.spec.batch);
+        while !self.shared.stopped() {
+            let intended = match self.shared.interval {
+                Some(interval) => match self.wait_for_slot(interval) {
+                    Some(at) => Some(at),
+                    None => break,
+                },
+                None => None,
+            };
+            slices.clear();
+            for _ in 0..self.spec.batch {
+                slices.push(pool.pick(&mut self.rng, self.spec.size));
+            }
+            let t0 = Instant::now();
+            let result =
+                if self.spec.batch == 1 { self.target.append(slices[0]) } else { self.target.append_batch(&slices) };
+            let t1 = Instant::now();
+            if let Err(e) = result {
+                self.shared.fail(e);
+                break;
+            }
+            self.count(intended, t0, t1);
+        }
+    }
+
+    /// Open loop: takes the next slot of the schedule and waits for its
+    /// time; `None` if the load stopped meanwhile.
+    fn wait_for_slot(&self, interval: Duration) -> Option<Instant> {
+        let k = self.shared.next_op.fetch_add(1, Ordering::Relaxed);
+        let at = self.shared.started + interval.mul_f64(k as f64);
+        loop {
+            if self.shared.stopped() {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= at {
+                return Some(at);
+            }
+            let left = at - now;
+            if left > Duration::from_micros(200) {
+                std::thread::sleep(left - Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Records an append that ran from `t0` to `t1` (due at `intended` in an
+    /// open loop), if it falls in the measured window.
+    fn count(&mut self, intended: Option<Instant>, t0: Instant, t1: Instant) {
+        let from = intended.unwrap_or(t0);
+        if self.shared.counts(from) {
+            record(&mut self.latencies.corrected, t1 - from);
+            if intended.is_some() {
+                record(&mut self.latencies.uncorrected, t1 - t0);
+            }
+            self.shared.ops.fetch_add(self.spec.batch as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The measured window: its length, the process's CPU time in it, and the
+/// target's flush counters at its start and end.
+struct Window {
+    seconds: f64,
+    cpu: Duration,
+    flushes: Option<(FlushStats, FlushStats)>,
+}
+
+/// Waits out the warmup, measures until the duration has passed or the
+/// records are written (or a writer fails), then stops the writers.
+fn measure(target: &dyn Target, spec: &LoadSpec, shared: &Shared) -> Window {
+    std::thread::sleep(spec.warmup.saturating_sub(shared.started.elapsed()));
+    let flush0 = target.flush_stats();
+    sys::reset_peak_rss();
+    let cpu0 = sys::cpu_time();
+    let t0 = Instant::now();
+    shared.ops.store(0, Ordering::SeqCst);
+    shared.measuring.store(true, Ordering::SeqCst);
+    let limit = spec.duration.unwrap_or(OPS_RUN_MAX);
+    while t0.elapsed() < limit && !shared.stopped() {
+        if spec.ops.is_some_and(|n| shared.ops.load(Ordering::Relaxed) >= n) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1).min(limit.saturating_sub(t0.elapsed())));
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    let seconds = t0.elapsed().as_secs_f64().max(1e-9);
+    let cpu = sys::cpu_time().saturating_sub(cpu0);
+    Window { seconds, cpu, flushes: flush0.zip(target.flush_stats()) }
 }
 
 /// Runs `spec` against `target` and measures it.
@@ -128,181 +326,34 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
         }
         None => target,
     };
-    let pool = payload_pool(spec.size.max);
-    let shared = Shared {
-        measuring: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-        ops: Arc::new(AtomicU64::new(0)),
-        error: Mutex::new(None),
-    };
+    let pool = Pool::new(spec.size.max);
+    let shared = Shared::new(spec);
     let label = format!("{} {backend}, {} writers, {} B", spec.test, spec.writers, spec.size);
-    let expected = spec.duration.map(|d| d + spec.warmup);
-    let progress = Progress::start(label, expected, shared.ops.clone(), quiet);
-    let started = Instant::now();
-    let measure_from = started + spec.warmup;
-    let interval = spec.rate.map(|r| Duration::from_secs_f64(1.0 / r));
-    let next_op = AtomicU64::new(0);
-
-    let mut window = (Instant::now(), Instant::now(), Duration::ZERO, Duration::ZERO, None, None);
-    let histograms: Vec<(Histogram<u64>, Histogram<u64>)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..spec.writers)
+    let progress = Progress::start(label, spec.duration.map(|d| d + spec.warmup), shared.ops.clone(), quiet);
+    let (latencies, window) = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..spec.writers)
             .map(|w| {
-                let (shared, pool, next_op) = (&shared, &pool, &next_op);
-                s.spawn(move || {
-                    let mut corrected = latency_histogram();
-                    let mut uncorrected = latency_histogram();
-                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93));
-                    let mut slices: Vec<&[u8]> = Vec::with_capacity(spec.batch);
-                    let mut in_flight: std::collections::VecDeque<(uring_wal::Ticket, Instant)> =
-                        std::collections::VecDeque::with_capacity(spec.pipeline);
-                    let finish = |t: uring_wal::Ticket, t0: Instant, h: &mut Histogram<u64>| -> bool {
-                        match t.wait() {
-                            Ok(_) => {
-                                if shared.measuring.load(Ordering::Relaxed)
-                                    && !shared.stop.load(Ordering::Relaxed)
-                                    && t0 >= measure_from
-                                {
-                                    record(h, t0.elapsed());
-                                    shared.ops.fetch_add(1, Ordering::Relaxed);
-                                }
-                                true
-                            }
-                            Err(e) => {
-                                shared.fail(e.into());
-                                false
-                            }
-                        }
-                    };
-                    while !shared.stop.load(Ordering::Relaxed) {
-                        if spec.pipeline > 1 && interval.is_none() {
-                            // Many appends in flight from one thread: submit,
-                            // and await the oldest once the window is full.
-                            let span = (spec.size.max - spec.size.min + 1) as u64;
-                            let len = spec.size.min + (rng.next() % span) as usize;
-                            let off = (rng.next() % 65536) as usize;
-                            let t0 = Instant::now();
-                            match target.submit(&pool[off..off + len]) {
-                                Ok(Some(ticket)) => in_flight.push_back((ticket, t0)),
-                                Ok(None) => {
-                                    shared.fail(anyhow::anyhow!("--pipeline needs a target with tickets (uring-wal)"));
-                                    break;
-                                }
-                                Err(e) => {
-                                    shared.fail(e);
-                                    break;
-                                }
-                            }
-                            if in_flight.len() >= spec.pipeline {
-                                let (t, t0) = in_flight.pop_front().expect("full window");
-                                if !finish(t, t0, &mut corrected) {
-                                    break;
-                                }
-                            }
-                            continue;
-                        }
-                        // Open loop: take the next slot of the schedule and
-                        // wait for its time.
-                        let intended = match interval {
-                            Some(iv) => {
-                                let k = next_op.fetch_add(1, Ordering::Relaxed);
-                                let at = started + iv.mul_f64(k as f64);
-                                loop {
-                                    let now = Instant::now();
-                                    if now >= at || shared.stop.load(Ordering::Relaxed) {
-                                        break;
-                                    }
-                                    let left = at - now;
-                                    if left > Duration::from_micros(200) {
-                                        std::thread::sleep(left - Duration::from_micros(100));
-                                    } else {
-                                        std::hint::spin_loop();
-                                    }
-                                }
-                                if shared.stop.load(Ordering::Relaxed) {
-                                    break;
-                                }
-                                Some(at)
-                            }
-                            None => None,
-                        };
-                        slices.clear();
-                        for _ in 0..spec.batch {
-                            let span = (spec.size.max - spec.size.min + 1) as u64;
-                            let len = spec.size.min + (rng.next() % span) as usize;
-                            let off = (rng.next() % 65536) as usize;
-                            slices.push(&pool[off..off + len]);
-                        }
-                        let t0 = Instant::now();
-                        let result =
-                            if spec.batch == 1 { target.append(slices[0]) } else { target.append_batch(&slices) };
-                        let t1 = Instant::now();
-                        if let Err(e) = result {
-                            shared.fail(e);
-                            break;
-                        }
-                        let counted_from = intended.unwrap_or(t0);
-                        if shared.measuring.load(Ordering::Relaxed)
-                            && !shared.stop.load(Ordering::Relaxed)
-                            && counted_from >= measure_from
-                        {
-                            record(&mut corrected, t1 - counted_from);
-                            if intended.is_some() {
-                                record(&mut uncorrected, t1 - t0);
-                            }
-                            shared.ops.fetch_add(spec.batch as u64, Ordering::Relaxed);
-                        } else if !shared.measuring.load(Ordering::Relaxed) {
-                            // Warmup: count for progress only.
-                        }
-                    }
-                    while let Some((t, t0)) = in_flight.pop_front() {
-                        if !finish(t, t0, &mut corrected) {
-                            break;
-                        }
-                    }
-                    (corrected, uncorrected)
-                })
+                let rng = random::rng(w as u64);
+                let writer = Writer { target, spec, shared: &shared, pool: &pool, rng, latencies: Latencies::new() };
+                s.spawn(move || writer.run())
             })
             .collect();
-
-        // Warmup, then the measured window.
-        std::thread::sleep(spec.warmup.saturating_sub(started.elapsed()));
-        let flush0 = target.flush_stats();
-        sys::reset_peak_rss();
-        let cpu0 = sys::cpu_time();
-        let t0 = Instant::now();
-        shared.ops.store(0, Ordering::SeqCst);
-        shared.measuring.store(true, Ordering::SeqCst);
-        let limit = spec.duration.unwrap_or(OPS_RUN_MAX);
-        while t0.elapsed() < limit && !shared.stop.load(Ordering::Relaxed) {
-            if spec.ops.is_some_and(|n| shared.ops.load(Ordering::Relaxed) >= n) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1).min(limit.saturating_sub(t0.elapsed())));
-        }
-        shared.stop.store(true, Ordering::SeqCst);
-        let t1 = Instant::now();
-        let cpu1 = sys::cpu_time();
-        let flush1 = target.flush_stats();
-        window = (t0, t1, cpu0, cpu1, flush0, flush1);
-        workers.into_iter().map(|w| w.join().expect("load worker panicked")).collect()
+        let window = measure(target, spec, &shared);
+        let latencies = writers.into_iter().map(|w| w.join().expect("load worker panicked"));
+        (Latencies::merge(latencies), window)
     });
     drop(progress);
-    let (t0, t1, cpu0, cpu1, flush0, flush1) = window;
-    let mut corrected = latency_histogram();
-    let mut uncorrected = latency_histogram();
-    for (c, u) in &histograms {
-        corrected.add(c).expect("same bounds");
-        uncorrected.add(u).expect("same bounds");
-    }
-    let seconds = (t1 - t0).as_secs_f64().max(1e-9);
+    result(backend, spec, shared, &window, latencies)
+}
+
+/// The figures of a finished load.
+fn result(backend: &str, spec: &LoadSpec, shared: Shared, window: &Window, latencies: Latencies) -> LoadResult {
+    let seconds = window.seconds;
     let ops = shared.ops.load(Ordering::SeqCst);
-    let flush = match (flush0, flush1) {
-        (Some(a), Some(b)) => Some((b.appends - a.appends, b.flushes - a.flushes, b.syncs - a.syncs)),
-        _ => None,
-    };
+    let flush = window.flushes.map(|(a, b)| (b.appends - a.appends, b.flushes - a.flushes, b.syncs - a.syncs));
     let mean_bytes = spec.size.mean();
     LoadResult {
-        test: spec.test.clone(),
+        test: spec.test,
         backend: backend.to_owned(),
         writers: spec.writers,
         record_bytes: mean_bytes,
@@ -314,14 +365,14 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
         seconds,
         ops_per_sec: ops as f64 / seconds,
         mb_per_sec: ops as f64 * mean_bytes / seconds / 1e6,
-        latency: LatencySummary::of(&corrected),
-        latency_uncorrected: spec.rate.map(|_| LatencySummary::of(&uncorrected)),
+        latency: LatencySummary::of(&latencies.corrected),
+        latency_uncorrected: spec.rate.map(|_| LatencySummary::of(&latencies.uncorrected)),
         records_per_flush: flush.and_then(|(a, f, _)| (f > 0).then(|| a as f64 / f as f64)),
         syncs_per_sec: flush.map(|(_, _, s)| s as f64 / seconds),
-        cpu_us_per_op: cpu1.saturating_sub(cpu0).as_secs_f64() * 1e6 / ops.max(1) as f64,
+        cpu_us_per_op: window.cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         peak_rss_bytes: sys::peak_rss_bytes(),
         error: shared.error.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
-        histogram: corrected,
+        histogram: latencies.corrected,
     }
 }
 
@@ -346,7 +397,7 @@ mod tests {
 
     fn spec(rate: Option<f64>, stall: Option<(u64, Duration)>) -> LoadSpec {
         LoadSpec {
-            test: "t".into(),
+            test: TestKind::Latency,
             writers: 1,
             size: SizeRange { min: 16, max: 64 },
             duration: Some(Duration::from_millis(600)),

@@ -1,8 +1,9 @@
 //! What a run measures, as data: printed as tables, written as JSON, `.hgrm`
-//! and SVG. JSON keys are stable; units are in the key names.
+//! and SVG, and read back from JSON (`report FILE`). JSON keys are stable;
+//! units are in the key names.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latencies are recorded in nanoseconds, up to 60 s, 3 significant digits.
 pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
@@ -13,7 +14,7 @@ pub fn latency_histogram() -> Histogram<u64> {
 }
 
 /// The machine and storage the run measured.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Environment {
     pub harness_version: String,
     pub library_version: String,
@@ -41,7 +42,7 @@ pub struct Environment {
 }
 
 /// Percentiles of a latency distribution, in microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub count: u64,
     pub min_us: f64,
@@ -75,11 +76,47 @@ impl LatencySummary {
     }
 }
 
+/// What a load measured. Serialized as its lowercase name (`"latency"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    /// The device alone: one durable write at a time (`raw`, and the sync
+    /// methods of `sweep`).
+    Raw,
+    Latency,
+    Throughput,
+    Sweep,
+    /// One producer streaming, pipelined or batched (the suite).
+    Stream,
+    /// Client writes through three openraft nodes.
+    Raft,
+}
+
+impl TestKind {
+    /// The name in tables, labels and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::Raw => "raw",
+            TestKind::Latency => "latency",
+            TestKind::Throughput => "throughput",
+            TestKind::Sweep => "sweep",
+            TestKind::Stream => "stream",
+            TestKind::Raft => "raft",
+        }
+    }
+}
+
+impl std::fmt::Display for TestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One measured load: a backend, a number of writers, a record size.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoadResult {
-    /// What was measured: `latency`, `throughput`, `sweep`, `raw`.
-    pub test: String,
+    /// What was measured.
+    pub test: TestKind,
     /// `uring-wal/group-sync`, `raw/fdatasync`, `okaywal`, ...
     pub backend: String,
     pub writers: usize,
@@ -112,13 +149,14 @@ pub struct LoadResult {
     pub peak_rss_bytes: u64,
     /// Errors (a failed load keeps its partial results).
     pub error: Option<String>,
-    /// The latency histogram (nanoseconds), for `.hgrm` and SVG output.
-    #[serde(skip)]
+    /// The latency histogram (nanoseconds), for `.hgrm` and SVG output; not
+    /// in the JSON, so empty in a report read back from it.
+    #[serde(skip, default = "latency_histogram")]
     pub histogram: Histogram<u64>,
 }
 
 /// Sequential bandwidth of the raw device.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BandwidthResult {
     /// `write` or `read`.
     pub direction: String,
@@ -130,7 +168,7 @@ pub struct BandwidthResult {
 }
 
 /// Time from open to ready of a log of a given size.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RecoveryResult {
     /// How the writer stopped: `close` or `sigkill`.
     pub stop: String,
@@ -148,7 +186,7 @@ pub struct RecoveryResult {
 }
 
 /// A row of the final summary: a WAL figure next to the raw device's.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub metric: String,
     pub unit: String,
@@ -160,7 +198,7 @@ pub struct SummaryRow {
 }
 
 /// Everything a run produced.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     /// The command line and every option as parsed.
     pub config: serde_json::Value,

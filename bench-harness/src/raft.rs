@@ -42,9 +42,7 @@ use uring_wal::{DirectIo, Durability, Options};
 use uring_wal_openraft::LogStore;
 
 use crate::cli::{RaftArgs, RaftStore};
-use crate::model::{LatencySummary, LoadResult, latency_histogram};
-use crate::report::table;
-use crate::run::Ctx;
+use crate::model::{LatencySummary, LoadResult, TestKind, latency_histogram};
 use crate::sys;
 
 /// A client write: opaque bytes of the requested size.
@@ -460,7 +458,7 @@ async fn load(leader: &Raft, clients: usize, record_bytes: usize, warmup: Durati
 fn result(store: RaftStore, clients: usize, record_bytes: usize, m: Measured) -> LoadResult {
     let ops_per_sec = if m.seconds > 0.0 { m.writes as f64 / m.seconds } else { 0.0 };
     LoadResult {
-        test: "raft".into(),
+        test: TestKind::Raft,
         backend: store.label().into(),
         writers: clients,
         record_bytes: record_bytes as f64,
@@ -509,7 +507,7 @@ fn wal_stores(
 }
 
 /// Starts a cluster on `store` and runs each client count through it.
-async fn measure_store(
+pub async fn measure_store(
     store: RaftStore,
     args: &RaftArgs,
     dir: Option<&Path>,
@@ -539,41 +537,4 @@ async fn measure_store(
     }
     cluster.stop().await?;
     Ok(out)
-}
-
-/// `raft`.
-pub fn run(args: &RaftArgs, ctx: &mut Ctx) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-    let mut first_error = None;
-    for &store in &args.stores {
-        let dir = match store {
-            RaftStore::Memory => None,
-            _ => Some(ctx.subdir(&format!("raft-{}", store.label()))?),
-        };
-        let outcome =
-            rt.block_on(measure_store(store, args, dir.as_deref(), ctx.global.allow_buffered, ctx.global.quiet));
-        match outcome {
-            Ok(results) => {
-                for r in results {
-                    if let Some(e) = &r.error {
-                        first_error.get_or_insert(anyhow!("{}: {e}", store.label()));
-                    }
-                    ctx.report.loads.push(r);
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {}: {e:#}", store.label());
-                first_error.get_or_insert(e.context(store.label()));
-            }
-        }
-        // The logs are closed with their nodes; free the space before the next store.
-        if let Some(d) = dir
-            && !ctx.global.keep
-        {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-    drop(rt);
-    println!("{}", table::raft(&ctx.report.loads));
-    first_error.map_or(Ok(()), Err)
 }

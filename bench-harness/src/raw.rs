@@ -12,11 +12,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use uring_wal::format::{data_offset, padded_end, record};
 use uring_wal::storage::AlignedBuf;
 
-use crate::model::{BandwidthResult, LatencySummary, LoadResult, latency_histogram};
+use crate::model::{BandwidthResult, LatencySummary, LoadResult, TestKind, latency_histogram};
 use crate::sys;
+
+/// Bytes the WAL writes for a flush holding one record of `record_bytes`:
+/// the record, padded to the block.
+pub fn padded_write_bytes(record_bytes: usize, block_bytes: u32) -> usize {
+    let start = data_offset(block_bytes);
+    let end = start + record::encoded_len(record_bytes as u32);
+    (padded_end(end, block_bytes, u64::MAX / 2) - start) as usize
+}
 
 /// A pre-written file the raw tests write into and read from.
 pub struct RawFile {
@@ -112,8 +122,122 @@ fn ring(entries: u32) -> Result<Ring> {
         .context("setting up io_uring for the raw baseline")
 }
 
+/// One durable write at a time into a [`RawFile`], by one [`SyncMethod`].
+struct Qd1<'a> {
+    raw: &'a RawFile,
+    method: SyncMethod,
+    /// io_uring methods only. Declared before `buf`, so it is dropped
+    /// first: the kernel may hold `buf` as a registered buffer until then.
+    ring: Option<Ring>,
+    /// `buf` is registered with `ring`: writes use WriteFixed.
+    fixed: bool,
+    buf: AlignedBuf,
+    /// [`SyncMethod::OpenDsync`] only: the file opened again with O_DSYNC.
+    dsync_file: Option<File>,
+}
+
+impl<'a> Qd1<'a> {
+    fn new(raw: &'a RawFile, method: SyncMethod, write_bytes: usize) -> Result<Qd1<'a>> {
+        if raw.direct && !write_bytes.is_multiple_of(512) {
+            bail!("raw O_DIRECT writes must be a multiple of 512 bytes, got {write_bytes}");
+        }
+        let mut buf = AlignedBuf::zeroed(write_bytes);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i * 7 + 1) as u8;
+        }
+        let dsync_file = match method {
+            SyncMethod::OpenDsync => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(open_flags(raw.direct, libc::O_DSYNC))
+                    .open(&raw.path)
+                    .context("opening with O_DSYNC")?,
+            ),
+            _ => None,
+        };
+        let ring = match method {
+            SyncMethod::UringFdatasync | SyncMethod::UringDsync => Some(ring(8)?),
+            _ => None,
+        };
+        let fixed = ring.as_ref().is_some_and(|r| {
+            let iov = [libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }];
+            // SAFETY: buf's allocation outlives the registration: it does
+            // not move when buf moves into Qd1, the ring is dropped before
+            // buf (field order of Qd1), and writes only read it.
+            unsafe { r.submitter().register_buffers(&iov) }.is_ok()
+        });
+        Ok(Qd1 { raw, method, ring, fixed, buf, dsync_file })
+    }
+
+    /// Writes the buffer at `offset` and makes it durable by the method.
+    fn write(&mut self, offset: u64) -> Result<()> {
+        let (file, fd, len) = (&self.raw.file, self.raw.file.as_raw_fd(), self.buf.len());
+        match self.method {
+            SyncMethod::UringFdatasync | SyncMethod::UringDsync => self.uring_write(offset)?,
+            SyncMethod::PwriteFdatasync => {
+                file.write_all_at(&self.buf, offset)?;
+                file.sync_data()?;
+            }
+            SyncMethod::PwriteDsync => {
+                let iov = libc::iovec { iov_base: self.buf.as_mut_ptr().cast(), iov_len: len };
+                // SAFETY: iov describes buf, valid for the call.
+                let n = unsafe { libc::pwritev2(fd, &iov, 1, offset as libc::off_t, libc::RWF_DSYNC) };
+                if n != len as isize {
+                    bail!("pwritev2: {}", std::io::Error::last_os_error());
+                }
+            }
+            SyncMethod::OpenDsync => {
+                self.dsync_file.as_ref().expect("opened in new").write_all_at(&self.buf, offset)?
+            }
+            SyncMethod::PwriteNoSync => file.write_all_at(&self.buf, offset)?,
+        }
+        Ok(())
+    }
+
+    /// A write with RWF_DSYNC, or a write linked to an fdatasync, through
+    /// the ring; returns once every completion is reaped.
+    fn uring_write(&mut self, offset: u64) -> Result<()> {
+        let (fd, len) = (types::Fd(self.raw.file.as_raw_fd()), self.buf.len() as u32);
+        let dsync = self.method == SyncMethod::UringDsync;
+        let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+        let write = if self.fixed {
+            opcode::WriteFixed::new(fd, self.buf.as_ptr(), len, 0).offset(offset).rw_flags(flags).build()
+        } else {
+            opcode::Write::new(fd, self.buf.as_ptr(), len).offset(offset).rw_flags(flags).build()
+        };
+        // No allocation per operation: two entries, one or both used.
+        let mut entries = [opcode::Nop::new().build(), opcode::Nop::new().build()];
+        let n = if dsync {
+            entries[0] = write.user_data(1);
+            1
+        } else {
+            entries[0] = write.flags(squeue::Flags::IO_LINK).user_data(1);
+            entries[1] = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
+            2
+        };
+        let ring = self.ring.as_mut().expect("a ring for io_uring methods");
+        // SAFETY: the entries point at buf, alive until their completions
+        // are reaped below, before this returns.
+        unsafe { ring.submission().push_multiple(&entries[..n]) }.map_err(|_| anyhow::anyhow!("ring full"))?;
+        ring.submit_and_wait(n).context("io_uring_enter")?;
+        let mut seen = 0;
+        while seen < n {
+            let Some(cqe) = ring.completion().next() else {
+                ring.submit_and_wait(1).context("io_uring_enter")?;
+                continue;
+            };
+            seen += 1;
+            let want = if cqe.user_data() == 1 { len as i32 } else { 0 };
+            if cqe.result() != want {
+                bail!("raw {}: completion {} (expected {want})", self.method.name(), cqe.result());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes `write_bytes` at a time, one at a time, each made durable by
-/// `method`, for `duration` after `warmup`.
+/// `method`, for `duration` after `warmup`, cycling through the file.
 pub fn qd1(
     raw: &RawFile,
     method: SyncMethod,
@@ -121,133 +245,37 @@ pub fn qd1(
     warmup: Duration,
     duration: Duration,
 ) -> Result<LoadResult> {
-    if raw.direct && !write_bytes.is_multiple_of(512) {
-        bail!("raw O_DIRECT writes must be a multiple of 512 bytes, got {write_bytes}");
-    }
-    let mut buf = AlignedBuf::zeroed(write_bytes);
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (i * 7 + 1) as u8;
-    }
-    let dsync_file = if method == SyncMethod::OpenDsync {
-        Some(
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(open_flags(raw.direct, libc::O_DSYNC))
-                .open(&raw.path)
-                .context("opening with O_DSYNC")?,
-        )
-    } else {
-        None
-    };
-    let mut ring = match method {
-        SyncMethod::UringFdatasync | SyncMethod::UringDsync => Some(ring(8)?),
-        _ => None,
-    };
-    let fixed = if let Some(r) = &ring {
-        let iov = [libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }];
-        // SAFETY: buf outlives the ring (the ring is dropped first, at the
-        // end of this function, before buf) and is only read by writes.
-        unsafe { r.submitter().register_buffers(&iov) }.is_ok()
-    } else {
-        false
-    };
-    let fd = raw.file.as_raw_fd();
+    let mut writer = Qd1::new(raw, method, write_bytes)?;
     let slots = (raw.size / write_bytes as u64).max(1);
     let mut hist = latency_histogram();
-    let mut i = 0u64;
-    let cpu0 = sys::cpu_time();
     let started = Instant::now();
-    let measure_from = started + warmup;
-    let stop = measure_from + duration;
-    let mut measured = 0u64;
-    let mut t_measure = None;
-    let mut cpu_measure = cpu0;
-    loop {
+    let (measure_from, stop) = (started + warmup, started + warmup + duration);
+    let mut measuring: Option<(Instant, Duration)> = None;
+    for i in 0u64.. {
         let now = Instant::now();
         if now >= stop {
             break;
         }
-        if t_measure.is_none() && now >= measure_from {
-            t_measure = Some(now);
-            cpu_measure = sys::cpu_time();
+        if measuring.is_none() && now >= measure_from {
+            measuring = Some((now, sys::cpu_time()));
         }
-        let offset = (i % slots) * write_bytes as u64;
-        i += 1;
         let t0 = Instant::now();
-        match method {
-            SyncMethod::UringFdatasync | SyncMethod::UringDsync => {
-                let ring = ring.as_mut().expect("ring for io_uring methods");
-                let dsync = method == SyncMethod::UringDsync;
-                let flags = if dsync { libc::RWF_DSYNC } else { 0 };
-                let write = if fixed {
-                    opcode::WriteFixed::new(types::Fd(fd), buf.as_ptr(), write_bytes as u32, 0)
-                        .offset(offset)
-                        .rw_flags(flags)
-                        .build()
-                } else {
-                    opcode::Write::new(types::Fd(fd), buf.as_ptr(), write_bytes as u32)
-                        .offset(offset)
-                        .rw_flags(flags)
-                        .build()
-                };
-                // No allocation per operation: two entries, one or both used.
-                let mut entries = [opcode::Nop::new().build(), opcode::Nop::new().build()];
-                let n = if dsync {
-                    entries[0] = write.user_data(1);
-                    1
-                } else {
-                    entries[0] = write.flags(squeue::Flags::IO_LINK).user_data(1);
-                    entries[1] =
-                        opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
-                    2
-                };
-                // SAFETY: the entries point at buf, alive until we reaped
-                // their completions below, before the next iteration.
-                unsafe { ring.submission().push_multiple(&entries[..n]) }.map_err(|_| anyhow::anyhow!("ring full"))?;
-                ring.submit_and_wait(n).context("io_uring_enter")?;
-                let mut seen = 0;
-                while seen < n {
-                    if let Some(cqe) = ring.completion().next() {
-                        seen += 1;
-                        let want = if cqe.user_data() == 1 { write_bytes as i32 } else { 0 };
-                        if cqe.result() != want {
-                            bail!("raw {}: completion {} (expected {want})", method.name(), cqe.result());
-                        }
-                    } else {
-                        ring.submit_and_wait(1).context("io_uring_enter")?;
-                    }
-                }
-            }
-            SyncMethod::PwriteFdatasync => {
-                raw.file.write_all_at(&buf, offset)?;
-                raw.file.sync_data()?;
-            }
-            SyncMethod::PwriteDsync => {
-                let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-                // SAFETY: iov describes buf, valid for the call.
-                let n = unsafe { libc::pwritev2(fd, &iov, 1, offset as libc::off_t, libc::RWF_DSYNC) };
-                if n != write_bytes as isize {
-                    bail!("pwritev2: {}", std::io::Error::last_os_error());
-                }
-            }
-            SyncMethod::OpenDsync => {
-                dsync_file.as_ref().expect("opened above").write_all_at(&buf, offset)?;
-            }
-            SyncMethod::PwriteNoSync => {
-                raw.file.write_all_at(&buf, offset)?;
-            }
-        }
-        if t_measure.is_some() {
+        writer.write((i % slots) * write_bytes as u64)?;
+        if measuring.is_some() {
             let ns = t0.elapsed().as_nanos().min(u128::from(crate::model::LATENCY_NS_MAX)) as u64;
             hist.saturating_record(ns.max(1));
-            measured += 1;
         }
     }
-    drop(ring);
-    let seconds = t_measure.map_or(0.0, |t| t.elapsed().as_secs_f64()).max(1e-9);
-    let cpu = sys::cpu_time().saturating_sub(cpu_measure);
-    Ok(LoadResult {
-        test: "raw".into(),
+    drop(writer);
+    let seconds = measuring.map_or(0.0, |(t, _)| t.elapsed().as_secs_f64()).max(1e-9);
+    let cpu = measuring.map_or(Duration::ZERO, |(_, cpu0)| sys::cpu_time().saturating_sub(cpu0));
+    Ok(qd1_result(method, write_bytes, seconds, cpu, hist))
+}
+
+fn qd1_result(method: SyncMethod, write_bytes: usize, seconds: f64, cpu: Duration, hist: Histogram<u64>) -> LoadResult {
+    let measured = hist.len();
+    LoadResult {
+        test: TestKind::Raw,
         backend: method.name().into(),
         writers: 1,
         record_bytes: write_bytes as f64,
@@ -267,7 +295,7 @@ pub fn qd1(
         peak_rss_bytes: sys::peak_rss_bytes(),
         error: None,
         histogram: hist,
-    })
+    }
 }
 
 /// What a sequential pass does.
@@ -361,4 +389,17 @@ pub fn sequential(raw: &RawFile, how: Seq, block_bytes: usize, queue_depth: usiz
         seconds,
         mb_per_sec: raw.size as f64 / seconds / 1e6,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_sizes() {
+        assert_eq!(padded_write_bytes(256, 4096), 4096);
+        assert_eq!(padded_write_bytes(4064, 4096), 4096);
+        assert_eq!(padded_write_bytes(4065, 4096), 8192);
+        assert_eq!(padded_write_bytes(256, 512), 512);
+    }
 }

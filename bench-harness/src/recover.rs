@@ -13,6 +13,7 @@ use uring_wal::{Error, Wal};
 
 use crate::cli::{ChildArgs, RecoveryArgs};
 use crate::model::RecoveryResult;
+use crate::random::{self, Pool};
 use crate::target::{OpenOptions, TargetSpec, WalTarget};
 
 /// Appends batches from `args.writers` threads until `args.bytes` payload
@@ -33,19 +34,13 @@ pub fn write_log(
     let bytes = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let wal = target.wal();
+    let pool = Pool::new(args.record_bytes.max);
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..args.writers)
             .map(|w| {
-                let (records, bytes, failed) = (&records, &bytes, &failed);
+                let (records, bytes, failed, pool) = (&records, &bytes, &failed, &pool);
                 s.spawn(move || -> Result<()> {
-                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ w as u64;
-                    let mut pool = vec![0u8; args.record_bytes.max + 4096];
-                    for b in pool.iter_mut() {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        *b = x as u8;
-                    }
+                    let mut rng = random::rng(w as u64);
                     let mut batch = uring_wal::Batch::new();
                     while forever || bytes.load(Ordering::Relaxed) < args.bytes {
                         if failed.load(Ordering::Relaxed) {
@@ -53,14 +48,9 @@ pub fn write_log(
                         }
                         let mut n_bytes = 0u64;
                         for _ in 0..args.batch {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            let span = (args.record_bytes.max - args.record_bytes.min + 1) as u64;
-                            let len = args.record_bytes.min + (x % span) as usize;
-                            let off = (x >> 32) as usize % 4096;
-                            batch.push(uring_wal::RecordType::Put, &pool[off..off + len])?;
-                            n_bytes += len as u64;
+                            let payload = pool.pick(&mut rng, args.record_bytes);
+                            batch.push(uring_wal::RecordType::Put, payload)?;
+                            n_bytes += payload.len() as u64;
                         }
                         let n = batch.len() as u64;
                         if let Err(e) = wal.append_batch(&mut batch) {

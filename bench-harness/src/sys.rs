@@ -1,10 +1,11 @@
 //! Process and terminal facts: CPU time, peak memory, progress, parsing.
 
-use std::io::{IsTerminal, Write};
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 /// User + system CPU time of this process so far.
 pub fn cpu_time() -> Duration {
@@ -36,51 +37,34 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// A progress line on stderr for runs longer than a second, only when stderr
-/// is a terminal.
-pub struct Progress {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+/// A progress line on stderr (indicatif), only when stderr is a terminal and
+/// not --quiet: `label: 3.2 s / 6 s, 41234 ops`, elapsed time against
+/// `expected` and the counter `ops`. Cleared when dropped.
+pub struct Progress(ProgressBar);
 
 impl Progress {
-    /// Starts reporting `label`: elapsed time against `expected`, and the
-    /// counter `ops`.
     pub fn start(label: String, expected: Option<Duration>, ops: Arc<AtomicU64>, quiet: bool) -> Progress {
-        let stop = Arc::new(AtomicBool::new(false));
-        if quiet || !std::io::stderr().is_terminal() {
-            return Progress { stop, thread: None };
+        if quiet {
+            return Progress(ProgressBar::hidden());
         }
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut shown = false;
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                let elapsed = started.elapsed();
-                if elapsed < Duration::from_secs(1) {
-                    continue;
-                }
-                shown = true;
-                let of = expected.map(|e| format!(" / {:.0} s", e.as_secs_f64())).unwrap_or_default();
-                let n = ops.load(Ordering::Relaxed);
-                eprint!("\r\x1b[2K{label}: {:.1} s{of}, {n} ops", elapsed.as_secs_f64());
-                let _ = std::io::stderr().flush();
-            }
-            if shown {
-                eprint!("\r\x1b[2K");
-            }
-        });
-        Progress { stop, thread: Some(thread) }
+        let of = expected.map(|e| format!(" / {:.0} s", e.as_secs_f64())).unwrap_or_default();
+        let style = ProgressStyle::with_template(&format!("{{msg}}: {{seconds}} s{of}, {{ops}} ops"))
+            .expect("a valid template")
+            .with_key("seconds", |s: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{:.1}", s.elapsed().as_secs_f64());
+            })
+            .with_key("ops", move |_: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{}", ops.load(Ordering::Relaxed));
+            });
+        let bar = ProgressBar::new_spinner().with_style(style).with_message(label);
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress(bar)
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.0.finish_and_clear();
     }
 }
 

@@ -91,6 +91,39 @@ fn latency_writes_json_hgrm_and_svg() {
 }
 
 #[test]
+fn report_prints_a_saved_report_again_and_redraws_its_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("saved.json");
+    let measured = ok(
+        dir.path(),
+        &["throughput", "--writers", "1,2", "--duration", "200ms", "--warmup", "50ms", "--json", j.to_str().unwrap()],
+    );
+    let s = dir.path().join("again.svg");
+    let again = ok(dir.path(), &["report", j.to_str().unwrap(), "--svg", s.to_str().unwrap()]);
+    let row = |out: &str| out.lines().find(|l| l.starts_with("throughput") && l.contains(" 2 ")).map(str::to_owned);
+    assert_eq!(row(&again), row(&measured), "{again}");
+    assert!(row(&again).is_some(), "{again}");
+    for chart in [s.clone(), dir.path().join("again-throughput.svg")] {
+        let svg = std::fs::read_to_string(&chart).unwrap();
+        assert!(svg.contains(r#"<polyline class="series""#), "{}: {svg}", chart.display());
+    }
+    assert!(fails(dir.path(), &["report", dir.path().join("none.json").to_str().unwrap()]).contains("none.json"));
+}
+
+#[test]
+fn the_reports_in_docs_bench_read_back() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench");
+    let out_dir = tempfile::tempdir().unwrap();
+    for name in ["run", "sweep-peers", "modes", "raft-1"] {
+        let svg = out_dir.path().join(format!("{name}.svg"));
+        let report = docs.join(format!("{name}.json"));
+        let out = ok(out_dir.path(), &["report", report.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
+        assert!(out.contains("p50 us"), "{name}: {out}");
+        assert!(std::fs::read_to_string(&svg).unwrap().contains(r#"class="panel""#), "{name}");
+    }
+}
+
+#[test]
 fn throughput_and_sweep_with_tiny_durations() {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(dir.path(), &["throughput", "--writers", "1,4", "--duration", "300ms", "--warmup", "100ms"]);

@@ -38,6 +38,8 @@ mod tests {
         let loads = v["loads"].as_array().unwrap();
         assert_eq!(loads.len(), report.loads.len());
         assert!(loads[0].get("histogram").is_none());
+        // The kind of test keeps its name in the JSON (docs/bench/*.json).
+        assert_eq!(loads[0]["test"], "throughput");
         assert!(loads[0]["latency"]["p99_us"].as_f64().unwrap() > 0.0);
         assert_eq!(v["summary"][0]["ratio"], 1.08);
         assert!(v["summary"][1]["raw"].is_null());

@@ -1,8 +1,8 @@
-#![allow(dead_code)]
 //! Output: aligned tables for the terminal ([`table`]), the whole report as
 //! JSON ([`json`]), HdrHistogram percentile distributions ([`hgrm`]) and SVG
 //! charts ([`svg`]). Everything here only reads the data in [`crate::model`].
 
+pub mod charts;
 pub mod hgrm;
 pub mod json;
 pub mod svg;
@@ -84,20 +84,17 @@ pub(crate) mod fixtures {
     use hdrhistogram::Histogram;
 
     use crate::model::{
-        BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, Report, SummaryRow, latency_histogram,
+        BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, Report, SummaryRow, TestKind,
+        latency_histogram,
     };
 
     /// `n` latencies, log-uniform between `lo_us` and `hi_us` (deterministic).
     pub fn histogram(n: usize, lo_us: f64, hi_us: f64, seed: u64) -> Histogram<u64> {
         let mut h = latency_histogram();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+        let mut rng = crate::random::rng(seed);
         let (ln_lo, ln_hi) = (lo_us.ln(), hi_us.ln());
         for _ in 0..n {
-            // xorshift64*
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = (state.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64;
+            let r = rng.f64();
             let us = (ln_lo + r * (ln_hi - ln_lo)).exp();
             h.record((us * 1000.0) as u64).expect("in range");
         }
@@ -108,7 +105,7 @@ pub(crate) mod fixtures {
         let histogram = histogram(3000, 50.0, 20_000.0, seed);
         let latency = LatencySummary::of(&histogram);
         LoadResult {
-            test: "throughput".to_string(),
+            test: TestKind::Throughput,
             backend: backend.to_string(),
             writers,
             record_bytes: record,
@@ -133,7 +130,7 @@ pub(crate) mod fixtures {
 
     pub fn open_load() -> LoadResult {
         let mut l = load("uring-wal/group-sync", 4, 4096.0, 5000.0, 99);
-        l.test = "latency".to_string();
+        l.test = TestKind::Latency;
         l.load = "open".to_string();
         l.rate_ops_per_sec = Some(5000.0);
         let uncorrected = histogram(3000, 40.0, 5_000.0, 7);

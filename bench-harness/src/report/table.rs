@@ -4,89 +4,62 @@
 use std::fmt::Write as _;
 
 use super::{record_bytes, thousands};
-use crate::model::{BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, SummaryRow};
+use crate::model::{BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, SummaryRow, TestKind};
 
 const MISSING: &str = "-";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Align {
-    Left,
-    Right,
-}
+use comfy_table::presets::NOTHING;
+use comfy_table::{CellAlignment as Align, ContentLineStyle, LineStyle, TableStyle};
 
-enum Line {
-    Cells(Vec<String>),
-    /// A line of free text below a row (an error), not part of the columns.
-    Note(String),
-}
+/// Columns two spaces apart, each as wide as its widest cell, a rule of `-`
+/// under the header; no borders.
+const STYLE: TableStyle = NOTHING
+    .header_lines(ContentLineStyle::none().junction(' '))
+    .header_separator(LineStyle::none().fill('-').junction(' '))
+    .content_lines(ContentLineStyle::none().junction(' '));
 
-/// Columns sized to their widest cell, separated by two spaces.
+/// A table for the terminal (comfy-table), and lines of free text below
+/// some of its rows (an error), which are not part of the columns.
 struct Table {
-    columns: Vec<(&'static str, Align)>,
-    lines: Vec<Line>,
+    table: comfy_table::Table,
+    /// `(rows above, text)`.
+    notes: Vec<(usize, String)>,
 }
 
 impl Table {
     fn new(columns: &[(&'static str, Align)]) -> Table {
-        Table { columns: columns.to_vec(), lines: Vec::new() }
+        let mut table = comfy_table::Table::new();
+        table.load_style(STYLE).set_header(columns.iter().map(|c| c.0));
+        for (i, (column, &(_, align))) in table.column_iter_mut().zip(columns).enumerate() {
+            // The padding before a column and the junction: two spaces.
+            column.set_cell_alignment(align);
+            column.set_padding((u16::from(i > 0), 0));
+        }
+        Table { table, notes: Vec::new() }
     }
 
     fn row(&mut self, cells: Vec<String>) {
-        debug_assert_eq!(cells.len(), self.columns.len());
-        self.lines.push(Line::Cells(cells));
+        self.table.add_row(cells);
     }
 
     fn note(&mut self, text: String) {
-        self.lines.push(Line::Note(text));
+        self.notes.push((self.table.row_count(), text));
     }
 
     fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.columns.iter().map(|(h, _)| h.chars().count()).collect();
-        for line in &self.lines {
-            if let Line::Cells(cells) = line {
-                for (w, cell) in widths.iter_mut().zip(cells) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-        }
         let mut out = String::new();
-        let header: Vec<String> = self.columns.iter().map(|(h, _)| h.to_string()).collect();
-        self.push_cells(&mut out, &widths, &header);
-        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-        self.push_cells(&mut out, &widths, &rule);
-        for line in &self.lines {
-            match line {
-                Line::Cells(cells) => self.push_cells(&mut out, &widths, cells),
-                Line::Note(text) => {
-                    out.push_str("    ");
-                    out.push_str(text);
-                    out.push('\n');
-                }
+        let mut notes = self.notes.iter().peekable();
+        for (i, line) in self.table.lines().enumerate() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            // Header and rule, then one line per row.
+            while let Some((_, text)) = notes.next_if(|n| i >= 2 && n.0 == i - 1) {
+                out.push_str("    ");
+                out.push_str(text);
+                out.push('\n');
             }
         }
         out
-    }
-
-    fn push_cells(&self, out: &mut String, widths: &[usize], cells: &[String]) {
-        let mut line = String::new();
-        for (i, ((cell, &width), (_, align))) in cells.iter().zip(widths).zip(&self.columns).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = width.saturating_sub(cell.chars().count());
-            match align {
-                Align::Left => {
-                    line.push_str(cell);
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
-                Align::Right => {
-                    line.extend(std::iter::repeat_n(' ', pad));
-                    line.push_str(cell);
-                }
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
     }
 }
 
@@ -235,7 +208,7 @@ fn latency_cells(l: &LatencySummary) -> Vec<String> {
 /// The test name, with the target rate of an open-loop load and the
 /// records each writer has in flight when more than one.
 fn test_label(r: &LoadResult) -> String {
-    let mut label = r.test.clone();
+    let mut label = r.test.to_string();
     if let Some(rate) = r.rate_ops_per_sec {
         label.push_str(&format!(" @{}/s", thousands(rate)));
     }
@@ -317,7 +290,7 @@ pub fn raft(results: &[LoadResult]) -> String {
         ("writes/s vs memory", Align::Right),
         ("p50 vs memory", Align::Right),
     ]);
-    let raft: Vec<&LoadResult> = results.iter().filter(|r| r.test == "raft").collect();
+    let raft: Vec<&LoadResult> = results.iter().filter(|r| r.test == TestKind::Raft).collect();
     let mut clients: Vec<usize> = raft.iter().map(|r| r.writers).collect();
     clients.sort_unstable();
     clients.dedup();
@@ -479,7 +452,7 @@ mod tests {
             fixtures::load("uring-wal/group-sync", 16, 256.0, 9_000.0, 3),
         ];
         for l in &mut loads {
-            l.test = "raft".to_string();
+            l.test = TestKind::Raft;
         }
         let out = raft(&loads);
         let rows: Vec<&str> = out.lines().skip(2).collect();

@@ -1,0 +1,140 @@
+//! `latency`, `throughput` and `sweep`: the same loads, told apart by
+//! [`LoadKind`].
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::backends;
+use crate::cli::LoadArgs;
+use crate::load::{self, LoadSpec};
+use crate::model::TestKind;
+use crate::raw::{self, RawFile, SyncMethod, padded_write_bytes};
+use crate::report::table;
+use crate::sys::SizeRange;
+use crate::target::{OpenOptions, TargetSpec};
+
+/// The three load commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadKind {
+    /// Append latency; one writer unless told otherwise.
+    Latency,
+    /// Records/s over writer counts.
+    Throughput,
+    /// Every combination, plus a table of sync methods.
+    Sweep,
+}
+
+impl LoadKind {
+    fn test(self) -> TestKind {
+        match self {
+            LoadKind::Latency => TestKind::Latency,
+            LoadKind::Throughput => TestKind::Throughput,
+            LoadKind::Sweep => TestKind::Sweep,
+        }
+    }
+}
+
+/// What `args` ask for, with the defaults of `kind` filled in.
+struct Plan<'a> {
+    kind: LoadKind,
+    args: &'a LoadArgs,
+    writers: Vec<usize>,
+    duration: Option<Duration>,
+}
+
+impl Plan<'_> {
+    fn load(&self, writers: usize, size: SizeRange) -> LoadSpec {
+        let args = self.args;
+        LoadSpec {
+            test: self.kind.test(),
+            writers,
+            size,
+            duration: self.duration,
+            ops: args.ops,
+            warmup: args.warmup,
+            rate: args.rate,
+            batch: args.batch,
+            pipeline: args.pipeline,
+            stall: args.debug_stall_after.map(|n| (n, Duration::from_millis(args.debug_stall_ms))),
+        }
+    }
+}
+
+/// Runs every load of `args` for each backend; a backend that fails keeps
+/// the results measured so far and the others still run.
+pub fn run(kind: LoadKind, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
+    let writers = match (args.writers.is_empty(), kind) {
+        (false, _) => args.writers.clone(),
+        (true, LoadKind::Latency) => vec![1],
+        (true, _) => vec![1, 4, 16, 64],
+    };
+    let duration = args.duration.or(if args.ops.is_some() { None } else { Some(Duration::from_secs(5)) });
+    let plan = Plan { kind, args, writers, duration };
+    let mut first_error = None;
+    for spec in &args.backends {
+        one_backend(spec, &plan, ctx, &mut first_error)?;
+    }
+    if kind == LoadKind::Sweep {
+        sync_methods(args.record_bytes[0].max, duration, ctx)?;
+    }
+    println!("{}", table::loads(&ctx.report.loads));
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Every writer count and record size of `plan` on `spec`; a failure to open,
+/// measure or close goes to `first_error` (if it is the first).
+fn one_backend(
+    spec: &TargetSpec,
+    plan: &Plan<'_>,
+    ctx: &mut Ctx,
+    first_error: &mut Option<anyhow::Error>,
+) -> Result<()> {
+    let dir = ctx.subdir(&spec.to_string())?;
+    let record_max = plan.args.record_bytes.iter().map(|s| s.max).max().unwrap_or(256);
+    let opts = OpenOptions { wal: plan.args.tuning(), ..ctx.open_options(record_max) };
+    let target = match backends::open(spec, &dir, &opts) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {spec}: {e:#}");
+            first_error.get_or_insert(e);
+            return Ok(());
+        }
+    };
+    eprintln!("{spec}: {}", target.describe());
+    if !spec.is_durable() {
+        eprintln!("note: {spec} acknowledges appends before they are synced; its figures are not durable appends");
+    }
+    for &size in &plan.args.record_bytes {
+        for &w in &plan.writers {
+            let r = load::run(target.as_ref(), &spec.to_string(), &plan.load(w, size), ctx.global.quiet);
+            if let Some(e) = &r.error {
+                first_error.get_or_insert(anyhow::anyhow!("{spec}: {e}"));
+            }
+            ctx.report.loads.push(r);
+        }
+    }
+    if let Err(e) = target.close() {
+        first_error.get_or_insert(e.context(format!("closing {spec}")));
+    }
+    Ok(())
+}
+
+/// A pg_test_fsync-like table of sync methods, at the padded size of a
+/// record of `record_bytes`.
+fn sync_methods(record_bytes: usize, duration: Option<Duration>, ctx: &mut Ctx) -> Result<()> {
+    let write_bytes = padded_write_bytes(record_bytes, ctx.block_bytes);
+    let dir = ctx.subdir("raw-sync-methods")?;
+    std::fs::create_dir_all(&dir)?;
+    let direct = crate::env::o_direct(&dir).is_ok();
+    let file = RawFile::prepare(&dir, 64 << 20, direct)?;
+    let t = duration.unwrap_or(Duration::from_secs(2)).min(Duration::from_secs(3));
+    let mut methods = Vec::new();
+    for m in SyncMethod::ALL {
+        methods.push(raw::qd1(&file, m, write_bytes, t / 5, t)?);
+    }
+    println!("{}", table::sync_methods(&methods));
+    ctx.report.loads.extend(methods);
+    Ok(())
+}

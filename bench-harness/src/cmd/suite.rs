@@ -1,0 +1,299 @@
+//! `run`, the default suite (about a minute on a 2-core machine): the device
+//! alone, latency and throughput, one producer streaming, recovery; then a
+//! summary of each WAL figure next to the device's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use uring_wal::Durability;
+
+use super::Ctx;
+use crate::backends;
+use crate::cli::{RecoveryArgs, RunArgs};
+use crate::load::{self, LoadSpec};
+use crate::model::{LoadResult, Report, SummaryRow, TestKind};
+use crate::raw::{self, RawFile, SyncMethod, padded_write_bytes};
+use crate::recover;
+use crate::report::table;
+use crate::sys::SizeRange;
+use crate::target::{self, IoPath, OpenOptions, TargetSpec};
+
+/// How much a streaming load of the suite keeps behind its durable end.
+const STREAM_RETAIN_BYTES: u64 = 1 << 30;
+
+/// Record size of the suite's latency and throughput loads.
+const RECORD_BYTES: usize = 256;
+
+/// Durations of the suite: as given, or a tenth with --quick.
+struct Scale(f64);
+
+impl Scale {
+    fn secs(&self, s: f64) -> Duration {
+        Duration::from_secs_f64(s * self.0)
+    }
+}
+
+pub fn run(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
+    let scale = Scale(if args.quick { 0.1 } else { 1.0 });
+    device_alone(args.quick, &scale, ctx)?;
+    let recovery_dir = latency_and_throughput(&scale, ctx)?;
+    streams(&scale, ctx)?;
+    recovery(args, recovery_dir, ctx)?;
+    ctx.report.summary = summarize(&ctx.report);
+    print(&ctx.report);
+    Ok(())
+}
+
+/// Step 1, the device alone: qd1 durable writes of a padded record, and sequential bandwidth.
+fn device_alone(quick: bool, scale: &Scale, ctx: &mut Ctx) -> Result<()> {
+    let write_bytes = padded_write_bytes(RECORD_BYTES, ctx.block_bytes);
+    let raw_dir = ctx.subdir("raw")?;
+    std::fs::create_dir_all(&raw_dir)?;
+    let direct = crate::env::o_direct(&raw_dir).is_ok();
+    {
+        // 1 GiB: large enough that the sequential figures are not a blip.
+        let file = RawFile::prepare(&raw_dir, if quick { 32 << 20 } else { 1 << 30 }, direct)?;
+        for m in [SyncMethod::UringFdatasync, SyncMethod::UringDsync] {
+            ctx.report.loads.push(raw::qd1(&file, m, write_bytes, scale.secs(0.5), scale.secs(3.0))?);
+        }
+        for how in [raw::Seq::Write, raw::Seq::WriteSynced, raw::Seq::Read] {
+            ctx.report.bandwidth.push(raw::sequential(&file, how, 1 << 20, 8)?);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&raw_dir);
+    Ok(())
+}
+
+/// Steps 2 and 3: latency at one writer, group sync and DSYNC; group sync
+/// throughput at 4, 16 and 64 writers. Returns the group sync log's directory, which
+/// recovery reopens.
+fn latency_and_throughput(scale: &Scale, ctx: &mut Ctx) -> Result<PathBuf> {
+    let size = SizeRange { min: RECORD_BYTES, max: RECORD_BYTES };
+    let mut recovery_dir = None;
+    for (durability, writer_counts) in [(Durability::Dsync, vec![1]), (Durability::GroupSync, vec![1, 4, 16, 64])] {
+        let spec = TargetSpec::UringWal { durability, path: IoPath::Auto };
+        let dir = ctx.subdir(&spec.to_string())?;
+        let target = backends::open(&spec, &dir, &ctx.open_options(RECORD_BYTES))?;
+        eprintln!("{spec}: {}", target.describe());
+        for w in writer_counts {
+            let load = LoadSpec {
+                test: if w == 1 { TestKind::Latency } else { TestKind::Throughput },
+                writers: w,
+                size,
+                duration: Some(scale.secs(if w == 1 { 5.0 } else { 4.0 })),
+                ops: None,
+                warmup: scale.secs(1.0),
+                rate: None,
+                batch: 1,
+                pipeline: 1,
+                stall: None,
+            };
+            push_or_fail(ctx, &spec, load::run(target.as_ref(), &spec.to_string(), &load, ctx.global.quiet))?;
+        }
+        target.close()?;
+        if durability == Durability::GroupSync {
+            recovery_dir = Some(dir);
+        }
+    }
+    Ok(recovery_dir.expect("group-sync loads ran"))
+}
+
+/// Keeps `r` in the report; its error, if any, ends the suite.
+fn push_or_fail(ctx: &mut Ctx, spec: &TargetSpec, r: LoadResult) -> Result<()> {
+    let failed = r.error.clone();
+    ctx.report.loads.push(r);
+    match failed {
+        Some(e) => anyhow::bail!("{spec}: {e}"),
+        None => Ok(()),
+    }
+}
+
+/// Step 3b: one producer streaming without a thread per record: tickets
+/// pipelined, one batch per call, and large records against the device's
+/// sequential bandwidth. Each checkpoints behind itself, as an application
+/// would, so segments are recycled rather than created.
+fn streams(scale: &Scale, ctx: &mut Ctx) -> Result<()> {
+    for (record, batch, pipeline) in [(256usize, 1usize, 1024usize), (256, 1024, 1), (64 << 10, 1, 64)] {
+        let spec = TargetSpec::default_wal();
+        let dir = ctx.subdir(&format!("stream-{record}-b{batch}-p{pipeline}"))?;
+        let wal = target::WalTuning { retain_bytes: Some(STREAM_RETAIN_BYTES), ..target::WalTuning::default() };
+        let target = backends::open(&spec, &dir, &OpenOptions { wal, ..ctx.open_options(record) })?;
+        let load = LoadSpec {
+            test: TestKind::Stream,
+            writers: 1,
+            size: SizeRange { min: record, max: record },
+            duration: Some(scale.secs(3.0)),
+            ops: None,
+            warmup: scale.secs(1.0),
+            rate: None,
+            batch,
+            pipeline,
+            stall: None,
+        };
+        let r = load::run(target.as_ref(), &spec.to_string(), &load, ctx.global.quiet);
+        let closed = target.close();
+        let _ = std::fs::remove_dir_all(&dir);
+        push_or_fail(ctx, &spec, r)?;
+        closed?;
+    }
+    Ok(())
+}
+
+/// Step 4: recovery of what the group sync loads wrote in `dir`, topped up to a
+/// meaningful size.
+fn recovery(args: &RunArgs, dir: PathBuf, ctx: &mut Ctx) -> Result<()> {
+    let rec_args = RecoveryArgs {
+        backend: TargetSpec::default_wal(),
+        bytes: if args.quick { 32 << 20 } else { args.recovery_bytes },
+        record_bytes: SizeRange { min: 4096, max: 4096 },
+        batch: 64,
+        writers: 4,
+        kill: false,
+    };
+    let written = recover::write_log(&dir, &rec_args, &ctx.open_options(4096), false, &|_, _| {})?;
+    target::Target::close(Box::new(written))?;
+    ctx.report.recovery.push(recover::time_open(&dir, &rec_args, "close", 0)?);
+    Ok(())
+}
+
+fn print(report: &Report) {
+    let (raw, wal): (Vec<LoadResult>, Vec<LoadResult>) =
+        report.loads.iter().cloned().partition(|l| l.test == TestKind::Raw);
+    println!("{}", table::sync_methods(&raw));
+    println!("{}", table::bandwidth(&report.bandwidth));
+    println!("{}", table::loads(&wal));
+    println!("{}", table::recovery(&report.recovery));
+    println!("{}", table::summary(&report.summary));
+}
+
+fn ratio(wal: f64, raw: f64) -> Option<f64> {
+    (raw > 0.0).then(|| wal / raw)
+}
+
+/// The group sync loads of the suite's throughput (not its streams).
+fn group_sync_loads(report: &Report) -> impl Iterator<Item = &LoadResult> {
+    report.loads.iter().filter(|l| l.backend == "uring-wal/group-sync" && l.test != TestKind::Stream)
+}
+
+/// Each WAL figure of the suite next to the raw device figure of the same run.
+pub fn summarize(report: &Report) -> Vec<SummaryRow> {
+    let mut rows = Vec::new();
+    latency_rows(report, "uring-wal/group-sync", SyncMethod::UringFdatasync, "durable (group sync)", &mut rows);
+    latency_rows(report, "uring-wal/dsync", SyncMethod::UringDsync, "durable (DSYNC)", &mut rows);
+    throughput_rows(report, &mut rows);
+    cost_rows(report, &mut rows);
+    stream_rows(report, &mut rows);
+    recovery_rows(report, &mut rows);
+    rows
+}
+
+fn raw_of(report: &Report, method: SyncMethod) -> Option<&LoadResult> {
+    report.loads.iter().find(|l| l.test == TestKind::Raw && l.backend == method.name())
+}
+
+/// p50, p99 and p99.9 of `wal` at one writer against `method` at qd1.
+fn latency_rows(report: &Report, wal: &str, method: SyncMethod, label: &str, rows: &mut Vec<SummaryRow>) {
+    let one_writer = report.loads.iter().find(|l| l.backend == wal && l.writers == 1 && l.test != TestKind::Raw);
+    let (Some(w), Some(r)) = (one_writer, raw_of(report, method)) else { return };
+    for (name, a, b) in [
+        ("p50", w.latency.p50_us, r.latency.p50_us),
+        ("p99", w.latency.p99_us, r.latency.p99_us),
+        ("p99.9", w.latency.p999_us, r.latency.p999_us),
+    ] {
+        rows.push(SummaryRow {
+            metric: format!("{label} append latency {name}, 1 writer, {} B", w.record_bytes),
+            unit: "us".into(),
+            wal: a,
+            raw: Some(b),
+            ratio: ratio(a, b),
+            note: format!("vs {} at qd1", method.name()),
+        });
+    }
+}
+
+/// Group sync records/s at each writer count against one durable write per
+/// record at qd1.
+fn throughput_rows(report: &Report, rows: &mut Vec<SummaryRow>) {
+    let raw_ops = raw_of(report, SyncMethod::UringFdatasync).map(|r| r.ops_per_sec);
+    for l in group_sync_loads(report) {
+        let plural = if l.writers == 1 { "" } else { "s" };
+        rows.push(SummaryRow {
+            metric: format!("durable records/s, {} writer{plural}, {} B", l.writers, l.record_bytes),
+            unit: "records/s".into(),
+            wal: l.ops_per_sec,
+            raw: raw_ops,
+            ratio: raw_ops.and_then(|r| ratio(l.ops_per_sec, r)),
+            note: format!(
+                "vs one durable write per op at qd1; {} records per flush",
+                l.records_per_flush.map_or("-".into(), |b| format!("{b:.1}"))
+            ),
+        });
+    }
+}
+
+/// CPU and memory at the most writers.
+fn cost_rows(report: &Report, rows: &mut Vec<SummaryRow>) {
+    let Some(l) = group_sync_loads(report).max_by_key(|l| l.writers) else { return };
+    rows.push(SummaryRow {
+        metric: format!("CPU per record, {} writers", l.writers),
+        unit: "us".into(),
+        wal: l.cpu_us_per_op,
+        raw: None,
+        ratio: None,
+        note: "user + system time of the process / records".into(),
+    });
+    rows.push(SummaryRow {
+        metric: format!("peak RSS, {} writers", l.writers),
+        unit: "MiB".into(),
+        wal: l.peak_rss_bytes as f64 / (1 << 20) as f64,
+        raw: None,
+        ratio: None,
+        note: "whole harness process".into(),
+    });
+}
+
+/// One producer streaming: large records against the device's sequential
+/// write bandwidth, small ones as records/s.
+fn stream_rows(report: &Report, rows: &mut Vec<SummaryRow>) {
+    let write_bw = report.bandwidth.iter().find(|b| b.direction == "write").map(|b| b.mb_per_sec);
+    for l in report.loads.iter().filter(|l| l.test == TestKind::Stream) {
+        let how =
+            if l.batch > 1 { format!("batches of {}", l.batch) } else { format!("{} tickets in flight", l.pipeline) };
+        let row = if l.record_bytes >= 4096.0 {
+            SummaryRow {
+                metric: format!("durable MB/s, 1 producer, {how}, {} B", l.record_bytes),
+                unit: "MB/s".into(),
+                wal: l.mb_per_sec,
+                raw: write_bw,
+                ratio: write_bw.and_then(|b| ratio(l.mb_per_sec, b)),
+                note: "vs sequential O_DIRECT write, 1 MiB at qd8".into(),
+            }
+        } else {
+            SummaryRow {
+                metric: format!("durable records/s, 1 producer, {how}, {} B", l.record_bytes),
+                unit: "records/s".into(),
+                wal: l.ops_per_sec,
+                raw: None,
+                ratio: None,
+                note: format!("{} records per flush", l.records_per_flush.map_or("-".into(), |b| format!("{b:.0}"))),
+            }
+        };
+        rows.push(row);
+    }
+}
+
+/// Recovery against the device's sequential read bandwidth.
+fn recovery_rows(report: &Report, rows: &mut Vec<SummaryRow>) {
+    let read_bw = report.bandwidth.iter().find(|b| b.direction == "read").map(|b| b.mb_per_sec);
+    for r in &report.recovery {
+        rows.push(SummaryRow {
+            metric: format!("recovery of {} MB, {} records", r.bytes / 1_000_000, r.records),
+            unit: "MB/s".into(),
+            wal: r.mb_per_sec,
+            raw: read_bw,
+            ratio: read_bw.and_then(|b| ratio(r.mb_per_sec, b)),
+            note: format!("{:.0} records/s; vs sequential O_DIRECT read", r.records_per_sec),
+        });
+    }
+}
