@@ -21,8 +21,11 @@ Examples:
   bench-harness recovery --bytes 1GiB --kill
   bench-harness raft --clients 1,16 --duration 5s  three openraft nodes: in memory vs uring-wal
   bench-harness report sweep.json --svg sweep.svg  tables and charts of a saved report, again
-Backends: uring-wal[:MODE][:PATH] with MODE group-sync | dsync | periodic[=MS] | none and
-PATH auto | uring | threaded | buffered; with --features peers also okaywal, raft-engine, naive.";
+  bench-harness latency --repeat 3 --backend raw:fdatasync,uring-wal,uring-wal:spin   spreads, ratios
+Backends: uring-wal[:MODE][:PATH][:spin] with MODE group-sync | dsync | periodic[=MS] | none and
+PATH auto | uring | threaded | buffered (spin: Options::spin()); raw[:fdatasync | dsync |
+pwrite-fdatasync | pwrite-dsync], the device alone at one writer; with --features peers also
+okaywal, raft-engine, naive.";
 
 /// Measures uring-wal: append latency, throughput, recovery time, durability
 /// settings, against the raw device and other WAL libraries.
@@ -146,6 +149,13 @@ fn ser_specs<S: serde::Serializer>(v: &[TargetSpec], s: S) -> Result<S::Ok, S::E
     s.collect_seq(v.iter().map(ToString::to_string))
 }
 
+fn ser_opt_spec<S: serde::Serializer>(v: &Option<TargetSpec>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(spec) => s.serialize_some(&spec.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Options of a load.
 #[derive(Args, Debug, Serialize, Clone)]
 pub struct LoadArgs {
@@ -180,6 +190,16 @@ pub struct LoadArgs {
     /// the oldest when the window is full; 1 appends synchronously.
     #[arg(long, value_parser = batch, default_value = "1")]
     pub pipeline: usize,
+    /// Runs of every load, backends interleaved round by round; above 1 a
+    /// table gives each figure's spread and marks ratios whose spreads
+    /// overlap as not significant.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20), default_value = "1")]
+    pub repeat: u32,
+    /// The backend the spread table's ratios divide by (default: the first
+    /// given).
+    #[arg(long, value_name = "BACKEND")]
+    #[serde(serialize_with = "ser_opt_spec")]
+    pub baseline: Option<TargetSpec>,
     /// uring-wal: flushes in flight at most (library default 4).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub wal_flushes_in_flight: Option<u32>,

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::raw::SyncMethod;
 use anyhow::{Context, Result};
 use uring_wal::{Backend, Batch, DirectIo, Durability, Options, RecordType, Wal};
 
@@ -57,11 +58,20 @@ pub enum IoPath {
     Buffered,
 }
 
-/// Which log, and how: `uring-wal[:MODE][:PATH]`, `okaywal`, `raft-engine`,
-/// `naive` (the last three with the `peers` feature).
+/// Which log, and how: `uring-wal[:MODE][:PATH][:spin]`, `raw:METHOD` (the
+/// device alone, one writer), `okaywal`, `raft-engine`, `naive` (the last
+/// three with the `peers` feature).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TargetSpec {
-    UringWal { durability: Durability, path: IoPath },
+    /// `spin`: with `Options::spin()` (a lone appender and the idle I/O
+    /// thread spin before they sleep).
+    UringWal {
+        durability: Durability,
+        path: IoPath,
+        spin: bool,
+    },
+    /// No log: durable writes of the padded record at queue depth 1.
+    Raw(SyncMethod),
     Okaywal,
     RaftEngine,
     Naive,
@@ -70,7 +80,7 @@ pub enum TargetSpec {
 impl TargetSpec {
     /// Default: uring-wal, group sync, io_uring where available.
     pub fn default_wal() -> TargetSpec {
-        TargetSpec::UringWal { durability: Durability::GroupSync, path: IoPath::Auto }
+        TargetSpec::UringWal { durability: Durability::GroupSync, path: IoPath::Auto, spin: false }
     }
 
     /// Whether appends are synced before they return.
@@ -95,15 +105,17 @@ fn durability_name(d: Durability) -> String {
 impl fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetSpec::UringWal { durability, path } => {
+            TargetSpec::UringWal { durability, path, spin } => {
                 write!(f, "uring-wal/{}", durability_name(*durability))?;
                 match path {
-                    IoPath::Auto => Ok(()),
-                    IoPath::Uring => write!(f, "/uring"),
-                    IoPath::Threaded => write!(f, "/threaded"),
-                    IoPath::Buffered => write!(f, "/buffered"),
+                    IoPath::Auto => {}
+                    IoPath::Uring => write!(f, "/uring")?,
+                    IoPath::Threaded => write!(f, "/threaded")?,
+                    IoPath::Buffered => write!(f, "/buffered")?,
                 }
+                if *spin { write!(f, "/spin") } else { Ok(()) }
             }
+            TargetSpec::Raw(m) => write!(f, "{}", m.name()),
             TargetSpec::Okaywal => write!(f, "okaywal"),
             TargetSpec::RaftEngine => write!(f, "raft-engine"),
             TargetSpec::Naive => write!(f, "naive"),
@@ -121,6 +133,7 @@ impl FromStr for TargetSpec {
             "uring-wal" | "wal" => {
                 let mut durability = Durability::GroupSync;
                 let mut path = IoPath::Auto;
+                let mut spin = false;
                 for part in parts {
                     match part {
                         "group-sync" | "groupsync" | "fdatasync" => durability = Durability::GroupSync,
@@ -139,22 +152,41 @@ impl FromStr for TargetSpec {
                         "threaded" => path = IoPath::Threaded,
                         "buffered" => path = IoPath::Buffered,
                         "auto" => path = IoPath::Auto,
+                        "spin" => spin = true,
                         other => {
                             return Err(format!(
                                 "unknown part {other:?} in {s:?}: modes are group-sync, dsync, periodic[=MS], none; \
-                                 paths are auto, uring, threaded, buffered"
+                                 paths are auto, uring, threaded, buffered; spin spins"
                             ));
                         }
                     }
                 }
-                Ok(TargetSpec::UringWal { durability, path })
+                Ok(TargetSpec::UringWal { durability, path, spin })
+            }
+            "raw" => {
+                let method = match parts.next() {
+                    Some("fdatasync") | None => SyncMethod::UringFdatasync,
+                    Some("dsync") => SyncMethod::UringDsync,
+                    Some("pwrite-fdatasync") => SyncMethod::PwriteFdatasync,
+                    Some("pwrite-dsync") => SyncMethod::PwriteDsync,
+                    Some(other) => {
+                        return Err(format!(
+                            "unknown raw method {other:?} in {s:?}: fdatasync, dsync (io_uring), \
+                             pwrite-fdatasync, pwrite-dsync"
+                        ));
+                    }
+                };
+                if parts.next().is_some() {
+                    return Err(format!("{s:?}: raw takes one method"));
+                }
+                Ok(TargetSpec::Raw(method))
             }
             "okaywal" if parts.next().is_none() => Ok(TargetSpec::Okaywal),
             "raft-engine" if parts.next().is_none() => Ok(TargetSpec::RaftEngine),
             "naive" if parts.next().is_none() => Ok(TargetSpec::Naive),
             _ => Err(format!(
-                "unknown backend {s:?}: uring-wal[:MODE][:PATH], okaywal, raft-engine, naive (the last three \
-                 need --features peers)"
+                "unknown backend {s:?}: uring-wal[:MODE][:PATH][:spin], raw[:METHOD], okaywal, raft-engine, naive \
+                 (the last three need --features peers)"
             )),
         }
     }
@@ -248,7 +280,7 @@ impl Checkpointer {
 }
 
 impl WalTarget {
-    pub fn open(dir: &Path, durability: Durability, path: IoPath, opts: &OpenOptions) -> Result<WalTarget> {
+    pub fn open(dir: &Path, durability: Durability, path: IoPath, spin: bool, opts: &OpenOptions) -> Result<WalTarget> {
         let record_max = u32::try_from(opts.record_bytes_max.max(1024))
             .ok()
             .filter(|&m| m <= uring_wal::format::RECORD_PAYLOAD_BYTES_LIMIT)
@@ -262,6 +294,9 @@ impl WalTarget {
             .record_bytes_max(record_max)
             .segment_bytes(segment_bytes)
             .queue_bytes_max((16usize << 20).max(record_max as usize * 2));
+        if spin {
+            o = o.spin();
+        }
         let t = opts.wal;
         if let Some(n) = t.flushes_in_flight_max {
             o = o.flushes_in_flight_max(n);
@@ -365,8 +400,13 @@ mod tests {
     #[test]
     fn specs_parse_and_print() {
         let s: TargetSpec = "uring-wal:dsync:threaded".parse().unwrap();
-        assert_eq!(s, TargetSpec::UringWal { durability: Durability::Dsync, path: IoPath::Threaded });
+        assert_eq!(s, TargetSpec::UringWal { durability: Durability::Dsync, path: IoPath::Threaded, spin: false });
         assert_eq!(s.to_string(), "uring-wal/dsync/threaded");
+        let spun: TargetSpec = "uring-wal:group-sync:spin".parse().unwrap();
+        assert_eq!(spun.to_string(), "uring-wal/group-sync/spin");
+        assert_eq!(spun.to_string().replace('/', ":").parse::<TargetSpec>().unwrap(), spun);
+        assert_eq!("raw:dsync".parse::<TargetSpec>().unwrap(), TargetSpec::Raw(SyncMethod::UringDsync));
+        assert!("raw:fsync".parse::<TargetSpec>().is_err());
         let p: TargetSpec = "uring-wal:periodic=20".parse().unwrap();
         assert_eq!(p.to_string(), "uring-wal/periodic=20ms");
         assert!(!p.is_durable());

@@ -73,13 +73,24 @@ pub fn run(kind: LoadKind, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
     let duration = args.duration.or(if args.ops.is_some() { None } else { Some(Duration::from_secs(5)) });
     let plan = Plan { kind, args, writers, duration };
     let mut first_error = None;
-    for spec in &args.backends {
-        one_backend(spec, &plan, ctx, &mut first_error)?;
+    // Round by round, so that slow drifts of a shared machine hit every
+    // backend alike.
+    for _ in 0..args.repeat {
+        for spec in &args.backends {
+            match spec {
+                TargetSpec::Raw(method) => device_alone(*method, &plan, ctx, &mut first_error)?,
+                _ => one_backend(spec, &plan, ctx, &mut first_error)?,
+            }
+        }
     }
     if kind == LoadKind::Sweep {
         sync_methods(args.record_bytes[0].max, duration, ctx)?;
     }
     println!("{}", table::loads(&ctx.report.loads));
+    if args.repeat > 1 {
+        let baseline = args.baseline.as_ref().or(args.backends.first()).map(ToString::to_string).unwrap_or_default();
+        println!("{}", table::spread(&ctx.report.loads, &baseline));
+    }
     first_error.map_or(Ok(()), Err)
 }
 
@@ -117,6 +128,37 @@ fn one_backend(
     }
     if let Err(e) = target.close() {
         first_error.get_or_insert(e.context(format!("closing {spec}")));
+    }
+    Ok(())
+}
+
+/// The device alone (`raw:METHOD`): durable writes of each record size,
+/// padded as the log pads them, at queue depth 1 from one thread; only at
+/// one writer.
+fn device_alone(
+    method: SyncMethod,
+    plan: &Plan<'_>,
+    ctx: &mut Ctx,
+    first_error: &mut Option<anyhow::Error>,
+) -> Result<()> {
+    if !plan.writers.contains(&1) {
+        eprintln!("note: {} runs at one writer only; skipped", method.name());
+        return Ok(());
+    }
+    let dir = ctx.subdir(method.name())?;
+    std::fs::create_dir_all(&dir)?;
+    let direct = crate::env::o_direct(&dir).is_ok();
+    let file = RawFile::prepare(&dir, 256 << 20, direct)?;
+    let duration = plan.duration.unwrap_or(Duration::from_secs(5));
+    for size in &plan.args.record_bytes {
+        let write_bytes = padded_write_bytes(size.max, ctx.block_bytes);
+        match raw::qd1(&file, method, write_bytes, plan.args.warmup, duration) {
+            Ok(r) => ctx.report.loads.push(r),
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", method.name());
+                first_error.get_or_insert(e);
+            }
+        }
     }
     Ok(())
 }

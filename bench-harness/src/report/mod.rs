@@ -5,6 +5,7 @@
 pub mod charts;
 pub mod hgrm;
 pub mod json;
+pub mod spread;
 pub mod svg;
 pub mod table;
 

@@ -274,6 +274,50 @@ pub fn loads(results: &[LoadResult]) -> String {
     t.render()
 }
 
+/// Repeated runs: per backend and load, each figure as `median (min-max)`
+/// over the runs; then each backend's medians over `baseline`'s for the same
+/// load, `~` marking a ratio whose spreads overlap (not significant).
+pub fn spread(results: &[LoadResult], baseline: &str) -> String {
+    use super::spread::{FIGURES, Ratio, baseline_of, groups};
+    let mut columns =
+        vec![("backend", Align::Left), ("writers", Align::Right), ("record B", Align::Right), ("runs", Align::Right)];
+    columns.extend(FIGURES.iter().map(|(name, _)| (*name, Align::Right)));
+    let mut t = Table::new(&columns);
+    let gs = groups(results);
+    for g in &gs {
+        let mut cells =
+            vec![g.backend.to_string(), g.writers.to_string(), record_bytes(g.record_bytes), g.runs.len().to_string()];
+        for (_, f) in FIGURES {
+            cells.push(g.spread(f).map_or_else(
+                || MISSING.to_string(),
+                |s| format!("{} ({}-{})", number(s.median), number(s.min), number(s.max)),
+            ));
+        }
+        t.row(cells);
+    }
+    let mut r = Table::new(&columns);
+    for g in &gs {
+        let Some(b) = baseline_of(&gs, g, baseline) else { continue };
+        let mut cells =
+            vec![g.backend.to_string(), g.writers.to_string(), record_bytes(g.record_bytes), g.runs.len().to_string()];
+        for (_, f) in FIGURES {
+            cells.push(match (g.spread(f), b.spread(f)) {
+                (Some(a), Some(b)) => {
+                    let ratio = Ratio::of(&a, &b);
+                    format!("{}{:.2}x", if ratio.significant { "" } else { "~" }, ratio.value)
+                }
+                _ => MISSING.to_string(),
+            });
+        }
+        r.row(cells);
+    }
+    format!(
+        "Spread over repeated runs: median (min-max)\n{}\nRatios of medians to {baseline} (~: the spreads overlap, not significant)\n{}",
+        t.render(),
+        r.render()
+    )
+}
+
 /// The `raft` loads: one row per store and client count, with the ratio of
 /// each figure to the `memory` store's at the same client count (writes/s:
 /// below 1 is slower; p50: above 1 is slower).
@@ -514,6 +558,20 @@ mod tests {
         let row = out.lines().nth(2).unwrap();
         let dashes = row.split_whitespace().filter(|c| *c == "-").count();
         assert_eq!(dashes, 7 + 2 + 1, "{out}");
+    }
+
+    #[test]
+    fn spread_marks_overlapping_ratios() {
+        let mut results = Vec::new();
+        for (i, (a, b)) in [(100.0, 300.0), (120.0, 310.0), (110.0, 105.0)].into_iter().enumerate() {
+            results.push(fixtures::load("a", 1, 256.0, a, i as u64));
+            results.push(fixtures::load("b", 1, 256.0, b, 10 + i as u64));
+        }
+        let out = spread(&results, "a");
+        assert!(out.contains("110.0 (100.0-120.0)"), "{out}");
+        // b's ops/s spread (105-310) overlaps a's (100-120): not significant.
+        let ratio_row = out.lines().rev().find(|l| l.starts_with('b')).unwrap();
+        assert!(ratio_row.contains("~2.73x"), "{ratio_row}");
     }
 
     #[test]
