@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::commit::metrics::LatencyStats;
 use crate::commit::shared::{LsnWait, Shared, Target};
+use crate::commit::watchdog::{self, Watchdog};
 use crate::commit::{BatchBufs, Entry, POOLED_BATCHES_MAX, Parts, Request};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordType};
@@ -303,6 +304,7 @@ pub struct Wal {
     preparer: Option<PreparerClient>,
     io_thread: Option<JoinHandle<()>>,
     prepare_thread: Option<JoinHandle<()>>,
+    watchdog: Option<Watchdog>,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     record_bytes_max: u32,
@@ -375,6 +377,9 @@ impl Wal {
         };
         let io = open::backend_choice(&options, storage.as_ref(), lock.as_ref(), &lock_path)?;
         let (io_thread, started) = open::start_io_thread(parts, io, &dir)?;
+        // The watchdog stops with the Wal (its sender dropped); spawning it
+        // failing leaves the I/O thread's own check.
+        let watchdog = watchdog::spawn(shared.clone(), options.io_timeout, dir.clone()).ok();
         #[cfg(feature = "log")]
         open::log_opened(&dir, &started, &plan, &recovered.report);
         let backend = BackendInfo::new(started, plan);
@@ -386,6 +391,7 @@ impl Wal {
             preparer: Some(prep_client),
             io_thread: Some(io_thread),
             prepare_thread: Some(prepare_thread),
+            watchdog,
             storage,
             dir,
             record_bytes_max: options.record_bytes_max,
@@ -714,6 +720,13 @@ impl Wal {
             }
         }
         self.shared.close();
+        if let Some(w) = self.watchdog.take() {
+            drop(w.stop);
+            // It answers within one interval (at most a second).
+            if join_within(w.thread, Instant::now() + Duration::from_secs(2)).is_none() {
+                stuck.push("watchdog");
+            }
+        }
         if let Some(p) = self.preparer.take() {
             // Whatever it prepares now is not needed soon, but the close
             // waits for it: finish at full speed.

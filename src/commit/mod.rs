@@ -22,6 +22,7 @@
 pub(crate) mod metrics;
 pub(crate) mod policy;
 pub(crate) mod shared;
+pub(crate) mod watchdog;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -299,6 +300,9 @@ impl<Q: IoQueue> Engine<Q> {
     /// before that is flushed.
     pub fn run(mut self) {
         loop {
+            // The watchdog thread may have poisoned the log while this thread
+            // was blocked in the kernel: from then on nothing is acknowledged.
+            self.poisoned |= self.shared.failure().is_some();
             let mut progress = self.reap();
             if self.queue.runs_inline() {
                 // Submitting below does the I/O: wake first.
@@ -788,6 +792,7 @@ impl<Q: IoQueue> Engine<Q> {
             if self.cfg.policy.syncs_each_flush() {
                 counters.syncs.fetch_add(1, Ordering::Relaxed);
             }
+            self.shared.set_oldest_io(self.oldest_in_flight());
             self.queue.submit_write(op);
             progress = true;
         }
@@ -836,8 +841,9 @@ impl<Q: IoQueue> Engine<Q> {
         let header_len = segment::encode_header_block(&header, &mut buf);
         let token = self.token();
         let sync = self.cfg.policy.header_sync();
-        self.queue.submit_write(WriteOp { token, file: next.file.clone(), offset: 0, buf, len: header_len, sync });
         self.activation = Some(Activation { token, meta: meta.clone(), submitted: Instant::now() });
+        self.shared.set_oldest_io(self.oldest_in_flight());
+        self.queue.submit_write(WriteOp { token, file: next.file.clone(), offset: 0, buf, len: header_len, sync });
         self.active = Active::new(meta, next.file, false);
         // The preparer answers on its channel; an error surfaces at the next roll.
         let _ = self.preparer.request(next.id + 1);
@@ -855,6 +861,7 @@ impl<Q: IoQueue> Engine<Q> {
         }
         self.completions = done;
         if progress {
+            self.shared.set_oldest_io(self.oldest_in_flight());
             self.advance();
         }
         progress
@@ -954,6 +961,7 @@ impl<Q: IoQueue> Engine<Q> {
     fn advance(&mut self) {
         // After a failure nothing more is acknowledged: a later sync may have
         // reported success only because an earlier one consumed the error.
+        self.poisoned |= self.shared.failure().is_some();
         if self.poisoned {
             return;
         }
@@ -1020,6 +1028,10 @@ impl<Q: IoQueue> Engine<Q> {
         self.rounds.started = Some(Instant::now());
         self.rounds.covers = self.acked;
         let dirty = std::mem::take(&mut self.rounds.dirty);
+        // The round counts as in flight from now, before its first sync
+        // (which may block) is submitted.
+        let started = self.rounds.started.unwrap_or_else(Instant::now);
+        self.shared.set_oldest_io(Some(self.oldest_in_flight().map_or(started, |t| t.min(started))));
         for (_, file) in &dirty {
             self.rounds.in_flight += 1;
             self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);

@@ -155,6 +155,10 @@ pub(crate) struct Shared {
     lonely: AtomicBool,
     pub budget: ByteBudget,
     pub counters: Counters,
+    /// Start of the oldest write or sync in flight, in nanoseconds after
+    /// `epoch` (0: none), for the watchdog thread.
+    oldest_io_ns: AtomicU64,
+    epoch: Instant,
     /// Wakes the I/O thread, on backends that park it in the kernel.
     doorbell: OnceLock<Arc<dyn Doorbell>>,
 }
@@ -178,6 +182,8 @@ impl Shared {
             spinners_max: std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1)),
             budget: ByteBudget::new(queue_bytes_max),
             counters: Counters::default(),
+            oldest_io_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
             doorbell: OnceLock::new(),
         }
     }
@@ -191,6 +197,22 @@ impl Shared {
     pub fn wake_io(&self) {
         if let Some(bell) = self.doorbell.get() {
             bell.ring();
+        }
+    }
+
+    /// I/O thread: when the oldest operation in flight started, before a
+    /// submission that may block (and after completions).
+    pub fn set_oldest_io(&self, oldest: Option<Instant>) {
+        // +1: a start at the epoch itself must not read as "none".
+        let ns = oldest.map_or(0, |t| t.saturating_duration_since(self.epoch).as_nanos() as u64 + 1);
+        self.oldest_io_ns.store(ns, Ordering::Release);
+    }
+
+    /// When the oldest operation in flight started, if any.
+    pub fn oldest_io(&self) -> Option<Instant> {
+        match self.oldest_io_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(self.epoch + Duration::from_nanos(ns - 1)),
         }
     }
 

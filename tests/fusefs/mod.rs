@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
@@ -59,6 +59,9 @@ pub struct Faults {
     pub short_write: Option<u64>,
     /// Fail the n-th segment sync with EIO (nothing becomes durable).
     pub fsync_eio: Option<u64>,
+    /// Answer the n-th data write (after doing it) only once
+    /// [`Fs::release`] is called: a write that hangs in the kernel.
+    pub hang_write: Option<u64>,
 }
 
 /// What the kernel asked for.
@@ -117,6 +120,10 @@ pub struct State {
     pub stats: Stats,
     /// When the first fault was injected.
     pub first_fault_at: Option<Instant>,
+    /// The write just done is to hang (see `Faults::hang_write`).
+    hang_now: bool,
+    /// Hung writes may answer.
+    released: bool,
 }
 
 impl State {
@@ -124,7 +131,15 @@ impl State {
     pub fn empty() -> State {
         let mut nodes = HashMap::new();
         nodes.insert(ROOT, Node::Dir(DirNode::default()));
-        State { nodes, next_ino: ROOT + 1, faults: Faults::default(), stats: Stats::default(), first_fault_at: None }
+        State {
+            nodes,
+            next_ino: ROOT + 1,
+            faults: Faults::default(),
+            stats: Stats::default(),
+            first_fault_at: None,
+            hang_now: false,
+            released: false,
+        }
     }
 
     /// The file system after a power loss now: the durable entries and
@@ -268,6 +283,10 @@ impl State {
                 self.fault_injected();
                 return Err(Errno::EIO);
             }
+            if faults.hang_write == Some(n) {
+                self.hang_now = true;
+                fault = true;
+            }
             if faults.short_write == Some(n) && len > 1 {
                 len = if len >= 1024 { (len / 2) & !511 } else { len / 2 };
                 fault = true;
@@ -376,6 +395,8 @@ impl Default for FsOptions {
 #[derive(Clone, Debug)]
 pub struct Fs {
     state: Arc<Mutex<State>>,
+    /// Where hung writes wait (on `state`'s mutex).
+    gate: Arc<Condvar>,
 }
 
 impl Fs {
@@ -389,6 +410,12 @@ impl Fs {
 
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults;
+    }
+
+    /// Lets hung writes answer, now and from now on.
+    pub fn release(&self) {
+        self.lock().released = true;
+        self.gate.notify_all();
     }
 
     /// A power loss now: the durable image, taken under the lock; `during`
@@ -597,7 +624,18 @@ impl Filesystem for MemFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.lock().write(ino.0, offset, data, flags.0) {
+        let result = {
+            let mut state = self.fs.lock();
+            let result = state.write(ino.0, offset, data, flags.0);
+            if std::mem::take(&mut state.hang_now) {
+                // Hold the answer (not the lock) until released.
+                while !state.released {
+                    state = self.fs.gate.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+            result
+        };
+        match result {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }
@@ -688,10 +726,37 @@ impl Mount {
     pub fn path(&self) -> &Path {
         &self.mountpoint
     }
+
+    /// Aborts the connection (through fusectl, mounted here if need be):
+    /// every request still waiting for an answer fails, and every later
+    /// one. For a test that leaves a thread blocked in this file system (a
+    /// log closed over a hung write keeps its lock and I/O thread): without
+    /// it that thread would wait for a server that is gone, and the test
+    /// process could never exit. Returns whether it could.
+    pub fn abort(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(dev) = std::fs::metadata(&self.mountpoint).map(|m| m.dev()) else { return false };
+        let connections = Path::new("/sys/fs/fuse/connections");
+        let abort = connections.join(format!("{}", libc::minor(dev))).join("abort");
+        if !abort.exists() {
+            let (none, target, kind) = (c"none", c"/sys/fs/fuse/connections", c"fusectl");
+            // SAFETY: NUL-terminated literals, valid for the call; a failure
+            // (already mounted, not permitted) shows as `abort` missing.
+            unsafe { libc::mount(none.as_ptr(), target.as_ptr(), kind.as_ptr(), 0, std::ptr::null()) };
+        }
+        std::fs::write(&abort, b"1").is_ok()
+    }
 }
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        // A hung write would keep its server thread, and the unmount, waiting.
+        self.fs.release();
+        // A thread still blocked in this file system (a test that failed
+        // over a hung write) would otherwise keep the process from exiting.
+        if self.fs.lock().faults.hang_write.is_some() {
+            self.abort();
+        }
         detach(&self.mountpoint);
         // fuser's own unmount finds nothing mounted any more; the server
         // thread ends when the kernel closes the connection.
@@ -734,7 +799,7 @@ pub fn mount(state: State, opts: FsOptions) -> Result<Mount, String> {
         .tempdir()
         .map_err(|e| format!("mount point: {e}"))?;
     let mountpoint = dir.path().to_path_buf();
-    let fs = Fs { state: Arc::new(Mutex::new(state)) };
+    let fs = Fs { state: Arc::new(Mutex::new(state)), gate: Arc::new(Condvar::new()) };
     let mut config = fuser::Config::default();
     config.mount_options = vec![fuser::MountOption::FSName("uring-wal-test".into()), fuser::MountOption::RW];
     config.n_threads = Some(opts.threads);
