@@ -17,9 +17,11 @@ use crate::format::{self, RECORD_PAYLOAD_BYTES_LIMIT, record};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     /// Default. Each flush (a group of records from any number of producers)
-    /// is written and followed by a linked `fdatasync` of its segment file;
-    /// an append returns once that sync completed. One sync serves the whole
-    /// group.
+    /// is written and followed by an `fdatasync` of its segment file; an
+    /// append returns once that sync completed. One sync serves the whole
+    /// group. On io_uring the sync is linked to the write when several
+    /// flushes are in flight, and issued by the I/O thread once the write
+    /// completed when the flush is alone (no kernel worker to wake).
     GroupSync,
     /// Each flush is written with `RWF_DSYNC` (the write itself completes only
     /// once its data is stable); an append returns once that write completed.

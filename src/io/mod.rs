@@ -7,7 +7,8 @@
 //! reports everything else; it never retries a sync that ran and failed.
 //!
 //! - [`uring::UringQueue`]: io_uring, several flushes in flight, a write
-//!   linked to an `fdatasync` (or one `RWF_DSYNC` write).
+//!   linked to an `fdatasync` (or one `RWF_DSYNC` write); a flush alone in
+//!   flight is synced by the I/O thread once its write completed.
 //! - [`threaded::ThreadedQueue`]: the same operations as plain system calls
 //!   on the I/O thread, for kernels or sandboxes without io_uring.
 
@@ -43,7 +44,8 @@ pub enum BackendKind {
 pub(crate) enum SyncMode {
     /// Not at all.
     None,
-    /// A separate `fdatasync` after the write (linked on io_uring).
+    /// A separate `fdatasync` after the write (on io_uring linked, or, for
+    /// a flush alone in flight, issued by the I/O thread).
     DataSync,
     /// The write itself, with `RWF_DSYNC`.
     Dsync,
