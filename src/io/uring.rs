@@ -388,43 +388,36 @@ impl UringQueue {
             None => write,
         };
         let write = write.user_data(u64::from(slot) << 1);
-        f.sync_ran = false;
-        f.write_seen = false;
-        f.inline_sync = false;
-        if f.sync == SyncMode::DataSync && lone {
-            f.awaiting_write = true;
-            f.awaiting_sync = false;
-            f.skip_write_cqe = false;
-            f.inline_sync = true;
-            f.sync_fd = sync_fd.0;
+        self.push_attempt(slot, write, sync_fd, lone)
+    }
+
+    /// Pushes one attempt at flush `slot`: its write alone (no sync, or a
+    /// sync this thread issues once the write completed: `lone`), or its
+    /// write linked to its sync.
+    fn push_attempt(&mut self, slot: u32, write: squeue::Entry, sync_fd: types::Fd, lone: bool) -> io::Result<()> {
+        let skip = self.skip_write_cqe;
+        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
+        (f.sync_ran, f.write_seen, f.sync_fd) = (false, false, sync_fd.0);
+        f.inline_sync = f.sync == SyncMode::DataSync && lone;
+        if f.sync != SyncMode::DataSync || lone {
+            (f.awaiting_write, f.awaiting_sync, f.skip_write_cqe) = (true, false, false);
             // SAFETY: the buffer belongs to ops[slot], which is only released
             // after this attempt's completion was reaped.
-            unsafe { self.push(&[write]) }
-        } else if f.sync == SyncMode::DataSync {
-            // A short or failed write still posts its CQE (the kernel clears
-            // the skip flag when it marks the request failed, which it does
-            // for any result other than the full length) and cancels the
-            // sync, whose CQE it then skips too (see `handle_cqes`).
-            let skip = self.skip_write_cqe;
-            f.awaiting_write = !skip;
-            f.awaiting_sync = true;
-            f.skip_write_cqe = skip;
-            let flags =
-                if skip { squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS } else { squeue::Flags::IO_LINK };
-            let sync = opcode::Fsync::new(sync_fd)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build()
-                .user_data((u64::from(slot) << 1) | 1);
-            // SAFETY: the buffer belongs to ops[slot], which is only released
-            // after every completion of this attempt was reaped.
-            unsafe { self.push(&[write.flags(flags), sync]) }
-        } else {
-            f.awaiting_write = true;
-            f.awaiting_sync = false;
-            f.skip_write_cqe = false;
-            // SAFETY: as above.
-            unsafe { self.push(&[write]) }
+            return unsafe { self.push(&[write]) };
         }
+        // A short or failed write still posts its CQE (the kernel clears the
+        // skip flag when it marks the request failed, which it does for any
+        // result other than the full length) and cancels the sync, whose CQE
+        // it then skips too (see `Flush::on_write_cqe`).
+        (f.awaiting_write, f.awaiting_sync, f.skip_write_cqe) = (!skip, true, skip);
+        let flags = if skip { squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS } else { squeue::Flags::IO_LINK };
+        let sync = opcode::Fsync::new(sync_fd)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data((u64::from(slot) << 1) | 1);
+        // SAFETY: the buffer belongs to ops[slot], which is only released
+        // after every completion of this attempt was reaped.
+        unsafe { self.push(&[write.flags(flags), sync]) }
     }
 
     fn collect_cqes(&mut self) {
