@@ -376,10 +376,11 @@ impl Wal {
             storage: storage.clone(),
         };
         let io = open::backend_choice(&options, storage.as_ref(), lock.as_ref(), &lock_path)?;
+        // Before the I/O thread, so no operation runs unwatched; it stops
+        // when its sender is dropped (by close, or here if opening fails).
+        let watchdog = watchdog::spawn(shared.clone(), options.io_timeout, dir.clone())
+            .map_err(|e| Error::io("spawn watchdog thread", &dir, e))?;
         let (io_thread, started) = open::start_io_thread(parts, io, &dir)?;
-        // The watchdog stops with the Wal (its sender dropped); spawning it
-        // failing leaves the I/O thread's own check.
-        let watchdog = watchdog::spawn(shared.clone(), options.io_timeout, dir.clone()).ok();
         #[cfg(feature = "log")]
         open::log_opened(&dir, &started, &plan, &recovered.report);
         let backend = BackendInfo::new(started, plan);
@@ -391,7 +392,7 @@ impl Wal {
             preparer: Some(prep_client),
             io_thread: Some(io_thread),
             prepare_thread: Some(prepare_thread),
-            watchdog,
+            watchdog: Some(watchdog),
             storage,
             dir,
             record_bytes_max: options.record_bytes_max,

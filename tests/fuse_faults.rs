@@ -364,61 +364,73 @@ fn a_short_write_is_carried_on_or_poisons_and_loses_no_acknowledged_record() {
     run("short write", &list);
 }
 
-/// A write that hangs in the kernel, on the path where the I/O thread
-/// itself blocks in it (the threaded backend, `pwritev2` then
-/// `fdatasync`): the watchdog thread poisons the log after `io_timeout`, so
-/// every appender gets an error in bounded time and `close()` returns,
-/// though the I/O thread is still stuck. Then the write is let go.
+/// An operation the kernel never answers, where the I/O thread itself is
+/// blocked in it: a write under the threaded backend (`pwritev2`), and a
+/// lone flush's `fdatasync` on the default io_uring path (issued by the I/O
+/// thread); and, for comparison, a linked sync with several flushes in
+/// flight (on an io-wq worker, the I/O thread free). The watchdog poisons
+/// the log after `io_timeout`: every appender gets an error in bounded time,
+/// and `sync()` and `close()` return, though a thread may still be stuck.
+/// Then the operation is let go.
 #[test]
-fn a_write_hanging_in_the_kernel_under_the_threaded_backend_poisons_in_bounded_time() {
+fn an_operation_hanging_in_the_kernel_poisons_in_bounded_time_on_both_paths() {
+    let hung_write = Faults { hang_write: Some(20), ..Faults::default() };
+    let hung_sync = Faults { hang_fsync: Some(20), ..Faults::default() };
     for durability in [Durability::GroupSync, Durability::Dsync] {
-        let ctx = format!("threaded {durability:?}");
-        let Some(mount) = fusefs::mount_or_skip(FsOptions::default()) else { return };
-        mount.fs.set_faults(Faults { hang_write: Some(20), ..Faults::default() });
-        let io_timeout = Duration::from_millis(300);
-        let o = Options::new(mount.path().join("wal"))
-            .durability(durability)
-            .backend(uring_wal::Backend::Threaded)
-            .segment_bytes(256 * 1024)
-            .record_bytes_max(16 * 1024)
-            .io_timeout(io_timeout);
-        let wal = Arc::new(Wal::open(o).unwrap_or_else(|e| panic!("{ctx}: open: {e}")));
-        assert_eq!(wal.backend().kind, BackendKind::Threaded, "{ctx}");
-        let started = Instant::now();
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|w| {
-                let wal = wal.clone();
-                std::thread::spawn(move || {
-                    for i in 0..PER_WRITER {
-                        if let Err(e) = wal.append(RecordType::Put, &tagged((w << 32) | i, 100)) {
-                            return Some(e);
-                        }
-                    }
-                    None
-                })
-            })
-            .collect();
-        let errors = common::within("appends over a hung write", BOUND, move || {
-            writers.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
-        });
-        let waited = started.elapsed();
-        assert_eq!(mount.fs.stats().faults, 1, "{ctx}: the write did not hang");
-        for e in &errors {
-            match e {
-                Some(Error::Poisoned(f)) => assert_eq!(f.op, "I/O timeout", "{ctx}: {f}"),
-                other => panic!("{ctx}: an appender got {other:?} over a write that never returned"),
-            }
-        }
-        assert!(waited >= io_timeout, "{ctx}: poisoned after {waited:?}, before io_timeout");
-        let w = wal.clone();
-        common::within("sync after the watchdog", BOUND, move || assert!(w.sync().is_err()));
-        let wal = Arc::try_unwrap(wal).unwrap_or_else(|_| panic!("{ctx}: still shared"));
-        let closed = common::within("close over a hung write", BOUND, move || wal.close());
-        assert!(closed.is_err(), "{ctx}: close reported success over a stuck I/O thread");
-        eprintln!("{ctx}: every appender failed {waited:?} after the start; close returned {closed:?}");
-        mount.fs.release();
-        // The closed log keeps its lock file open (a thread was left
-        // behind); only an aborted connection lets the process exit.
-        assert!(mount.abort(), "{ctx}: could not abort the FUSE connection (fusectl)");
+        hang(&format!("threaded {durability:?}, hung write"), uring_wal::Backend::Threaded, durability, 4, hung_write);
     }
+    for in_flight in [1, 4] {
+        let ctx = format!("io_uring GroupSync, {in_flight} in flight, hung fdatasync");
+        hang(&ctx, uring_wal::Backend::IoUring, Durability::GroupSync, in_flight, hung_sync);
+    }
+}
+
+fn hang(ctx: &str, backend: uring_wal::Backend, durability: Durability, in_flight: usize, faults: Faults) {
+    let Some(mount) = fusefs::mount_or_skip(FsOptions::default()) else { return };
+    mount.fs.set_faults(faults);
+    let io_timeout = Duration::from_millis(300);
+    let o = Options::new(mount.path().join("wal"))
+        .durability(durability)
+        .backend(backend)
+        .flushes_in_flight_max(in_flight)
+        .segment_bytes(256 * 1024)
+        .record_bytes_max(16 * 1024)
+        .io_timeout(io_timeout);
+    let wal = Arc::new(Wal::open(o).unwrap_or_else(|e| panic!("{ctx}: open: {e}")));
+    let started = Instant::now();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_WRITER {
+                    if let Err(e) = wal.append(RecordType::Put, &tagged((w << 32) | i, 100)) {
+                        return Some(e);
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    let errors = common::within("appends over a hung operation", BOUND, move || {
+        writers.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    let waited = started.elapsed();
+    assert_eq!(mount.fs.stats().faults, 1, "{ctx}: nothing hung");
+    for e in &errors {
+        match e {
+            Some(Error::Poisoned(f)) => assert_eq!(f.op, "I/O timeout", "{ctx}: {f}"),
+            other => panic!("{ctx}: an appender got {other:?} over an operation that never returned"),
+        }
+    }
+    assert!(waited >= io_timeout, "{ctx}: poisoned after {waited:?}, before io_timeout");
+    let w = wal.clone();
+    common::within("sync after the timeout", BOUND, move || assert!(w.sync().is_err()));
+    let wal = Arc::try_unwrap(wal).unwrap_or_else(|_| panic!("{ctx}: still shared"));
+    let closed = common::within("close over a hung operation", BOUND, move || wal.close());
+    assert!(closed.is_err(), "{ctx}: close reported success over a failed log");
+    eprintln!("{ctx}: every appender failed {waited:?} after the start; close returned {closed:?}");
+    mount.fs.release();
+    // The closed log may keep its lock file open (a thread left behind);
+    // only an aborted connection lets the process exit.
+    assert!(mount.abort(), "{ctx}: could not abort the FUSE connection (fusectl)");
 }

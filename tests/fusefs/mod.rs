@@ -62,6 +62,9 @@ pub struct Faults {
     /// Answer the n-th data write (after doing it) only once
     /// [`Fs::release`] is called: a write that hangs in the kernel.
     pub hang_write: Option<u64>,
+    /// Answer the n-th segment sync (without doing it) only once
+    /// [`Fs::release`] is called, then with EIO: a sync that hangs.
+    pub hang_fsync: Option<u64>,
 }
 
 /// What the kernel asked for.
@@ -313,6 +316,11 @@ impl State {
             self.stats.segment_fsyncs += 1;
             if faults.fsync_eio == Some(n) {
                 self.fault_injected();
+                return Err(Errno::EIO);
+            }
+            if faults.hang_fsync == Some(n) {
+                self.fault_injected();
+                self.hang_now = true;
                 return Err(Errno::EIO);
             }
         }
@@ -646,7 +654,16 @@ impl Filesystem for MemFs {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let r = self.fs.lock().fsync(ino.0);
+        let r = {
+            let mut state = self.fs.lock();
+            let r = state.fsync(ino.0);
+            if std::mem::take(&mut state.hang_now) {
+                while !state.released {
+                    state = self.fs.gate.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+            r
+        };
         reply_result(reply, r);
     }
 
@@ -754,7 +771,8 @@ impl Drop for Mount {
         self.fs.release();
         // A thread still blocked in this file system (a test that failed
         // over a hung write) would otherwise keep the process from exiting.
-        if self.fs.lock().faults.hang_write.is_some() {
+        let faults = self.fs.lock().faults;
+        if faults.hang_write.is_some() || faults.hang_fsync.is_some() {
             self.abort();
         }
         detach(&self.mountpoint);
