@@ -3,9 +3,9 @@
 //!
 //! Producers on any number of threads append records; a dedicated I/O thread
 //! gathers whatever is queued into one flush, writes it with `O_DIRECT` through
-//! io_uring with a linked `fdatasync` (or a `RWF_DSYNC` write), and wakes the
-//! producers whose records became durable: group commit, many appends per
-//! sync. Where io_uring or `O_DIRECT` is unavailable the same guarantees hold
+//! io_uring, syncs it with one `fdatasync` shared by every flush written
+//! meanwhile (or writes it with `RWF_DSYNC`), and wakes the producers whose
+//! records became durable: group commit, many appends per sync. Where io_uring or `O_DIRECT` is unavailable the same guarantees hold
 //! through plain system calls and buffered I/O; [`Wal::backend`] says which.
 //!
 //! ```

@@ -19,9 +19,10 @@ pub enum Durability {
     /// Default. Each flush (a group of records from any number of producers)
     /// is written and followed by an `fdatasync` of its segment file; an
     /// append returns once that sync completed. One sync serves the whole
-    /// group. On io_uring the sync is linked to the write when several
-    /// flushes are in flight, and issued by the I/O thread once the write
-    /// completed when the flush is alone (no kernel worker to wake).
+    /// group, and more: on io_uring several flushes' writes are in flight at
+    /// once, and the I/O thread issues one `fdatasync` for every flush whose
+    /// write completed before it (flushes written while a sync ran share the
+    /// next), so the writes overlap the syncs and no kernel worker is woken.
     GroupSync,
     /// Each flush is written with `RWF_DSYNC` (the write itself completes only
     /// once its data is stable); an append returns once that write completed.

@@ -50,7 +50,7 @@ pub struct BackendInfo {
     /// io_uring writes from registered buffers.
     pub fixed_buffers: bool,
     /// How `Durability::Dsync` makes a write durable: `true`, with
-    /// `RWF_DSYNC` on the write itself; `false`, with a write linked to an
+    /// `RWF_DSYNC` on the write itself; `false`, with a write followed by an
     /// `fdatasync`, because on this file system the kernel may not honour
     /// `RWF_DSYNC` (see
     /// [`DeviceFacts::trusts_rwf_dsync`]).
@@ -91,13 +91,14 @@ pub struct Stats {
     pub flush_bytes: u64,
     /// Bytes of padding written.
     pub padding_bytes: u64,
-    /// Syncs issued (linked fdatasync, DSYNC writes, periodic syncs).
+    /// Syncs issued: `fdatasync` calls (one shared by several flushes counts
+    /// once), `RWF_DSYNC` writes, and the syncs of periodic rounds.
     pub syncs: u64,
     /// Segments activated since opening.
     pub segments_activated: u64,
     /// Times the I/O thread had to wait for the next segment to be prepared.
     pub segment_stalls: u64,
-    /// Most flushes carrying a sync (linked `fdatasync` or `RWF_DSYNC`) that
+    /// Most flushes carrying a sync (`fdatasync` or `RWF_DSYNC`) that
     /// were in flight on one segment file at once. Always 1 with buffered
     /// I/O, where two could hide a writeback error from each other.
     pub syncs_in_flight_per_file_max: u64,
@@ -127,8 +128,7 @@ pub struct Stats {
     pub direct_io: bool,
     /// From queued to taken by the I/O thread.
     pub queue_wait: LatencyStats,
-    /// A flush from submission to written and synced (io_uring links the
-    /// write to its sync, so they are timed together).
+    /// A flush from submission to written and synced.
     pub flush: LatencyStats,
     /// A periodic or requested sync round (Periodic / None durability).
     pub sync_round: LatencyStats,

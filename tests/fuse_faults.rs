@@ -7,7 +7,7 @@
 //!   durable);
 //! - the n-th data write is short (the server reports half the bytes).
 //!
-//! Each for `GroupSync` and `Dsync` (which on FUSE is a write linked to an
+//! Each for `GroupSync` and `Dsync` (which on FUSE is a write followed by an
 //! `fdatasync`), with 1 and 4 flushes in flight. Writers append until the
 //! fault; then:
 //!
@@ -366,9 +366,9 @@ fn a_short_write_is_carried_on_or_poisons_and_loses_no_acknowledged_record() {
 
 /// An operation the kernel never answers, where the I/O thread itself is
 /// blocked in it: a write under the threaded backend (`pwritev2`), and a
-/// lone flush's `fdatasync` on the default io_uring path (issued by the I/O
-/// thread); and, for comparison, a linked sync with several flushes in
-/// flight (on an io-wq worker, the I/O thread free). The watchdog poisons
+/// flush's `fdatasync` on the default io_uring path (issued by the I/O
+/// thread), with one flush in flight and with four (whose writes are in the
+/// ring while the thread is stuck in the sync). The watchdog poisons
 /// the log after `io_timeout`: every appender gets an error in bounded time,
 /// and `sync()` and `close()` return, though a thread may still be stuck.
 /// Then the operation is let go.

@@ -5,8 +5,7 @@
 //! descriptors), so these tests use `Options::ring_faults`: the queue hands
 //! the kernel a request it must refuse (a write to a read-only descriptor, an
 //! `fdatasync` of a pipe, a buffer that ends in an inaccessible page). The
-//! completions, and which CQEs of a linked write+sync the kernel posts, are
-//! the kernel's own.
+//! results are the kernel's own.
 //!
 //! Every scenario: writers append until the fault; the failing append returns
 //! an error within a bound; the log is poisoned; nothing at or after the failed
@@ -190,7 +189,7 @@ fn a_failed_write_poisons_within_a_bound() {
 }
 
 #[test]
-fn a_failed_linked_fdatasync_poisons_within_a_bound() {
+fn a_failed_fdatasync_poisons_within_a_bound() {
     scenarios(&[(RingFault::SyncError, RingTarget::Flush(40))], true, &[Durability::GroupSync]);
 }
 
@@ -318,7 +317,7 @@ impl uring_wal::storage::Storage for ReportsFuse {
 }
 
 #[test]
-fn dsync_on_fuse_uses_a_linked_fdatasync_not_rwf_dsync() {
+fn dsync_on_fuse_uses_an_fdatasync_not_rwf_dsync() {
     if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
         eprintln!("SKIPPED: io_uring unavailable here ({reason})");
         return;

@@ -312,7 +312,9 @@ fn stats_count_and_time_every_stage() {
     assert_eq!(s.append_bytes, 400 * 500);
     assert!(s.flushes >= 1 && s.flushes <= 400 && s.records_per_flush >= 1.0, "{s:?}");
     assert!(s.flush_bytes >= s.append_bytes && s.padding_bytes > 0);
-    assert_eq!(s.syncs, s.flushes, "one sync per flush under GroupSync");
+    // Flushes written while a sync ran share the next one; segment headers
+    // are synced too.
+    assert!(s.syncs >= 1 && s.syncs <= s.flushes + s.segments_activated, "{s:?}");
     assert_eq!((s.queue_requests, s.queue_bytes), (0, 0));
     assert_eq!(s.backend, Some(uring_wal::BackendKind::IoUring));
     assert!(s.direct_io);

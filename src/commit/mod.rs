@@ -251,6 +251,8 @@ pub(crate) struct Engine<Q: IoQueue> {
     /// carried one (a lone appender).
     requests_since_seal: u32,
     lonely_streak: u32,
+    /// The queue's `syncs_issued` already added to the counters.
+    queue_syncs: u64,
     storage: Arc<dyn Storage>,
 }
 
@@ -292,6 +294,7 @@ impl<Q: IoQueue> Engine<Q> {
             last_flush_records: 0,
             requests_since_seal: 0,
             lonely_streak: 0,
+            queue_syncs: 0,
             storage: parts.storage,
         }
     }
@@ -789,9 +792,6 @@ impl<Q: IoQueue> Engine<Q> {
             let counters = &self.shared.counters;
             counters.flushes.fetch_add(1, Ordering::Relaxed);
             counters.flush_bytes.fetch_add(op.len as u64, Ordering::Relaxed);
-            if self.cfg.policy.syncs_each_flush() {
-                counters.syncs.fetch_add(1, Ordering::Relaxed);
-            }
             self.shared.set_oldest_io(self.oldest_in_flight());
             self.queue.submit_write(op);
             progress = true;
@@ -856,6 +856,9 @@ impl<Q: IoQueue> Engine<Q> {
             self.poison_io("io_uring poll", e);
         }
         let progress = !done.is_empty();
+        let syncs = self.queue.syncs_issued();
+        self.shared.counters.syncs.fetch_add(syncs - self.queue_syncs, Ordering::Relaxed);
+        self.queue_syncs = syncs;
         for c in done.drain(..) {
             self.complete(c);
         }
@@ -998,7 +1001,7 @@ impl<Q: IoQueue> Engine<Q> {
     /// Starts a sync round when one is due (Periodic / None durability).
     /// Under GroupSync and Dsync every acknowledgement is a sync already.
     fn sync_round(&mut self) -> bool {
-        // Not while a marker's linked sync is in flight either: one sync per
+        // Not while a marker's sync is in flight either: one sync per
         // file at a time (see the buffered-I/O note in `Wal::open`).
         if self.cfg.policy.syncs_each_flush()
             || self.rounds.in_flight > 0

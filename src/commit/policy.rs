@@ -19,7 +19,7 @@ pub(crate) struct SyncPolicy {
 
 impl SyncPolicy {
     /// `rwf_dsync`: whether the file system honours `RWF_DSYNC`; where it
-    /// may not, `Dsync` writes are linked to an `fdatasync` instead.
+    /// may not, `Dsync` writes are followed by an `fdatasync` instead.
     pub fn new(durability: Durability, rwf_dsync: bool) -> SyncPolicy {
         let (flush, interval) = match durability {
             Durability::GroupSync => (SyncMode::DataSync, None),

@@ -121,6 +121,10 @@ impl IoQueue for Queue {
         each!(self, q => q.in_flight())
     }
 
+    fn syncs_issued(&self) -> u64 {
+        each!(self, q => q.syncs_issued())
+    }
+
     fn runs_inline(&self) -> bool {
         each!(self, q => q.runs_inline())
     }

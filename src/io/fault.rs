@@ -4,14 +4,13 @@
 //! The simulated storage cannot reach the io_uring backend: its files have no
 //! descriptors. These faults make the *real* kernel fail a request on the
 //! default path by handing it something it must refuse, so the completion
-//! the I/O thread sees (result, flags, which CQEs of a link are posted) is the
-//! kernel's own:
+//! the I/O thread sees is the kernel's own:
 //!
 //! - [`RingFault::WriteError`]: the write goes to a read-only descriptor of
-//!   the same file; the kernel completes it with `-EBADF` (and cancels a
-//!   linked sync).
-//! - [`RingFault::SyncError`]: the linked (or standalone) `fdatasync` goes to
-//!   a pipe; the kernel completes it with `-EINVAL`.
+//!   the same file; the kernel completes it with `-EBADF`.
+//! - [`RingFault::SyncError`]: the flush's `fdatasync` (issued by the I/O
+//!   thread), or a round's (through the ring), goes to a pipe; the kernel
+//!   fails it with `-EINVAL`.
 //! - [`RingFault::ShortWrite`]: the write's buffer ends in an inaccessible
 //!   page. A buffered write copies what precedes it and completes short; an
 //!   `O_DIRECT` write completes short or with `-EFAULT`, as the kernel

@@ -3,12 +3,12 @@
 //! The I/O thread hands each flush to an [`IoQueue`] as one [`WriteOp`]
 //! (write, then sync according to [`SyncMode`]) and later collects one
 //! [`Completion`] for it. A queue retries what may be retried (short writes,
-//! EAGAIN, EINTR, a linked sync cancelled because its write was short) and
-//! reports everything else; it never retries a sync that ran and failed.
+//! EAGAIN, EINTR) and reports everything else; it never retries a sync that
+//! ran and failed, and after one failed it issues none again.
 //!
-//! - [`uring::UringQueue`]: io_uring, several flushes in flight, a write
-//!   linked to an `fdatasync` (or one `RWF_DSYNC` write); a flush alone in
-//!   flight is synced by the I/O thread once its write completed.
+//! - [`uring::UringQueue`]: io_uring, several flushes' writes in flight (or
+//!   `RWF_DSYNC` writes); the I/O thread issues one `fdatasync` per file for
+//!   every flush whose write it reaped before, shared by all of them.
 //! - [`threaded::ThreadedQueue`]: the same operations as plain system calls
 //!   on the I/O thread, for kernels or sandboxes without io_uring.
 
@@ -44,8 +44,8 @@ pub enum BackendKind {
 pub(crate) enum SyncMode {
     /// Not at all.
     None,
-    /// A separate `fdatasync` after the write (on io_uring linked, or, for
-    /// a flush alone in flight, issued by the I/O thread).
+    /// A separate `fdatasync` after the write (on io_uring one shared by
+    /// every flush written before it).
     DataSync,
     /// The write itself, with `RWF_DSYNC`.
     Dsync,
@@ -94,6 +94,11 @@ pub(crate) trait IoQueue {
 
     /// Operations submitted whose completions were not yet returned.
     fn in_flight(&self) -> usize;
+
+    /// Syncs the device was asked for so far by `submit_write`:
+    /// `fdatasync` calls and `RWF_DSYNC` writes. A sync shared by several
+    /// flushes counts once.
+    fn syncs_issued(&self) -> u64;
 
     /// Whether `submit_write` and `submit_sync` do the I/O before they
     /// return (the threaded queue): waiters already satisfied are then woken

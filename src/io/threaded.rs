@@ -32,6 +32,8 @@ enum Deferred {
 pub(crate) struct ThreadedQueue {
     done: VecDeque<Completion>,
     shuffle: Option<(SimRng, Vec<Deferred>)>,
+    /// See [`IoQueue::syncs_issued`].
+    syncs_issued: u64,
 }
 
 impl std::fmt::Debug for ThreadedQueue {
@@ -46,11 +48,12 @@ impl ThreadedQueue {
             CompletionOrder::Shuffled { seed } => Some((SimRng::new(seed), Vec::new())),
             _ => None,
         };
-        ThreadedQueue { done: VecDeque::new(), shuffle }
+        ThreadedQueue { done: VecDeque::new(), shuffle, syncs_issued: 0 }
     }
 
     fn run_write(&mut self, op: WriteOp) {
         let dsync = op.sync == SyncMode::Dsync;
+        self.syncs_issued += u64::from(op.sync != SyncMode::None);
         let result = write_fully(op.file.as_ref(), &op.buf[..op.len], op.offset, dsync)
             .map_err(|error| OpError { op: if dsync { "write (RWF_DSYNC)" } else { "write" }, error })
             .and_then(|()| {
@@ -122,6 +125,10 @@ impl IoQueue for ThreadedQueue {
 
     fn in_flight(&self) -> usize {
         self.done.len() + self.shuffle.as_ref().map_or(0, |(_, d)| d.len())
+    }
+
+    fn syncs_issued(&self) -> u64 {
+        self.syncs_issued
     }
 
     fn runs_inline(&self) -> bool {

@@ -1,9 +1,14 @@
 //! The io_uring backend.
 //!
-//! A flush is one write SQE, either linked (`IO_LINK`) to an `fdatasync` SQE
-//! or carrying `RWF_DSYNC`. Several flushes may be in flight; their
-//! completions may arrive in any order and the I/O thread keeps the durable
-//! watermark contiguous. The ring is created on the I/O thread itself and
+//! A flush is one write SQE, plain or carrying `RWF_DSYNC`. Several flushes
+//! may be in flight; their completions may arrive in any order and the I/O
+//! thread keeps the durable watermark contiguous. The `fdatasync` of a plain
+//! write is not in the ring: once the write completed, the I/O thread issues
+//! one `fdatasync` per file for every flush it reaped by then (see
+//! [`UringQueue::run_syncs`]). Flushes written while a sync runs share the
+//! next one, as a blocking writer gathers what queued while it waited, but
+//! their writes overlap that sync; and no io-wq worker is woken for it (an
+//! `IORING_OP_FSYNC` always runs on one, linked or not). The ring is created on the I/O thread itself and
 //! only that thread touches it, which allows `SINGLE_ISSUER` and
 //! `DEFER_TASKRUN` where the kernel supports them.
 //!
@@ -31,7 +36,7 @@ use crate::storage::StorageFile;
 
 /// user_data of the doorbell read.
 const DOORBELL: u64 = u64::MAX;
-/// Ring entries; in-flight operations stay far below (64 flushes of two SQEs).
+/// Ring entries; in-flight operations stay far below (64 flushes, one SQE each).
 const RING_ENTRIES: u32 = 256;
 
 /// How producers wake a parked I/O thread.
@@ -104,23 +109,10 @@ struct Flush {
     sync: SyncMode,
     /// Bytes known written.
     done: usize,
-    /// The current attempt's write CQE is still expected.
-    awaiting_write: bool,
-    /// The current attempt's linked sync CQE is still expected.
-    awaiting_sync: bool,
-    /// The current attempt's write posted a CQE (with `SKIP_SUCCESS` it
-    /// does only when it failed or was short).
-    write_seen: bool,
     write_err: Option<io::Error>,
-    sync_err: Option<io::Error>,
-    sync_ran: bool,
     stalls: u32,
-    /// The current attempt's write carries `CQE_SKIP_SUCCESS` (linked sync
-    /// on a kernel that supports it).
-    skip_write_cqe: bool,
-    /// The current attempt's sync runs on this thread once its write
-    /// completed in full, on `sync_fd` (see `push_flush`).
-    inline_sync: bool,
+    /// What `run_syncs` syncs once the write completed in full (`DataSync`):
+    /// the flush's file, or an injected fault's stand-in.
     sync_fd: RawFd,
     /// What an injected fault points the kernel at, kept until reaped.
     #[cfg(feature = "fault-injection")]
@@ -137,11 +129,18 @@ pub(crate) struct UringQueue {
     doorbell_buf: Box<[u8; 8]>,
     doorbell_armed: bool,
     fixed_buffers: bool,
-    /// `IOSQE_CQE_SKIP_SUCCESS` on linked writes (Linux 5.17+): a write that
-    /// completes in full posts no CQE, so the I/O thread wakes once per
-    /// flush (for its sync) instead of twice.
-    skip_write_cqe: bool,
     cqes: Vec<(u64, i32)>,
+    /// Flushes whose writes completed in full and wait for the fdatasync
+    /// this thread issues at the next poll (see `run_syncs`).
+    unsynced: Vec<u32>,
+    /// Descriptors synced by the current `run_syncs`, with the result.
+    synced_fds: Vec<(RawFd, Result<(), i32>)>,
+    /// An fdatasync this queue issued failed with this errno: none is
+    /// issued again (a later success would not cover what the failed one
+    /// lost), and every flush still waiting for one fails.
+    sync_failed: Option<i32>,
+    /// See [`IoQueue::syncs_issued`].
+    syncs_issued: u64,
     /// Operations that failed at submission, reported by the next poll.
     failed: VecDeque<Completion>,
     #[cfg(feature = "fault-injection")]
@@ -177,54 +176,8 @@ fn build_ring() -> io::Result<(Ring, bool)> {
 }
 
 impl Flush {
-    /// The linked sync's CQE (or the kernel's word that it was cancelled).
-    fn on_sync_cqe(&mut self, res: i32) {
-        self.awaiting_sync = false;
-        match res {
-            0 => {
-                self.sync_ran = true;
-                // The sync runs only after the write completed
-                // in full; with a skipped CQE, this is the
-                // only news of it.
-                if !self.write_seen {
-                    self.done = self.len;
-                }
-            }
-            r if r == -libc::ECANCELED => {
-                if self.write_seen {
-                    // The write before it was short or failed
-                    // (its CQE said how): the sync never ran;
-                    // a short write is reissued with the rest.
-                } else if self.skip_write_cqe {
-                    // A write that fails or is short posts its
-                    // CQE and then the kernel posts none for
-                    // the link; so this write completed in full
-                    // and the sync was cancelled for another
-                    // reason. `resolve` reports it.
-                    self.done = self.len;
-                } else {
-                    // Without SKIP_SUCCESS the write's CQE is
-                    // still to come.
-                    self.awaiting_write = true;
-                }
-            }
-            r => self.sync_err = Some(io::Error::from_raw_os_error(-r)),
-        }
-    }
-
-    /// The write's CQE: posted for every write, or, under `SKIP_SUCCESS`,
-    /// only for one that failed or was short.
+    /// The write's CQE.
     fn on_write_cqe(&mut self, res: i32) {
-        self.write_seen = true;
-        self.awaiting_write = false;
-        if self.skip_write_cqe && self.awaiting_sync {
-            // With CQE_SKIP_SUCCESS a write posts a CQE only
-            // when it failed or was short; the kernel then
-            // cancels the linked sync *without posting its
-            // -ECANCELED* (REQ_F_SKIP_LINK_CQES). Waiting for
-            // it would hang the log.
-            self.awaiting_sync = false;
-        }
         if res < 0 {
             if matches!(-res, libc::EAGAIN | libc::EINTR) && self.stalls < WRITE_RETRIES_MAX {
                 self.stalls += 1;
@@ -281,7 +234,6 @@ impl UringQueue {
         // reads from it, so no operation ever touches memory that was freed.
         let fixed_buffers = !buffers.is_empty() && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         let doorbell = Arc::new(EventfdDoorbell::new()?);
-        let ring_skip = ring.params().is_feature_skip_cqe_on_success();
         let queue = UringQueue {
             ring,
             ops: Vec::new(),
@@ -291,8 +243,11 @@ impl UringQueue {
             doorbell_buf: Box::new([0; 8]),
             doorbell_armed: false,
             fixed_buffers,
-            skip_write_cqe: ring_skip,
             cqes: Vec::with_capacity(RING_ENTRIES as usize),
+            unsynced: Vec::with_capacity(RING_ENTRIES as usize),
+            synced_fds: Vec::with_capacity(4),
+            sync_failed: None,
+            syncs_issued: 0,
             failed: VecDeque::new(),
             #[cfg(feature = "fault-injection")]
             injector: super::fault::Injector::default(),
@@ -340,19 +295,12 @@ impl UringQueue {
         Err(io::Error::new(io::ErrorKind::WouldBlock, "io_uring submission queue stays full"))
     }
 
-    /// Builds and pushes the SQEs of one attempt at a flush: the remaining
-    /// bytes, and the sync.
+    /// Builds and pushes the SQE of one attempt at a flush: its remaining
+    /// bytes. A `DataSync` flush is synced by `run_syncs` once written in
+    /// full.
     fn push_flush(&mut self, slot: u32) -> io::Result<()> {
         #[cfg(feature = "fault-injection")]
         let redirect = self.inject(slot)?;
-        // Alone in flight, a flush's fdatasync is issued from this thread
-        // once its write completed: linked, io_uring would run it on an
-        // io-wq worker, one more thread to wake on each side of it (about
-        // 25% of a lone appender's latency on the development VM). With
-        // several flushes in flight the linked sync keeps them overlapping.
-        // A sync that never returns is still caught: the watchdog thread
-        // sees the flush in flight.
-        let lone = self.in_flight == 1;
         let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
         let remaining = f.len - f.done;
         // SAFETY: done < len <= buf.len(), so the pointer stays in the buffer.
@@ -387,37 +335,10 @@ impl UringQueue {
             Some((hang_fd, hang_buf)) => opcode::Read::new(types::Fd(hang_fd), hang_buf, 8).build(),
             None => write,
         };
-        let write = write.user_data(u64::from(slot) << 1);
-        self.push_attempt(slot, write, sync_fd, lone)
-    }
-
-    /// Pushes one attempt at flush `slot`: its write alone (no sync, or a
-    /// sync this thread issues once the write completed: `lone`), or its
-    /// write linked to its sync.
-    fn push_attempt(&mut self, slot: u32, write: squeue::Entry, sync_fd: types::Fd, lone: bool) -> io::Result<()> {
-        let skip = self.skip_write_cqe;
-        let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
-        (f.sync_ran, f.write_seen, f.sync_fd) = (false, false, sync_fd.0);
-        f.inline_sync = f.sync == SyncMode::DataSync && lone;
-        if f.sync != SyncMode::DataSync || lone {
-            (f.awaiting_write, f.awaiting_sync, f.skip_write_cqe) = (true, false, false);
-            // SAFETY: the buffer belongs to ops[slot], which is only released
-            // after this attempt's completion was reaped.
-            return unsafe { self.push(&[write]) };
-        }
-        // A short or failed write still posts its CQE (the kernel clears the
-        // skip flag when it marks the request failed, which it does for any
-        // result other than the full length) and cancels the sync, whose CQE
-        // it then skips too (see `Flush::on_write_cqe`).
-        (f.awaiting_write, f.awaiting_sync, f.skip_write_cqe) = (!skip, true, skip);
-        let flags = if skip { squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS } else { squeue::Flags::IO_LINK };
-        let sync = opcode::Fsync::new(sync_fd)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data((u64::from(slot) << 1) | 1);
+        f.sync_fd = sync_fd.0;
         // SAFETY: the buffer belongs to ops[slot], which is only released
-        // after every completion of this attempt was reaped.
-        unsafe { self.push(&[write.flags(flags), sync]) }
+        // after this attempt's completion was reaped.
+        unsafe { self.push(&[write.user_data(u64::from(slot))]) }
     }
 
     fn collect_cqes(&mut self) {
@@ -434,8 +355,7 @@ impl UringQueue {
                 self.doorbell_armed = false;
                 continue;
             }
-            let slot = (user_data >> 1) as u32;
-            let linked_sync = user_data & 1 == 1;
+            let slot = user_data as u32;
             #[expect(clippy::expect_used, reason = "the kernel completes only what was submitted, from a live slot")]
             let op = self.ops[slot as usize].as_mut().expect("completion for a live slot");
             match op {
@@ -449,44 +369,26 @@ impl UringQueue {
                     out.push(Completion::Sync { result });
                 }
                 Op::Flush(f) => {
-                    if linked_sync {
-                        f.on_sync_cqe(res);
-                    } else {
-                        f.on_write_cqe(res);
-                    }
-                    if !f.awaiting_write && !f.awaiting_sync {
-                        self.resolve(slot, out);
-                    }
+                    f.on_write_cqe(res);
+                    self.resolve(slot, out);
                 }
             }
         }
         self.cqes = cqes;
     }
 
-    /// All completions of an attempt arrived: finish, or go again.
+    /// An attempt's write completed: finish, wait for the sync, or go again.
     fn resolve(&mut self, slot: u32, out: &mut Vec<Completion>) {
         let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
-        if f.inline_sync && f.write_err.is_none() && f.done == f.len {
-            f.inline_sync = false;
-            // SAFETY: plain system call on a descriptor that stays open while
-            // the op lives: the flush's file (or an injected fault's Keep).
-            // Never retried, whatever it returns.
-            if unsafe { libc::fdatasync(f.sync_fd) } == 0 {
-                f.sync_ran = true;
-            } else {
-                f.sync_err = Some(io::Error::last_os_error());
-            }
-        }
         let dsync = f.sync == SyncMode::Dsync;
         let result = if let Some(error) = f.write_err.take() {
             Some(Err(OpError { op: if dsync { "write (RWF_DSYNC)" } else { "write" }, error }))
-        } else if let Some(error) = f.sync_err.take() {
-            Some(Err(OpError { op: "fdatasync", error }))
         } else if f.done < f.len {
             None
-        } else if f.sync == SyncMode::DataSync && !f.sync_ran {
-            let error = io::Error::other("linked fdatasync was cancelled after a complete write");
-            Some(Err(OpError { op: "fdatasync", error }))
+        } else if f.sync == SyncMode::DataSync {
+            // Written in full: the next poll syncs it with the others.
+            self.unsynced.push(slot);
+            return;
         } else {
             Some(Ok(()))
         };
@@ -498,6 +400,63 @@ impl UringQueue {
             }
             Some(result) => self.finish_flush(slot, result, out),
         }
+    }
+
+    /// Syncs every flush written in full by the last poll: one
+    /// `fdatasync` per file, issued from this thread. It covers every write
+    /// whose completion was reaped before it began, so flushes that
+    /// completed while the previous sync ran share the next one (group
+    /// commit at the device's cache flush, as the threaded path gathers),
+    /// while their writes overlapped that sync. Issued here rather than
+    /// through the ring, it needs no io-wq worker to be woken (an
+    /// `IORING_OP_FSYNC` always runs on one). A sync that never returns
+    /// blocks this thread; the watchdog thread sees the flushes in flight
+    /// and poisons the log.
+    fn run_syncs(&mut self, out: &mut Vec<Completion>) {
+        if self.unsynced.is_empty() {
+            return;
+        }
+        let mut slots = std::mem::take(&mut self.unsynced);
+        self.synced_fds.clear();
+        for &slot in &slots {
+            let Some(Op::Flush(f)) = self.ops[slot as usize].as_ref() else { unreachable!("flush slot") };
+            let fd = f.sync_fd;
+            let result = match self.synced_fds.iter().find(|(d, _)| *d == fd) {
+                Some(&(_, r)) => r,
+                None => {
+                    let r = self.sync_fd(fd);
+                    self.synced_fds.push((fd, r));
+                    r
+                }
+            };
+            let result =
+                result.map_err(|errno| OpError { op: "fdatasync", error: io::Error::from_raw_os_error(errno) });
+            self.finish_flush(slot, result, out);
+        }
+        slots.clear();
+        self.unsynced = slots;
+    }
+
+    /// One `fdatasync`, never retried; after a failure, none at all.
+    fn sync_fd(&mut self, fd: RawFd) -> Result<(), i32> {
+        if let Some(errno) = self.sync_failed {
+            return Err(errno);
+        }
+        self.syncs_issued += 1;
+        // SAFETY: plain system call on a descriptor that stays open while a
+        // flush naming it lives: the flush's file (or an injected fault's Keep).
+        if unsafe { libc::fdatasync(fd) } == 0 {
+            return Ok(());
+        }
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        self.sync_failed = Some(errno);
+        Err(errno)
+    }
+
+    /// Operations the kernel still holds (flushes waiting for this thread's
+    /// sync are in no kernel queue).
+    fn kernel_in_flight(&self) -> usize {
+        self.in_flight - self.unsynced.len()
     }
 
     fn finish_flush(&mut self, slot: u32, result: Result<(), OpError>, out: &mut Vec<Completion>) {
@@ -536,6 +495,7 @@ impl IoQueue for UringQueue {
         )]
         let fd = op.file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
         assert!(op.len <= op.buf.len() && op.len > 0);
+        self.syncs_issued += u64::from(op.sync == SyncMode::Dsync);
         let slot = self.alloc_slot(Op::Flush(Flush {
             token: op.token,
             _file: op.file,
@@ -545,15 +505,8 @@ impl IoQueue for UringQueue {
             len: op.len,
             sync: op.sync,
             done: 0,
-            awaiting_write: false,
-            awaiting_sync: false,
-            write_seen: false,
             write_err: None,
-            sync_err: None,
-            sync_ran: false,
             stalls: 0,
-            skip_write_cqe: false,
-            inline_sync: false,
             sync_fd: fd,
             #[cfg(feature = "fault-injection")]
             keep: None,
@@ -587,10 +540,8 @@ impl IoQueue for UringQueue {
             #[cfg(feature = "fault-injection")]
             _keep: keep,
         });
-        let sync = opcode::Fsync::new(types::Fd(fd))
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(u64::from(slot) << 1);
+        let sync =
+            opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build().user_data(u64::from(slot));
         // SAFETY: a sync references no user memory.
         if let Err(error) = unsafe { self.push(&[sync]) } {
             self.release_slot(slot);
@@ -600,6 +551,10 @@ impl IoQueue for UringQueue {
 
     fn in_flight(&self) -> usize {
         self.in_flight + self.failed.len()
+    }
+
+    fn syncs_issued(&self) -> u64 {
+        self.syncs_issued
     }
 
     fn runs_inline(&self) -> bool {
@@ -615,6 +570,8 @@ impl IoQueue for UringQueue {
         if needs_enter {
             self.submit_ignoring_transient()?;
         }
+        // After the new writes reached the kernel, so they overlap the sync.
+        self.run_syncs(out);
         self.collect_cqes();
         self.handle_cqes(out);
         Ok(())
@@ -626,7 +583,7 @@ impl IoQueue for UringQueue {
         want_requests: bool,
         deadline: Option<Instant>,
     ) -> io::Result<Option<T>> {
-        if !self.failed.is_empty() {
+        if !self.failed.is_empty() || !self.unsynced.is_empty() {
             return Ok(None);
         }
         let mut deadline = deadline;
@@ -639,7 +596,7 @@ impl IoQueue for UringQueue {
                 self.submit_ignoring_transient()?;
                 return Ok(None);
             }
-        } else if self.in_flight == 0 && !self.doorbell_armed {
+        } else if self.kernel_in_flight() == 0 && !self.doorbell_armed {
             // Nothing can complete: only time helps. Never block unbounded.
             let nap = Instant::now() + Duration::from_millis(1);
             deadline = Some(deadline.map_or(nap, |d| d.min(nap)));
@@ -739,6 +696,14 @@ impl Drop for UringQueue {
         }
         let give_up = Instant::now() + Duration::from_secs(30);
         let mut sink = Vec::new();
+        // A flush waiting for this thread's sync holds no kernel operation;
+        // no one awaits its completion any more.
+        let release_unsynced = |q: &mut UringQueue| {
+            for slot in std::mem::take(&mut q.unsynced) {
+                q.release_slot(slot);
+            }
+        };
+        release_unsynced(self);
         while (self.in_flight > 0 || self.doorbell_armed) && Instant::now() < give_up {
             let ts = types::Timespec::new().nsec(100_000_000);
             let args = types::SubmitArgs::new().timespec(&ts);
@@ -746,6 +711,7 @@ impl Drop for UringQueue {
             self.collect_cqes();
             self.handle_cqes(&mut sink);
             sink.clear();
+            release_unsynced(self);
         }
         if self.in_flight > 0 || self.doorbell_armed {
             // The kernel never completed them: leak the memory rather than
@@ -773,5 +739,110 @@ pub fn unavailable_reason() -> Option<String> {
             }
             _ => format!("io_uring_setup: {e}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::buffers::make_set;
+    use crate::storage::{OpenHow, OsStorage, Storage};
+
+    const BLOCK: usize = 4096;
+
+    /// A queue and a file, or `None` (said on stderr) where io_uring is
+    /// unavailable.
+    type Setup = (tempfile::TempDir, Arc<dyn StorageFile>, Vec<IoBuf>, UringQueue);
+
+    fn setup(buffers: usize) -> Option<Setup> {
+        if let Some(why) = unavailable_reason() {
+            eprintln!("SKIPPED: io_uring unavailable here: {why}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = OsStorage.open_file(&dir.path().join("f"), OpenHow::create(false)).unwrap();
+        let set = make_set(buffers, BLOCK);
+        let (queue, _, _) = UringQueue::new(None, &set).unwrap();
+        Some((dir, file, set, queue))
+    }
+
+    fn write(queue: &mut UringQueue, file: &Arc<dyn StorageFile>, token: u64, buf: IoBuf) {
+        let op = WriteOp {
+            token,
+            file: file.clone(),
+            offset: token * BLOCK as u64,
+            buf,
+            len: BLOCK,
+            sync: SyncMode::DataSync,
+        };
+        queue.submit_write(op);
+    }
+
+    /// Submits every buffer as a flush, waits until the kernel completed all
+    /// writes, and reaps them: they then wait for one sync.
+    fn written_unsynced(queue: &mut UringQueue, file: &Arc<dyn StorageFile>, set: Vec<IoBuf>) -> usize {
+        let n = set.len();
+        for (token, buf) in set.into_iter().enumerate() {
+            write(queue, file, token as u64, buf);
+        }
+        queue.ring.submit_and_wait(n).unwrap();
+        let mut out = Vec::new();
+        queue.poll(&mut out).unwrap();
+        assert!(out.is_empty(), "nothing is acknowledged before its sync: {out:?}");
+        assert_eq!((queue.unsynced.len(), queue.syncs_issued()), (n, 0));
+        n
+    }
+
+    fn results(out: &[Completion]) -> Vec<Result<(), i32>> {
+        out.iter()
+            .map(|c| match c {
+                Completion::Write { result, .. } => {
+                    result.as_ref().map(|_| ()).map_err(|e| e.error.raw_os_error().unwrap())
+                }
+                Completion::Sync { .. } => panic!("no round sync was asked for"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flushes_written_before_a_sync_share_it() {
+        let Some((_dir, file, set, mut queue)) = setup(3) else { return };
+        let n = written_unsynced(&mut queue, &file, set);
+        let mut out = Vec::new();
+        queue.poll(&mut out).unwrap();
+        assert_eq!(results(&out), vec![Ok(()); n]);
+        assert_eq!(queue.syncs_issued(), 1, "one fdatasync for the three flushes");
+        assert_eq!(queue.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_flush_it_covered_and_no_sync_runs_again() {
+        let Some((_dir, file, mut set, mut queue)) = setup(4) else { return };
+        let last = set.pop().unwrap();
+        let n = written_unsynced(&mut queue, &file, set);
+        // fdatasync on a pipe fails (EINVAL): the shared sync of three
+        // flushes fails.
+        let (r, w) = std::io::pipe().unwrap();
+        for &slot in &queue.unsynced {
+            let Some(Op::Flush(f)) = queue.ops[slot as usize].as_mut() else { unreachable!() };
+            f.sync_fd = w.as_raw_fd();
+        }
+        let mut out = Vec::new();
+        queue.poll(&mut out).unwrap();
+        assert_eq!(results(&out), vec![Err(libc::EINVAL); n]);
+        assert_eq!(queue.syncs_issued(), 1);
+        // A later flush on a healthy descriptor is not synced: a success now
+        // would say nothing of what the failed sync lost.
+        write(&mut queue, &file, 3, last);
+        queue.ring.submit_and_wait(1).unwrap();
+        out.clear();
+        for _ in 0..3 {
+            if out.is_empty() {
+                queue.poll(&mut out).unwrap();
+            }
+        }
+        assert_eq!(results(&out), vec![Err(libc::EINVAL)]);
+        assert_eq!(queue.syncs_issued(), 1, "no fdatasync after the failed one");
+        drop((r, w));
     }
 }

@@ -116,7 +116,8 @@ impl DeviceFacts {
     /// at a power loss); and when the server answers an `O_DIRECT` open with
     /// `FOPEN_DIRECT_IO`, not even for a synchronous `pwritev2`. Every other file
     /// system (network ones, overlayfs, unknown magics) is not trusted either:
-    /// a linked `fdatasync` costs a little more and is durable everywhere.
+    /// a write followed by an `fdatasync` costs a little more and is durable
+    /// everywhere.
     #[must_use]
     pub fn trusts_rwf_dsync(&self) -> bool {
         matches!(self.fs_type.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs" | "ramfs" | "simulated")
