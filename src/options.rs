@@ -23,6 +23,9 @@ pub enum Durability {
     /// once, and the I/O thread issues one `fdatasync` for every flush whose
     /// write completed before it (flushes written while a sync ran share the
     /// next), so the writes overlap the syncs and no kernel worker is woken.
+    /// A lone appender's flush, with nothing else in flight, is written with
+    /// `RWF_DSYNC` instead where the file system honours it (the same
+    /// promise in one request; see `Dsync`).
     GroupSync,
     /// Each flush is written with `RWF_DSYNC` (the write itself completes only
     /// once its data is stable); an append returns once that write completed.

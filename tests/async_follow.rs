@@ -103,6 +103,7 @@ fn a_failure_wakes_pending_futures_with_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let plan = common::FaultPlan::new();
     plan.fail_sync_after.store(3, std::sync::atomic::Ordering::SeqCst);
+    plan.distrust_rwf_dsync.store(true, std::sync::atomic::Ordering::SeqCst);
     let storage = Arc::new(common::FaultyStorage { inner: uring_wal::storage::OsStorage, plan });
     let wal = Wal::open_with_storage(options(dir.path(), IoPath::ThreadedDirect), storage).unwrap();
     let mut results = Vec::new();

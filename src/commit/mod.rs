@@ -759,6 +759,7 @@ impl<Q: IoQueue> Engine<Q> {
             if self.flushes_in_flight >= self.cfg.flushes_in_flight_max {
                 break;
             }
+            let lone = self.queue.in_flight() == 0 && self.shared.is_lonely();
             let f = &mut self.flushes[i];
             if f.state != FlushState::Sealed {
                 continue;
@@ -774,7 +775,7 @@ impl<Q: IoQueue> Engine<Q> {
                 offset: f.offset,
                 buf,
                 len: f.len,
-                sync: self.cfg.policy.flush_sync(f.marker.is_some()),
+                sync: self.cfg.policy.flush_sync(f.marker.is_some(), lone),
             };
             f.state = FlushState::InFlight;
             f.submitted = Some(Instant::now());

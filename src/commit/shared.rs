@@ -227,7 +227,8 @@ impl Shared {
     }
 
     /// Whether recent flushes each carried one request: a single appender,
-    /// for whom spinning (instead of sleeping) pays.
+    /// for whom spinning (instead of sleeping) pays, and whose flushes share
+    /// no sync (see `SyncPolicy::flush_sync`).
     pub fn is_lonely(&self) -> bool {
         self.lonely.load(Ordering::Relaxed)
     }

@@ -89,6 +89,11 @@ pub struct FaultPlan {
     pub short_writes: std::sync::atomic::AtomicBool,
     /// Data write attempts seen.
     pub write_attempts: AtomicI64,
+    /// Report a file system that may not honour `RWF_DSYNC`, so that every
+    /// durable flush is a write and an `fdatasync` (otherwise a lone
+    /// appender's `GroupSync` flushes, and `Dsync` ones, carry `RWF_DSYNC`
+    /// and call no sync to fail).
+    pub distrust_rwf_dsync: std::sync::atomic::AtomicBool,
 }
 
 impl FaultPlan {
@@ -98,6 +103,7 @@ impl FaultPlan {
             fail_sync_after: AtomicI64::new(-1),
             short_writes: Default::default(),
             write_attempts: AtomicI64::new(0),
+            distrust_rwf_dsync: Default::default(),
         })
     }
 
@@ -219,7 +225,11 @@ impl Storage for FaultyStorage {
         self.inner.lock(path)
     }
     fn device_facts(&self, file: &Path) -> DeviceFacts {
-        self.inner.device_facts(file)
+        let mut facts = self.inner.device_facts(file);
+        if self.plan.distrust_rwf_dsync.load(Ordering::SeqCst) {
+            facts.fs_type = "faulty".into();
+        }
+        facts
     }
 }
 
