@@ -113,10 +113,49 @@ fn plan(placed: Vec<Placed>) -> (Vec<Panel>, Vec<String>, usize) {
     (panels, Vec::new(), columns.min(4))
 }
 
+/// One run per load. With `--repeat`, the run whose records/s is the
+/// median (the lower middle one of an even count): a run that happened,
+/// next to the medians of the spread tables, where drawing every run would
+/// stack them and drawing the best would flatter. Also the most runs of a
+/// load, for the chart's note.
+fn representatives(loads: &[LoadResult]) -> (Vec<&LoadResult>, usize) {
+    type Key<'a> = (&'a str, TestKind, usize, String);
+    let mut groups: Vec<(Key<'_>, Vec<&LoadResult>)> = Vec::new();
+    for l in loads {
+        let key = (l.backend.as_str(), l.test, l.writers, variant(l));
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(l),
+            None => groups.push((key, vec![l])),
+        }
+    }
+    let runs_max = groups.iter().map(|g| g.1.len()).max().unwrap_or(0);
+    let picked = groups
+        .into_iter()
+        .map(|(_, mut runs)| {
+            runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+            runs[(runs.len() - 1) / 2]
+        })
+        .collect();
+    (picked, runs_max)
+}
+
+/// What the chart's note says of repeated runs.
+fn repeats_note(runs_max: usize) -> Option<String> {
+    (runs_max > 1).then(|| format!("Repeated loads (up to {runs_max} runs): the run with the median records/s"))
+}
+
+fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}. {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The raw loads drawn as references: the io_uring ones (the path the log
 /// writes through), or every raw load if none is.
 fn references(report: &Report) -> Vec<&LoadResult> {
-    let raw: Vec<&LoadResult> = report.loads.iter().filter(|l| l.test == TestKind::Raw).collect();
+    let raw: Vec<&LoadResult> =
+        representatives(&report.loads).0.into_iter().filter(|l| l.test == TestKind::Raw).collect();
     let uring: Vec<&LoadResult> = raw.iter().copied().filter(|l| l.backend.contains("io_uring")).collect();
     if uring.is_empty() { raw } else { uring }
 }
@@ -169,7 +208,9 @@ fn has_latency(l: &LoadResult) -> bool {
 /// ticks at 0%, 90%, 99%, ... 99.999%, further when a load has more than
 /// 10^5 values), a panel per writer count or per record size and writers.
 fn latency(report: &Report, colours: &[(String, &'static str)]) -> Chart {
-    let loads: Vec<&LoadResult> = report.loads.iter().filter(|l| l.test != TestKind::Raw && has_latency(l)).collect();
+    let (representative, runs_max) = representatives(&report.loads);
+    let loads: Vec<&LoadResult> =
+        representative.into_iter().filter(|l| l.test != TestKind::Raw && has_latency(l)).collect();
     let refs: Vec<&LoadResult> = references(report).into_iter().filter(|l| has_latency(l)).collect();
     let placed = loads
         .iter()
@@ -184,7 +225,10 @@ fn latency(report: &Report, colours: &[(String, &'static str)]) -> Chart {
     let summaries = loads.iter().chain(&refs).any(|l| l.histogram.is_empty());
     Chart {
         title: "Append latency by percentile".into(),
-        note: summaries.then(|| "Curves through the saved percentiles: min, 50%, 90%, 99%, 99.9%, 99.99%, max".into()),
+        note: join_notes(
+            summaries.then(|| "Curves through the saved percentiles: min, 50%, 90%, 99%, 99.9%, 99.99%, max".into()),
+            repeats_note(runs_max),
+        ),
         x: percentile_axis(count),
         y: latency_axis(panels.iter().flat_map(|p| &p.series).chain(&references)),
         panels,
@@ -255,9 +299,9 @@ fn latency_axis<'a>(series: impl Iterator<Item = &'a Series>) -> Axis {
 /// are left out, and the note says how many. The device alone is a
 /// horizontal line.
 fn throughput(report: &Report, colours: &[(String, &'static str)]) -> Option<Chart> {
-    let usable: Vec<&LoadResult> = report
-        .loads
-        .iter()
+    let (representative, runs_max) = representatives(&report.loads);
+    let usable: Vec<&LoadResult> = representative
+        .into_iter()
         .filter(|l| l.test != TestKind::Raw && l.load != "open" && l.error.is_none())
         .filter(|l| l.writers > 0 && l.ops_per_sec.is_finite() && l.ops_per_sec >= 0.0)
         .collect();
@@ -268,6 +312,8 @@ fn throughput(report: &Report, colours: &[(String, &'static str)]) -> Option<Cha
         if !order.contains(&key) {
             order.push(key.clone());
         }
+        // One representative run per load, so one rate per writer count
+        // (a latency and a throughput test of the same load: the higher).
         let rate = rates.entry(key).or_default().entry(l.writers).or_insert(l.ops_per_sec);
         *rate = rate.max(l.ops_per_sec);
     }
@@ -295,10 +341,13 @@ fn throughput(report: &Report, colours: &[(String, &'static str)]) -> Option<Cha
     let max = panels.iter().flat_map(|p| &p.series).chain(&references).flat_map(|s| &s.points).map(|p| p.1);
     Some(Chart {
         title: "Append throughput by writers".into(),
-        note: (!points.is_empty()).then(|| {
-            let n = points.len();
-            format!("Left out: {n} load{} at one writer count only (see the tables)", if n == 1 { "" } else { "s" })
-        }),
+        note: join_notes(
+            (!points.is_empty()).then(|| {
+                let n = points.len();
+                format!("Left out: {n} load{} at one writer count only (see the tables)", if n == 1 { "" } else { "s" })
+            }),
+            repeats_note(runs_max),
+        ),
         y: rate_axis(max.fold(0.0, f64::max)),
         x,
         panels,
@@ -559,6 +608,25 @@ mod tests {
         // Two backends at several writer counts; okaywal at one, and the open loop, left out.
         let lines: Vec<&str> = throughput.iter().flat_map(|p| &p.1).map(|l| l.title.as_str()).collect();
         assert_eq!(lines, ["uring-wal/group-sync, 4096 B", "raw/fdatasync, 4096 B"]);
+    }
+
+    #[test]
+    fn repeated_runs_are_drawn_once_by_the_run_with_the_median_rate() {
+        let mut report = fixtures::report();
+        report.loads.clear();
+        for (w, rates) in [(1, [300.0, 100.0, 200.0]), (4, [900.0, 700.0, 800.0])] {
+            for (i, rate) in rates.into_iter().enumerate() {
+                report.loads.push(fixtures::load("a", w, 512.0, rate, (w * 10 + i) as u64));
+            }
+        }
+        let colours = colours(&report);
+        let throughput = svg::render(&throughput(&report, &colours).unwrap());
+        assert!(throughput.contains("a, 512 B: 1 writer, 200 records/s"), "{throughput}");
+        assert!(throughput.contains("a, 512 B: 4 writers, 800 records/s"), "{throughput}");
+        assert!(!throughput.contains("300 records/s") && !throughput.contains("900 records/s"));
+        assert!(throughput.contains("the run with the median records/s"));
+        let latency = panels(&svg::render(&latency(&report, &colours)));
+        assert_eq!(latency.iter().map(|p| p.1.len()).sum::<usize>(), 2, "one curve per load");
     }
 
     #[test]
