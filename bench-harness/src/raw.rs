@@ -75,7 +75,8 @@ impl RawFile {
 /// Ways to make one write durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMethod {
-    /// io_uring write linked to fdatasync (what GroupSync does).
+    /// io_uring write linked to fdatasync: the device's write + cache flush,
+    /// one at a time (GroupSync's cost per flush, without the log).
     UringFdatasync,
     /// io_uring write with RWF_DSYNC (what Dsync does).
     UringDsync,

@@ -8,9 +8,11 @@
 //! [`UringQueue::run_syncs`]). Flushes written while a sync runs share the
 //! next one, as a blocking writer gathers what queued while it waited, but
 //! their writes overlap that sync; and no io-wq worker is woken for it (an
-//! `IORING_OP_FSYNC` always runs on one, linked or not). The ring is created on the I/O thread itself and
-//! only that thread touches it, which allows `SINGLE_ISSUER` and
-//! `DEFER_TASKRUN` where the kernel supports them.
+//! `IORING_OP_FSYNC` always runs on one, linked or not).
+//!
+//! The ring is created on the I/O thread itself and only that thread
+//! touches it, which allows `SINGLE_ISSUER` and `DEFER_TASKRUN` where the
+//! kernel supports them.
 //!
 //! Producers wake the I/O thread with an eventfd (the [`EventfdDoorbell`]); the
 //! thread keeps a read of that eventfd in the ring, so a single
