@@ -282,6 +282,8 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit() {
     assert!(fails(d, &["latency", "--duration=-1s"]).contains("duration"));
     assert!(fails(d, &["latency", "--backend", "sqlite"]).contains("unknown backend"));
     assert!(fails(d, &["latency", "--rate", "0"]).contains("rate"));
+    assert!(fails(d, &["throughput", "--batch", "8", "--pipeline", "4"]).contains("cannot be combined"));
+    assert!(fails(d, &["latency", "--rate", "1000", "--pipeline", "4"]).contains("cannot be combined"));
     if Path::new("/dev/shm").is_dir() {
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
         let err = fails(shm.path(), &["latency", "--duration", "100ms"]);
