@@ -858,8 +858,10 @@ impl<Q: IoQueue> Engine<Q> {
         }
         let progress = !done.is_empty();
         let syncs = self.queue.syncs_issued();
-        self.shared.counters.syncs.fetch_add(syncs - self.queue_syncs, Ordering::Relaxed);
-        self.queue_syncs = syncs;
+        if syncs != self.queue_syncs {
+            self.shared.counters.syncs.fetch_add(syncs - self.queue_syncs, Ordering::Relaxed);
+            self.queue_syncs = syncs;
+        }
         for c in done.drain(..) {
             self.complete(c);
         }
