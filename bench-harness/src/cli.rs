@@ -224,8 +224,9 @@ pub struct LoadArgs {
     #[arg(long, value_parser = positive_u64)]
     pub wal_segment_bytes: Option<u64>,
     /// uring-wal: checkpoint as an application would, keeping about this
-    /// much behind the durable end and truncating older segments (which
-    /// are then recycled); 0 keeps everything.
+    /// much log (bytes written to segments, padding included) behind the
+    /// durable end and truncating older segments (which are then
+    /// recycled); 0 keeps everything.
     #[arg(long, value_parser = parse_bytes, default_value = "1GiB")]
     pub wal_retain: u64,
     /// (testing) Make the N-th append stall for --debug-stall-ms.

@@ -213,9 +213,9 @@ pub struct WalTuning {
     pub io_spin: Option<Duration>,
     pub prewrite: Option<bool>,
     pub segment_bytes: Option<u64>,
-    /// Checkpoint like an application would: keep about this many payload
-    /// bytes behind the durable end, truncating older segments (None: keep
-    /// everything).
+    /// Checkpoint like an application would: keep about this many bytes of
+    /// log (as written to segments, padding included) behind the durable
+    /// end, truncating older segments (None: keep everything).
     pub retain_bytes: Option<u64>,
 }
 
@@ -241,8 +241,11 @@ impl Checkpointer {
     fn start(wal: std::sync::Arc<Wal>, retain_bytes: u64) -> Result<Checkpointer> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new().name("bench-checkpoint".into()).spawn(move || {
-            // (payload bytes appended, durable LSN) samples, oldest first;
+            // (log bytes written, durable LSN) samples, oldest first;
             // bounded: one per interval, dropped once older than the window.
+            // Log bytes, not payload: what is retained is disk space, and a
+            // lone appender's 256 B record takes a whole 4 KiB block (payload
+            // bytes would keep 16 times the space asked for).
             let mut samples = std::collections::VecDeque::<(u64, u64)>::new();
             loop {
                 match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
@@ -253,7 +256,7 @@ impl Checkpointer {
                     return Ok(());
                 }
                 let durable = wal.durable_lsn();
-                let bytes = wal.stats().append_bytes;
+                let bytes = wal.stats().flush_bytes;
                 samples.push_back((bytes, durable));
                 // The newest sample at least `retain_bytes` old marks where
                 // the log may start.
@@ -414,5 +417,30 @@ mod tests {
         assert!("uring-wal:fast".parse::<TargetSpec>().is_err());
         assert!("uring-wal:periodic=0".parse::<TargetSpec>().is_err());
         assert!("sqlite".parse::<TargetSpec>().is_err());
+    }
+
+    #[test]
+    fn the_checkpointer_retains_log_bytes_not_payload_bytes() {
+        // 256 B records appended one at a time each take a 4 KiB block:
+        // 3,000 of them write ~12 MiB of log but only 0.75 MiB of payload.
+        // Retaining 2 MiB must then truncate to a few 1 MiB segments; by
+        // payload it would truncate nothing.
+        let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+        let wal = WalTuning { segment_bytes: Some(1 << 20), retain_bytes: Some(2 << 20), ..WalTuning::default() };
+        let opts = OpenOptions { record_bytes_max: 256, allow_buffered: true, wal };
+        let t = WalTarget::open(dir.path(), Durability::GroupSync, IoPath::Auto, false, &opts).unwrap();
+        for _ in 0..3000 {
+            t.append(&[7u8; 256]).unwrap();
+        }
+        let written = t.wal().stats().flush_bytes;
+        assert!(written >= 10 << 20, "{written} bytes of log");
+        // The checkpointer looks every few milliseconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while t.wal().stats().segments > 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let segments = t.wal().stats().segments;
+        Box::new(t).close().unwrap();
+        assert!(segments <= 4, "{segments} live segments of 1 MiB with 2 MiB retained");
     }
 }
