@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::SegmentMeta;
 use super::names::{segment_path, temp_path};
 use crate::error::{Error, Result};
-use crate::storage::{AlignedBuf, OpenHow, Storage, StorageFile, write_all_at};
+use crate::storage::{AlignedBuf, IoClass, OpenHow, Storage, StorageFile, set_thread_io_class, write_all_at};
 
 /// Zero-fill write size when paced: small, so that an append queued behind
 /// one waits little (64 KiB: p99 ~140 us and p99.9 ~200 us for single
@@ -194,6 +194,33 @@ pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64,
     create_segment(cfg, id, pace)
 }
 
+/// The calling thread's I/O class while it zero-fills: idle while paced,
+/// set back to the default when hurried and when dropped (also on an
+/// error part-way).
+struct IdleIo(bool);
+
+impl IdleIo {
+    fn set(&mut self, idle: bool) {
+        if idle == self.0 {
+            return;
+        }
+        // Best effort: where the class cannot be set (a seccomp filter),
+        // the fill is only paced.
+        if idle {
+            self.0 = set_thread_io_class(IoClass::Idle).is_ok();
+        } else {
+            let _ = set_thread_io_class(IoClass::Default);
+            self.0 = false;
+        }
+    }
+}
+
+impl Drop for IdleIo {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
 fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepared> {
     let tmp = temp_path(&cfg.dir, id);
     let path = segment_path(&cfg.dir, id);
@@ -213,8 +240,17 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
         let started = Instant::now();
         let mut offset = 0u64;
         let mut unsynced = 0u64;
+        // Paced zeros go in the idle I/O class, so the block layer's
+        // scheduler (mq-deadline, bfq) serves them only while no append of
+        // ours waits in its queue; hurried ones go in the default class,
+        // since someone waits for them. Only a thread that went idle here
+        // is set back: an unpaced preparation on the opening thread leaves
+        // that thread's class alone.
+        let mut class = IdleIo(false);
         while offset < cfg.segment_bytes {
-            let chunk = if pace.is_paced() { ZERO_FILL_PACED_CHUNK_BYTES } else { ZERO_FILL_CHUNK_BYTES };
+            let paced = pace.is_paced();
+            class.set(paced);
+            let chunk = if paced { ZERO_FILL_PACED_CHUNK_BYTES } else { ZERO_FILL_CHUNK_BYTES };
             let n = (cfg.segment_bytes - offset).min(chunk as u64) as usize;
             write_all_at(file.as_ref(), &zeros[..n], offset, false)?;
             offset += n as u64;
@@ -225,6 +261,7 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
             }
             pace.wait(started, offset, cfg.segment_bytes);
         }
+        drop(class);
         file.sync_data()
     })();
     if let Err(e) = filled {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub use aligned::{AlignedBuf, BUFFER_ALIGN_BYTES};
 pub use device::DeviceFacts;
 pub use os::OsStorage;
+pub(crate) use os::{IoClass, set_thread_io_class};
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
