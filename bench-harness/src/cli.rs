@@ -186,8 +186,9 @@ pub struct LoadArgs {
     /// Records per append call (uring-wal: one batch, one wait).
     #[arg(long, value_parser = batch, default_value = "1")]
     pub batch: usize,
-    /// Appends each writer keeps in flight with tickets (uring-wal), awaiting
-    /// the oldest when the window is full; 1 appends synchronously.
+    /// Appends (or, with --batch, batches) each writer keeps in flight with
+    /// tickets (uring-wal), awaiting the oldest when the window is full; 1
+    /// appends synchronously.
     #[arg(long, value_parser = batch, default_value = "1")]
     pub pipeline: usize,
     /// Runs of every load, backends interleaved round by round; above 1 a

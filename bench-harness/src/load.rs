@@ -170,15 +170,21 @@ impl<'a> Writer<'a> {
         self.latencies
     }
 
-    /// Many appends in flight from one thread: submit, and await the oldest
-    /// once the window is full.
+    /// Many appends (or batches) in flight from one thread: submit, and
+    /// await the oldest once the window is full.
     fn pipelined(&mut self) {
         let pool: &'a Pool = self.pool;
         let mut in_flight: VecDeque<(Ticket, Instant)> = VecDeque::with_capacity(self.spec.pipeline);
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(self.spec.batch);
         while !self.shared.stopped() {
-            let payload = pool.pick(&mut self.rng, self.spec.size);
+            slices.clear();
+            for _ in 0..self.spec.batch {
+                slices.push(pool.pick(&mut self.rng, self.spec.size));
+            }
             let t0 = Instant::now();
-            match self.target.submit(payload) {
+            let submitted =
+                if self.spec.batch == 1 { self.target.submit(slices[0]) } else { self.target.submit_batch(&slices) };
+            match submitted {
                 Ok(Some(ticket)) => in_flight.push_back((ticket, t0)),
                 Ok(None) => {
                     self.shared.fail(anyhow::anyhow!("--pipeline needs a target with tickets (uring-wal)"));
@@ -203,13 +209,14 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Waits for a ticket submitted at `t0` and records it; false if it failed.
+    /// Waits for a ticket (one record, or one batch) submitted at `t0` and
+    /// records it; false if it failed.
     fn finish(&mut self, ticket: Ticket, t0: Instant) -> bool {
         match ticket.wait() {
             Ok(_) => {
                 if self.shared.counts(t0) {
                     record(&mut self.latencies.corrected, t0.elapsed());
-                    self.shared.ops.fetch_add(1, Ordering::Relaxed);
+                    self.shared.ops.fetch_add(self.spec.batch as u64, Ordering::Relaxed);
                 }
                 true
             }

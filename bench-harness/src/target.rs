@@ -29,6 +29,12 @@ pub trait Target: Send + Sync {
         Ok(None)
     }
 
+    /// Queues a batch without waiting; `None` where the target has no such
+    /// path (the load then fails: a pipelined batch load needs tickets).
+    fn submit_batch(&self, _payloads: &[&[u8]]) -> Result<Option<uring_wal::Ticket>> {
+        Ok(None)
+    }
+
     /// Group-commit counters since opening, where the target knows them.
     fn flush_stats(&self) -> Option<FlushStats> {
         None
@@ -365,6 +371,20 @@ impl Target for WalTarget {
 
     fn submit(&self, payload: &[u8]) -> Result<Option<uring_wal::Ticket>> {
         Ok(Some(self.wal.submit(RecordType::Put, payload)?))
+    }
+
+    fn submit_batch(&self, payloads: &[&[u8]]) -> Result<Option<uring_wal::Ticket>> {
+        // As append_batch: the batch's buffers come back from the log's pool.
+        thread_local! {
+            static BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new());
+        }
+        BATCH.with(|b| {
+            let mut batch = b.borrow_mut();
+            for p in payloads {
+                batch.push(RecordType::Put, p)?;
+            }
+            Ok(self.wal.submit_batch(&mut batch)?)
+        })
     }
 
     fn flush_stats(&self) -> Option<FlushStats> {

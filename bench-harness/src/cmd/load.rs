@@ -65,12 +65,8 @@ impl Plan<'_> {
 /// Runs every load of `args` for each backend; a backend that fails keeps
 /// the results measured so far and the others still run.
 pub fn run(kind: LoadKind, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
-    // A pipelined writer submits single records with tickets, and an open
-    // loop appends at its schedule: either would silently drop the other
-    // flag while the results still named it.
-    if args.pipeline > 1 && args.batch > 1 {
-        anyhow::bail!("--pipeline and --batch cannot be combined: a pipelined writer submits single records");
-    }
+    // An open loop appends at its schedule: a pipeline would be silently
+    // dropped while the results still named it.
     if args.pipeline > 1 && args.rate.is_some() {
         anyhow::bail!("--pipeline and --rate cannot be combined: an open loop appends one operation at a time");
     }

@@ -110,11 +110,12 @@ fn push_or_fail(ctx: &mut Ctx, spec: &TargetSpec, r: LoadResult) -> Result<()> {
 }
 
 /// Step 3b: one producer streaming without a thread per record: tickets
-/// pipelined, one batch per call, and large records against the device's
-/// sequential bandwidth. Each checkpoints behind itself, as an application
+/// pipelined, one batch per call (waited for, then four in flight), and
+/// large records against the device's sequential bandwidth. Each checkpoints behind itself, as an application
 /// would, so segments are recycled rather than created.
 fn streams(scale: &Scale, ctx: &mut Ctx) -> Result<()> {
-    for (record, batch, pipeline) in [(256usize, 1usize, 1024usize), (256, 1024, 1), (64 << 10, 1, 64)] {
+    for (record, batch, pipeline) in [(256usize, 1usize, 1024usize), (256, 1024, 1), (256, 1024, 4), (64 << 10, 1, 64)]
+    {
         let spec = TargetSpec::default_wal();
         let dir = ctx.subdir(&format!("stream-{record}-b{batch}-p{pipeline}"))?;
         let wal = target::WalTuning { retain_bytes: Some(STREAM_RETAIN_BYTES), ..target::WalTuning::default() };
@@ -258,8 +259,11 @@ fn cost_rows(report: &Report, rows: &mut Vec<SummaryRow>) {
 fn stream_rows(report: &Report, rows: &mut Vec<SummaryRow>) {
     let write_bw = report.bandwidth.iter().find(|b| b.direction == "write").map(|b| b.mb_per_sec);
     for l in report.loads.iter().filter(|l| l.test == TestKind::Stream) {
-        let how =
-            if l.batch > 1 { format!("batches of {}", l.batch) } else { format!("{} tickets in flight", l.pipeline) };
+        let how = match (l.batch, l.pipeline) {
+            (1, p) => format!("{p} tickets in flight"),
+            (b, 1) => format!("batches of {b}"),
+            (b, p) => format!("batches of {b}, {p} in flight"),
+        };
         let row = if l.record_bytes >= 4096.0 {
             SummaryRow {
                 metric: format!("durable MB/s, 1 producer, {how}, {} B", l.record_bytes),
