@@ -39,6 +39,15 @@ fn main() -> Result<(), uring_wal::Error> {
 
 fn print(round: u32, durability: Durability, spin: bool, s: &Stats) {
     let mode = format!("{durability:?} r{round}");
+    // Preparation in the window: segments zero-filled, and how often the
+    // I/O thread waited for one (each wait is a stall of every append).
+    println!(
+        "segments          {mode:<12} {:<5} created {}, recycled {}, I/O thread waited for one {} times",
+        if spin { "yes" } else { "no" },
+        s.segments_created,
+        s.segments_recycled,
+        s.segment_stalls
+    );
     for (name, l) in [("queue wait", &s.queue_wait), ("flush (device)", &s.flush), ("end to end", &s.end_to_end)] {
         println!(
             "{name:<17} {mode:<12} {:<5} {:<8.1} {:<8.1} {:<8.1} {:.1}",
