@@ -13,6 +13,7 @@
 //!   writes paced over 1 s, with an `fdatasync` every 4 MiB, then waiting
 //!   until the writer has written as much (one segment per segment used);
 //! - `zero-fill-idle`: the same with that thread in the idle I/O class;
+//! - `zero-fill-idle-nosync`: the same, syncing each file only once full;
 //! - `same-block`: the writer rewrites one block instead of moving on.
 //!
 //! DIR must be on the file system to measure (default: the temporary
@@ -54,7 +55,13 @@ fn set_idle_io_class() -> std::io::Result<()> {
 
 /// Zero-fills fresh files as the segment preparer does, one per
 /// `FILE_BYTES` the writer has written, until `stop`.
-fn zero_filler(dir: PathBuf, idle: bool, written: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+fn zero_filler(
+    dir: PathBuf,
+    idle: bool,
+    sync_bytes: u64,
+    written: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     if idle {
         set_idle_io_class()?;
     }
@@ -70,7 +77,7 @@ fn zero_filler(dir: PathBuf, idle: bool, written: Arc<AtomicU64>, stop: Arc<Atom
             file.write_all_at(&zeros, offset)?;
             offset += FILL_CHUNK_BYTES as u64;
             unsynced += FILL_CHUNK_BYTES as u64;
-            if unsynced >= FILL_SYNC_BYTES {
+            if unsynced >= sync_bytes {
                 file.sync_data()?;
                 unsynced = 0;
             }
@@ -105,8 +112,9 @@ fn main() -> std::io::Result<()> {
     let mode = args.next().unwrap_or_else(|| "alone".into());
     let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(8.0);
     let base = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
-    if !["alone", "zero-fill", "zero-fill-idle", "same-block"].contains(&mode.as_str()) {
-        eprintln!("MODE is one of alone, zero-fill, zero-fill-idle, same-block");
+    let modes = ["alone", "zero-fill", "zero-fill-idle", "zero-fill-idle-nosync", "same-block"];
+    if !modes.contains(&mode.as_str()) {
+        eprintln!("MODE is one of {}", modes.join(", "));
         std::process::exit(2);
     }
     let dir = base.join(format!("zero-fill-probe-{}", std::process::id()));
@@ -123,8 +131,10 @@ fn main() -> std::io::Result<()> {
 
     let (written, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
     let filler = mode.starts_with("zero-fill").then(|| {
-        let (dir, written, stop, idle) = (dir.clone(), written.clone(), stop.clone(), mode == "zero-fill-idle");
-        std::thread::spawn(move || zero_filler(dir, idle, written, stop))
+        let (dir, written, stop) = (dir.clone(), written.clone(), stop.clone());
+        let idle = mode.starts_with("zero-fill-idle");
+        let sync_bytes = if mode.ends_with("nosync") { FILE_BYTES } else { FILL_SYNC_BYTES };
+        std::thread::spawn(move || zero_filler(dir, idle, sync_bytes, written, stop))
     });
     let mut block = AlignedBuf::zeroed(BLOCK_BYTES);
     block.fill(7);
