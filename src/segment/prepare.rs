@@ -19,7 +19,9 @@ use crossbeam_channel::{Receiver, Sender};
 use super::SegmentMeta;
 use super::names::{segment_path, temp_path};
 use crate::error::{Error, Result};
-use crate::storage::{AlignedBuf, IoClass, OpenHow, Storage, StorageFile, set_thread_io_class, write_all_at};
+use crate::storage::{
+    AlignedBuf, IoPriority, OpenHow, Storage, StorageFile, set_thread_io_priority, thread_io_priority, write_all_at,
+};
 
 /// Zero-fill write size when paced: small, so that an append queued behind
 /// one waits little (64 KiB: p99 ~140 us and p99.9 ~200 us for single
@@ -194,23 +196,28 @@ pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64,
     create_segment(cfg, id, pace)
 }
 
-/// The calling thread's I/O class while it zero-fills: idle while paced,
-/// set back to the default when hurried and when dropped (also on an
-/// error part-way).
-struct IdleIo(bool);
+/// The calling thread's I/O priority while it zero-fills: idle while
+/// paced; the thread's own priority (saved on going idle) when hurried and
+/// when dropped, also on an error part-way.
+struct IdleIo(Option<IoPriority>);
 
 impl IdleIo {
     fn set(&mut self, idle: bool) {
-        if idle == self.0 {
-            return;
-        }
-        // Best effort: where the class cannot be set (a seccomp filter),
-        // the fill is only paced.
-        if idle {
-            self.0 = set_thread_io_class(IoClass::Idle).is_ok();
-        } else {
-            let _ = set_thread_io_class(IoClass::Default);
-            self.0 = false;
+        match (idle, self.0) {
+            (true, None) => {
+                // Best effort: where the priority cannot be read or set (a
+                // seccomp filter), the fill is only paced.
+                if let Ok(saved) = thread_io_priority()
+                    && set_thread_io_priority(IoPriority::IDLE).is_ok()
+                {
+                    self.0 = Some(saved);
+                }
+            }
+            (false, Some(saved)) => {
+                let _ = set_thread_io_priority(saved);
+                self.0 = None;
+            }
+            _ => {}
         }
     }
 }
@@ -242,11 +249,10 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
         let mut unsynced = 0u64;
         // Paced zeros go in the idle I/O class, so the block layer's
         // scheduler (mq-deadline, bfq) serves them only while no append of
-        // ours waits in its queue; hurried ones go in the default class,
-        // since someone waits for them. Only a thread that went idle here
-        // is set back: an unpaced preparation on the opening thread leaves
-        // that thread's class alone.
-        let mut class = IdleIo(false);
+        // ours waits in its queue; hurried ones at the thread's own
+        // priority, since someone waits for them. An unpaced preparation
+        // (on the opening thread) never touches the priority.
+        let mut class = IdleIo(None);
         while offset < cfg.segment_bytes {
             let paced = pace.is_paced();
             class.set(paced);
@@ -398,6 +404,29 @@ mod tests {
         let unpaced = Pace { budget: Duration::ZERO, hurry: &Hurry::default() };
         assert!(!unpaced.is_paced());
         unpaced.wait(Instant::now(), 1, 2);
+    }
+
+    #[test]
+    fn a_fill_goes_idle_while_paced_and_gives_the_thread_its_own_priority_back() {
+        std::thread::spawn(|| {
+            // A priority of the thread's own, which a fill must not lose.
+            let own = IoPriority::best_effort(7);
+            if let Err(e) = set_thread_io_priority(own) {
+                eprintln!("SKIPPED: ioprio_set refused here ({e})");
+                return;
+            }
+            let now = || thread_io_priority().unwrap();
+            let mut fill = IdleIo(None);
+            fill.set(true);
+            assert_eq!(now(), IoPriority::IDLE);
+            fill.set(false);
+            assert_eq!(now(), own, "hurried: the thread's own priority");
+            fill.set(true);
+            drop(fill);
+            assert_eq!(now(), own, "a fill that ends (or fails) part-way gives it back too");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub use aligned::{AlignedBuf, BUFFER_ALIGN_BYTES};
 pub use device::DeviceFacts;
 pub use os::OsStorage;
-pub(crate) use os::{IoClass, set_thread_io_class};
+pub(crate) use os::{IoPriority, set_thread_io_priority, thread_io_priority};
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -234,29 +234,44 @@ impl StorageFile for OsFile {
     }
 }
 
-/// I/O scheduling class of the calling thread (`ioprio_set(2)`).
+/// An I/O priority as `ioprio_get(2)` and `ioprio_set(2)` encode it: the
+/// class in the bits from 13 up, the level below.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IoClass {
-    /// The kernel's default: best effort, derived from the CPU nice value.
-    Default,
-    /// Served only when no other I/O waits (schedulers that honour classes,
-    /// such as mq-deadline and bfq; others ignore it).
-    Idle,
+pub(crate) struct IoPriority(libc::c_long);
+
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+const IOPRIO_CLASS_SHIFT: u32 = 13;
+
+impl IoPriority {
+    /// The idle class: served only when no other I/O waits, by schedulers
+    /// that honour classes (mq-deadline, bfq); others ignore it.
+    pub(crate) const IDLE: IoPriority = IoPriority(3 << IOPRIO_CLASS_SHIFT);
+
+    /// Best effort at `level` (0 highest .. 7 lowest).
+    #[cfg(test)]
+    pub(crate) fn best_effort(level: libc::c_long) -> IoPriority {
+        IoPriority((2 << IOPRIO_CLASS_SHIFT) | level)
+    }
+
+    /// The scheduling class (0 none, 1 real time, 2 best effort, 3 idle).
+    #[cfg(test)]
+    pub(crate) fn class(self) -> libc::c_long {
+        self.0 >> IOPRIO_CLASS_SHIFT
+    }
 }
 
-/// Sets the I/O scheduling class of the calling thread only.
-pub(crate) fn set_thread_io_class(class: IoClass) -> io::Result<()> {
-    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-    const IOPRIO_CLASS_SHIFT: u32 = 13;
-    const IOPRIO_CLASS_NONE: libc::c_long = 0;
-    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    let ioprio = match class {
-        IoClass::Default => IOPRIO_CLASS_NONE << IOPRIO_CLASS_SHIFT,
-        IoClass::Idle => IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-    };
-    // SAFETY: ioprio_set takes three integers and touches no memory of
-    // ours; `who` 0 with IOPRIO_WHO_PROCESS names the calling thread.
-    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, ioprio) };
+/// The I/O priority of the calling thread.
+pub(crate) fn thread_io_priority() -> io::Result<IoPriority> {
+    // SAFETY: ioprio_get takes integers and touches no memory of ours;
+    // `who` 0 with IOPRIO_WHO_PROCESS names the calling thread.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0 as libc::c_long) };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(IoPriority(ret)) }
+}
+
+/// Sets the I/O priority of the calling thread only.
+pub(crate) fn set_thread_io_priority(priority: IoPriority) -> io::Result<()> {
+    // SAFETY: as in thread_io_priority; ioprio_set reads only its integers.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, priority.0) };
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
@@ -264,37 +279,30 @@ pub(crate) fn set_thread_io_class(class: IoClass) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn io_class_of_this_thread() -> libc::c_long {
-        // SAFETY: ioprio_get takes integers only; 0 names the calling thread.
-        let v = unsafe { libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_long, 0 as libc::c_long) };
-        assert!(v >= 0, "ioprio_get: {}", io::Error::last_os_error());
-        v >> 13
-    }
-
     #[test]
-    fn an_io_class_is_set_on_the_calling_thread_alone() {
-        const IDLE: libc::c_long = 3;
-        let before = io_class_of_this_thread();
+    fn an_io_priority_is_set_on_the_calling_thread_alone_and_restored() {
+        let before = thread_io_priority().unwrap();
+        assert_ne!(before, IoPriority::IDLE);
         let (set_tx, set_rx) = std::sync::mpsc::channel();
         let (checked_tx, checked_rx) = std::sync::mpsc::channel::<()>();
         let other = std::thread::spawn(move || {
-            if let Err(e) = set_thread_io_class(IoClass::Idle) {
+            let saved = thread_io_priority().unwrap();
+            if let Err(e) = set_thread_io_priority(IoPriority::IDLE) {
                 eprintln!("SKIPPED: ioprio_set refused here ({e})");
                 set_tx.send(false).unwrap();
                 return;
             }
-            assert_eq!(io_class_of_this_thread(), IDLE);
+            assert_eq!(thread_io_priority().unwrap().class(), 3, "idle");
             set_tx.send(true).unwrap();
-            // The main thread looks at its own class while this one is idle.
+            // The main thread looks at its own priority while this one is idle.
             checked_rx.recv().unwrap();
-            set_thread_io_class(IoClass::Default).unwrap();
-            assert_ne!(io_class_of_this_thread(), IDLE);
+            set_thread_io_priority(saved).unwrap();
+            assert_eq!(thread_io_priority().unwrap(), saved);
         });
         if set_rx.recv().unwrap() {
-            assert_eq!(io_class_of_this_thread(), before, "another thread's class must not change this one's");
+            assert_eq!(thread_io_priority().unwrap(), before, "another thread's priority must not change this one's");
             checked_tx.send(()).unwrap();
         }
         other.join().unwrap();
-        assert_ne!(before, IDLE);
     }
 }

@@ -111,8 +111,9 @@ fn push_or_fail(ctx: &mut Ctx, spec: &TargetSpec, r: LoadResult) -> Result<()> {
 
 /// Step 3b: one producer streaming without a thread per record: tickets
 /// pipelined, one batch per call (waited for, then four in flight), and
-/// large records against the device's sequential bandwidth. Each checkpoints behind itself, as an application
-/// would, so segments are recycled rather than created.
+/// large records against the device's sequential bandwidth. Each
+/// checkpoints behind itself, as an application would, so segments are
+/// recycled rather than created.
 fn streams(scale: &Scale, ctx: &mut Ctx) -> Result<()> {
     for (record, batch, pipeline) in [(256usize, 1usize, 1024usize), (256, 1024, 1), (256, 1024, 4), (64 << 10, 1, 64)]
     {
