@@ -214,7 +214,12 @@ impl IdleIo {
                 }
             }
             (false, Some(saved)) => {
-                let _ = set_thread_io_priority(saved);
+                // Some kernels report a thread whose priority was never set
+                // as class none at a nonzero level, which ioprio_set refuses
+                // (class none takes level 0 only): fall back to no class.
+                if set_thread_io_priority(saved).is_err() {
+                    let _ = set_thread_io_priority(IoPriority::NONE);
+                }
                 self.0 = None;
             }
             _ => {}
@@ -424,6 +429,18 @@ mod tests {
             fill.set(true);
             drop(fill);
             assert_eq!(now(), own, "a fill that ends (or fails) part-way gives it back too");
+
+            // A saved priority the kernel refuses to set back (class none
+            // at level 4): the thread ends with no class, never idle.
+            let refused = IoPriority::from_raw(4);
+            if set_thread_io_priority(refused).is_ok() {
+                eprintln!("SKIPPED: this kernel accepts class none at level 4");
+                return;
+            }
+            set_thread_io_priority(IoPriority::IDLE).unwrap();
+            let mut fill = IdleIo(Some(refused));
+            fill.set(false);
+            assert_ne!(now(), IoPriority::IDLE, "out of the idle class after a refused restore");
         })
         .join()
         .unwrap();

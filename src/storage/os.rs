@@ -247,6 +247,16 @@ impl IoPriority {
     /// that honour classes (mq-deadline, bfq); others ignore it.
     pub(crate) const IDLE: IoPriority = IoPriority(3 << IOPRIO_CLASS_SHIFT);
 
+    /// No class: the kernel derives one from the CPU nice value (what a
+    /// thread has unless someone set it).
+    pub(crate) const NONE: IoPriority = IoPriority(0);
+
+    /// Any encoding, valid or not.
+    #[cfg(test)]
+    pub(crate) fn from_raw(raw: libc::c_long) -> IoPriority {
+        IoPriority(raw)
+    }
+
     /// Best effort at `level` (0 highest .. 7 lowest).
     #[cfg(test)]
     pub(crate) fn best_effort(level: libc::c_long) -> IoPriority {
