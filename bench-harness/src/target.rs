@@ -347,6 +347,22 @@ impl WalTarget {
     }
 }
 
+/// Fills this thread's batch with `payloads` and hands it to `send`. A
+/// batch per call; its buffers come back from (and return to) the log's
+/// pool, so steady state does not allocate.
+fn with_batch<T>(payloads: &[&[u8]], send: impl FnOnce(&mut Batch) -> Result<T>) -> Result<T> {
+    thread_local! {
+        static BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new());
+    }
+    BATCH.with(|b| {
+        let mut batch = b.borrow_mut();
+        for p in payloads {
+            batch.push(RecordType::Put, p)?;
+        }
+        send(&mut batch)
+    })
+}
+
 impl Target for WalTarget {
     fn append(&self, payload: &[u8]) -> Result<()> {
         self.wal.append(RecordType::Put, payload)?;
@@ -354,17 +370,8 @@ impl Target for WalTarget {
     }
 
     fn append_batch(&self, payloads: &[&[u8]]) -> Result<()> {
-        // A batch per call; its buffers come back from (and return to) the
-        // log's pool, so steady state does not allocate.
-        thread_local! {
-            static BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new());
-        }
-        BATCH.with(|b| {
-            let mut batch = b.borrow_mut();
-            for p in payloads {
-                batch.push(RecordType::Put, p)?;
-            }
-            self.wal.append_batch(&mut batch)?;
+        with_batch(payloads, |batch| {
+            self.wal.append_batch(batch)?;
             Ok(())
         })
     }
@@ -374,17 +381,7 @@ impl Target for WalTarget {
     }
 
     fn submit_batch(&self, payloads: &[&[u8]]) -> Result<Option<uring_wal::Ticket>> {
-        // As append_batch: the batch's buffers come back from the log's pool.
-        thread_local! {
-            static BATCH: std::cell::RefCell<Batch> = std::cell::RefCell::new(Batch::new());
-        }
-        BATCH.with(|b| {
-            let mut batch = b.borrow_mut();
-            for p in payloads {
-                batch.push(RecordType::Put, p)?;
-            }
-            Ok(self.wal.submit_batch(&mut batch)?)
-        })
+        with_batch(payloads, |batch| Ok(self.wal.submit_batch(batch)?))
     }
 
     fn flush_stats(&self) -> Option<FlushStats> {
