@@ -110,7 +110,16 @@ fn cpu_us() -> f64 {
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "alone".into());
-    let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(8.0);
+    let secs: f64 = match args.next() {
+        None => 8.0,
+        Some(s) => match s.parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => v,
+            _ => {
+                eprintln!("SECONDS must be a positive number, not {s:?}");
+                std::process::exit(2);
+            }
+        },
+    };
     let base = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
     let modes = ["alone", "zero-fill", "zero-fill-idle", "zero-fill-idle-nosync", "same-block"];
     if !modes.contains(&mode.as_str()) {
@@ -160,6 +169,10 @@ fn main() -> std::io::Result<()> {
 
     latencies_ns.sort_unstable();
     let n = latencies_ns.len();
+    if n == 0 {
+        eprintln!("no write completed in {secs} s");
+        std::process::exit(1);
+    }
     let q = |p: f64| latencies_ns[((n as f64 * p) as usize).min(n - 1)] as f64 / 1000.0;
     println!(
         "{mode:<15} ops/s {:>6.0}  p50 {:>6.1}  p99 {:>6.1}  p99.9 {:>6.1}  max {:>8.1} us  CPU {:.1} us/op",

@@ -257,10 +257,10 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
         // ours waits in its queue; hurried ones at the thread's own
         // priority, since someone waits for them. An unpaced preparation
         // (on the opening thread) never touches the priority.
-        let mut class = IdleIo(None);
+        let mut priority = IdleIo(None);
         while offset < cfg.segment_bytes {
             let paced = pace.is_paced();
-            class.set(paced);
+            priority.set(paced);
             let chunk = if paced { ZERO_FILL_PACED_CHUNK_BYTES } else { ZERO_FILL_CHUNK_BYTES };
             let n = (cfg.segment_bytes - offset).min(chunk as u64) as usize;
             write_all_at(file.as_ref(), &zeros[..n], offset, false)?;
@@ -272,7 +272,7 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
             }
             pace.wait(started, offset, cfg.segment_bytes);
         }
-        drop(class);
+        drop(priority);
         file.sync_data()
     })();
     if let Err(e) = filled {
