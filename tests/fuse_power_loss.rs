@@ -179,46 +179,6 @@ fn run_round(
     (image, Run { acked_at_freeze, watermark_at_freeze, all_acked })
 }
 
-/// Reads the whole log and checks it against what must be there; returns
-/// LSN -> id of every record found.
-fn check_log(
-    wal: &Wal,
-    ctx: &str,
-    must_have: &BTreeMap<u64, u64>,
-    appended: &BTreeMap<u64, u64>,
-) -> BTreeMap<u64, u64> {
-    let mut found = BTreeMap::new();
-    let mut expect = wal.first_lsn();
-    for r in wal.read_from(expect).unwrap_or_else(|e| panic!("{ctx}: read: {e}")) {
-        let r = r.unwrap_or_else(|e| panic!("{ctx}: read: {e}"));
-        assert_eq!(r.lsn, expect, "{ctx}: LSNs not gapless");
-        expect += 1;
-        let id = common::tag_of(&r.payload)
-            .unwrap_or_else(|| panic!("{ctx}: LSN {} holds a payload nobody appended", r.lsn));
-        if let Some(&want) = appended.get(&r.lsn) {
-            assert_eq!(id, want, "{ctx}: LSN {} holds another append's payload", r.lsn);
-        }
-        found.insert(r.lsn, id);
-    }
-    if !found.is_empty() {
-        assert_eq!(wal.first_lsn(), 1, "{ctx}: recovery dropped the start of the log");
-    }
-    let lost: Vec<u64> = must_have.keys().filter(|l| !found.contains_key(l)).copied().collect();
-    assert!(
-        lost.is_empty(),
-        "{ctx}: {} of {} records that had to survive the power loss are lost (LSNs {:?}..={:?}); the log ends at LSN {}",
-        lost.len(),
-        must_have.len(),
-        lost.first(),
-        lost.last(),
-        expect - 1
-    );
-    for (lsn, id) in must_have {
-        assert_eq!(found[lsn], *id, "{ctx}: LSN {lsn} changed its payload");
-    }
-    found
-}
-
 fn power_losses(name: &str, mode: Mode, seed: u64) {
     let Mode { durability, direct, backend } = mode;
     let started = Instant::now();
@@ -258,7 +218,7 @@ fn power_losses(name: &str, mode: Mode, seed: u64) {
         if wal.recovery_report().torn_tail.is_some() {
             totals.torn_tails += 1;
         }
-        let found = check_log(&wal, &ctx, &must_have, &appended);
+        let found = common::check_log(&wal, &ctx, &must_have, &appended);
         totals.checked += must_have.len() as u64;
         totals.survived_unsynced += found.keys().filter(|&&l| l > durable_last).count() as u64;
         if round == losses {

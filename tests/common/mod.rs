@@ -268,3 +268,42 @@ pub fn assert_refuses_after_poison(wal: &std::sync::Arc<uring_wal::Wal>, bound: 
     let sync = within("sync after poison", bound, move || w.sync());
     assert!(sync.is_err(), "{ctx}: sync after poison: {sync:?}");
 }
+
+/// Reads the whole log and checks it against what must be there; returns
+/// LSN -> id of every record found.
+pub fn check_log(
+    wal: &uring_wal::Wal,
+    ctx: &str,
+    must_have: &std::collections::BTreeMap<u64, u64>,
+    appended: &std::collections::BTreeMap<u64, u64>,
+) -> std::collections::BTreeMap<u64, u64> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut expect = wal.first_lsn();
+    for r in wal.read_from(expect).unwrap_or_else(|e| panic!("{ctx}: read: {e}")) {
+        let r = r.unwrap_or_else(|e| panic!("{ctx}: read: {e}"));
+        assert_eq!(r.lsn, expect, "{ctx}: LSNs not gapless");
+        expect += 1;
+        let id = tag_of(&r.payload).unwrap_or_else(|| panic!("{ctx}: LSN {} holds a payload nobody appended", r.lsn));
+        if let Some(&want) = appended.get(&r.lsn) {
+            assert_eq!(id, want, "{ctx}: LSN {} holds another append's payload", r.lsn);
+        }
+        found.insert(r.lsn, id);
+    }
+    if !found.is_empty() {
+        assert_eq!(wal.first_lsn(), 1, "{ctx}: recovery dropped the start of the log");
+    }
+    let lost: Vec<u64> = must_have.keys().filter(|l| !found.contains_key(l)).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{ctx}: {} of {} records that had to survive the power loss are lost (LSNs {:?}..={:?}); the log ends at LSN {}",
+        lost.len(),
+        must_have.len(),
+        lost.first(),
+        lost.last(),
+        expect - 1
+    );
+    for (lsn, id) in must_have {
+        assert_eq!(found[lsn], *id, "{ctx}: LSN {lsn} changed its payload");
+    }
+    found
+}
