@@ -65,6 +65,12 @@ pub struct Faults {
     /// Answer the n-th segment sync (without doing it) only once
     /// [`Fs::release`] is called, then with EIO: a sync that hangs.
     pub hang_fsync: Option<u64>,
+    /// Fail every write to any file with EIO while set (a disk image under
+    /// a loop device whose disk has died).
+    pub all_writes_eio: bool,
+    /// Fail every `FUSE_FSYNC` of any file with EIO while set (its cache
+    /// flushes fail; nothing more becomes durable).
+    pub all_fsyncs_eio: bool,
 }
 
 /// What the kernel asked for.
@@ -272,6 +278,11 @@ impl State {
             self.stats.direct_writes += 1;
         }
         let faults = self.faults;
+        if faults.all_writes_eio {
+            self.file(ino)?;
+            self.fault_injected();
+            return Err(Errno::EIO);
+        }
         let f = self.file(ino)?;
         if !f.written_nonzero && data.iter().any(|&b| b != 0) {
             f.written_nonzero = true;
@@ -310,6 +321,11 @@ impl State {
     fn fsync(&mut self, ino: u64) -> Result<(), Errno> {
         self.stats.fsyncs += 1;
         let faults = self.faults;
+        if faults.all_fsyncs_eio {
+            self.file(ino)?;
+            self.fault_injected();
+            return Err(Errno::EIO);
+        }
         let f = self.file(ino)?;
         if f.segment && f.carries_data {
             let n = self.stats.segment_fsyncs;
