@@ -407,3 +407,49 @@ fn threaded_dsync_on_ext4_poisons_when_the_disks_cache_flushes_fail_and_loses_no
     let faults = Faults { all_fsyncs_eio: true, ..Faults::default() };
     disk_dies("Dsync threaded, cache flushes fail", threaded(Durability::Dsync), 3, faults, 0xE4_0022);
 }
+
+/// The disk fills up: the log cannot create its next segment. Appends fail
+/// in bounded time with the file system's ENOSPC; nothing acknowledged is
+/// lost, and once space is freed the log reopens and appends again.
+#[test]
+fn a_full_disk_stops_appends_at_the_next_segment_and_loses_nothing() {
+    let Some(ext4) = Ext4::create() else { return };
+    let ctx = "full disk";
+    let mode = default_path(Durability::GroupSync);
+    let wal = open(&ext4, mode, ctx);
+    // Leave room for about two more segments, then append until refused.
+    let filler = ext4.mountpoint.path().join("filler");
+    let f = std::fs::File::create(&filler).unwrap();
+    // SAFETY: statvfs is given a valid NUL-terminated path and a buffer it fills.
+    let free_bytes = unsafe {
+        let path = std::ffi::CString::new(ext4.mountpoint.path().to_str().unwrap()).unwrap();
+        let mut st: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(path.as_ptr(), &mut st), 0);
+        st.f_bavail * st.f_frsize
+    };
+    let fill = free_bytes.saturating_sub(640 * 1024) as libc::off_t;
+    // SAFETY: a valid descriptor; fallocate reserves blocks and touches no memory.
+    assert_eq!(unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, fill) }, 0, "filling the disk");
+    f.sync_all().unwrap();
+    let mut rng = Rng(0xE4_0031);
+    let appenders = Appenders::start(&wal, 2, 0, &mut rng);
+    let acked = appenders.acked.clone();
+    let threads = appenders.threads;
+    let errors: Vec<Option<uring_wal::Error>> =
+        within("appenders refused", move || threads.into_iter().map(|t| t.join().unwrap()).collect());
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty(), "{ctx}: nothing fitted");
+    for e in &errors {
+        let e = e.as_ref().unwrap_or_else(|| panic!("{ctx}: an appender ended without an error"));
+        let text = e.to_string();
+        assert!(text.contains("No space left on device"), "{ctx}: refused for another reason: {text}");
+    }
+    eprintln!("{ctx}: {} records acknowledged, then: {}", acked.len(), errors[0].as_ref().unwrap());
+    let _ = close(wal, ctx);
+    std::fs::remove_file(&filler).unwrap();
+    let wal = open(&ext4, mode, ctx);
+    common::check_log(&wal, ctx, &acked, &acked);
+    let lsn = wal.append(RecordType::Put, b"after room was made").unwrap();
+    assert!(lsn > *acked.keys().next_back().unwrap(), "{ctx}: LSN {lsn} reused");
+    close(wal, ctx).unwrap();
+}
