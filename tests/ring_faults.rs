@@ -386,3 +386,40 @@ fn an_operation_the_kernel_never_completes_poisons_and_close_returns() {
         }
     }
 }
+
+/// A sync round syncs every segment written since the last one; when the
+/// older segment's `fdatasync` fails, the failure names that segment, not
+/// the active one.
+#[test]
+fn a_failed_sync_of_an_older_segment_names_that_segment() {
+    if let Some(reason) = uring_wal::io_uring_unavailable_reason() {
+        eprintln!("SKIPPED: io_uring unavailable here ({reason})");
+        return;
+    }
+    let s = Scenario { direct: true, durability: Durability::None, in_flight: 4, faults: &[], must_poison: true };
+    // The round's first sync is the older segment's: the segments are synced
+    // in the order their flushes completed.
+    let plan = RingFaultPlan::new().fail(RingFault::SyncError, RingTarget::RoundSync(0));
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(options(dir.path(), &s, plan.clone())).unwrap();
+    let first = wal.stats().segments;
+    let mut i = 0u64;
+    while wal.stats().segments < first + 1 {
+        wal.append(RecordType::Put, &payload(i, 3000)).unwrap();
+        i += 1;
+        assert!(i < 1000, "no new segment after {i} records");
+    }
+    wal.append(RecordType::Put, &payload(i, 3000)).unwrap();
+    let wal = Arc::new(wal);
+    let w = wal.clone();
+    let result = within("sync", move || w.sync());
+    assert!(result.is_err(), "sync() succeeded over a failed fdatasync");
+    assert_eq!(plan.fired(), 1);
+    let Some(Error::Poisoned(failure)) = wal.poisoned() else { panic!("not poisoned") };
+    let segments: Vec<_> = common::segment_files(dir.path());
+    assert!(segments.len() >= 2, "the round spans two segments: {segments:?}");
+    assert_eq!(failure.path, segments[0], "the failure names another segment: {failure}");
+    assert_eq!(failure.segment, 1, "{failure}");
+    let wal = Arc::try_unwrap(wal).unwrap();
+    assert!(within("close", move || wal.close()).is_err());
+}

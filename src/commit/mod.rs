@@ -198,7 +198,11 @@ struct Carry {
 struct SyncRounds {
     interval: Option<Duration>,
     next_due: Option<Instant>,
-    dirty: Vec<(u64, Arc<dyn StorageFile>)>,
+    /// Segments written since the last round: id, path, file.
+    dirty: Vec<(u64, Arc<Path>, Arc<dyn StorageFile>)>,
+    /// The segments the round in flight syncs (its syncs' tags index this),
+    /// so a failed sync names its own segment.
+    syncing: Vec<(u64, Arc<Path>)>,
     in_flight: usize,
     covers: u64,
     failed: bool,
@@ -882,7 +886,7 @@ impl<Q: IoQueue> Engine<Q> {
                     None => self.complete_flush(token, result),
                 }
             }
-            Completion::Sync { result } => self.complete_round_sync(result),
+            Completion::Sync { tag, result } => self.complete_round_sync(tag, result),
         }
     }
 
@@ -918,8 +922,8 @@ impl<Q: IoQueue> Engine<Q> {
                     self.shared.counters.flush.record(t.elapsed());
                 }
                 if !self.cfg.policy.syncs_each_flush() && f.marker.is_none() {
-                    let (id, file) = (f.segment_id, f.file.clone());
-                    self.mark_dirty(id, file);
+                    let (id, path, file) = (f.segment_id, f.path.clone(), f.file.clone());
+                    self.mark_dirty(id, path, file);
                 }
             }
             Err(e) => {
@@ -935,15 +939,16 @@ impl<Q: IoQueue> Engine<Q> {
 
     /// One file's sync of a round completed; the round's LSN is durable once
     /// all did.
-    fn complete_round_sync(&mut self, result: Result<(), OpError>) {
+    fn complete_round_sync(&mut self, tag: u64, result: Result<(), OpError>) {
         self.rounds.in_flight -= 1;
         if let Err(e) = result {
             self.rounds.failed = true;
-            let path = self.active.path.clone();
+            #[expect(clippy::expect_used, reason = "sync_round tags each sync with its index in `syncing`")]
+            let (id, path) = self.rounds.syncing.get(tag as usize).cloned().expect("a round sync's tag");
             // The first LSN not durable: a round may cover nothing past what
             // an earlier round synced (its files were dirtied by flushes not
             // yet acknowledged).
-            let (id, lsn) = (self.active.meta.id, self.synced + 1);
+            let lsn = self.synced + 1;
             self.poison_op(e, &path, id, 0, lsn);
         } else if self.rounds.in_flight == 0 && !self.rounds.failed && !self.poisoned {
             if let Some(t) = self.rounds.started.take() {
@@ -954,9 +959,9 @@ impl<Q: IoQueue> Engine<Q> {
         }
     }
 
-    fn mark_dirty(&mut self, id: u64, file: Arc<dyn StorageFile>) {
-        if !self.rounds.dirty.iter().any(|(d, _)| *d == id) {
-            self.rounds.dirty.push((id, file));
+    fn mark_dirty(&mut self, id: u64, path: Arc<Path>, file: Arc<dyn StorageFile>) {
+        if !self.rounds.dirty.iter().any(|(d, _, _)| *d == id) {
+            self.rounds.dirty.push((id, path, file));
         }
         if let (Some(interval), None) = (self.rounds.interval, self.rounds.next_due) {
             self.rounds.next_due = Some(Instant::now() + interval);
@@ -1038,10 +1043,13 @@ impl<Q: IoQueue> Engine<Q> {
         // (which may block) is submitted.
         let started = self.rounds.started.unwrap_or_else(Instant::now);
         self.shared.set_oldest_io(Some(self.oldest_in_flight().map_or(started, |t| t.min(started))));
-        for (_, file) in &dirty {
+        self.rounds.syncing.clear();
+        for (id, path, file) in &dirty {
+            let tag = self.rounds.syncing.len() as u64;
+            self.rounds.syncing.push((*id, path.clone()));
             self.rounds.in_flight += 1;
             self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
-            self.queue.submit_sync(file.clone());
+            self.queue.submit_sync(tag, file.clone());
         }
         self.rounds.dirty = dirty;
         self.rounds.dirty.clear();

@@ -113,8 +113,8 @@ impl IoQueue for Queue {
         each!(self, q => q.submit_write(op))
     }
 
-    fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
-        each!(self, q => q.submit_sync(file))
+    fn submit_sync(&mut self, tag: u64, file: Arc<dyn StorageFile>) {
+        each!(self, q => q.submit_sync(tag, file))
     }
 
     fn in_flight(&self) -> usize {

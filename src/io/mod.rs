@@ -73,8 +73,16 @@ pub(crate) struct OpError {
 /// A finished operation.
 #[derive(Debug)]
 pub(crate) enum Completion {
-    Write { token: u64, buf: IoBuf, result: Result<(), OpError> },
-    Sync { result: Result<(), OpError> },
+    Write {
+        token: u64,
+        buf: IoBuf,
+        result: Result<(), OpError>,
+    },
+    /// A sync asked for by `submit_sync`, with the tag it was given.
+    Sync {
+        tag: u64,
+        result: Result<(), OpError>,
+    },
 }
 
 /// Wakes a backend's I/O thread parked in the kernel once a producer queued
@@ -89,8 +97,8 @@ pub(crate) trait IoQueue {
     /// Submits a flush. Failures are reported as its completion.
     fn submit_write(&mut self, op: WriteOp);
 
-    /// Submits an `fdatasync` of `file`.
-    fn submit_sync(&mut self, file: Arc<dyn StorageFile>);
+    /// Submits an `fdatasync` of `file`; its completion carries `tag`.
+    fn submit_sync(&mut self, tag: u64, file: Arc<dyn StorageFile>);
 
     /// Operations submitted whose completions were not yet returned.
     fn in_flight(&self) -> usize;

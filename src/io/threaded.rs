@@ -23,7 +23,7 @@ const IDLE_NAP: Duration = Duration::from_millis(1);
 
 enum Deferred {
     Write(WriteOp),
-    Sync(Arc<dyn StorageFile>),
+    Sync(u64, Arc<dyn StorageFile>),
 }
 
 /// Runs each operation synchronously: when submitted, or (with a shuffled
@@ -66,9 +66,9 @@ impl ThreadedQueue {
         self.done.push_back(Completion::Write { token: op.token, buf: op.buf, result });
     }
 
-    fn run_sync(&mut self, file: &Arc<dyn StorageFile>) {
+    fn run_sync(&mut self, tag: u64, file: &Arc<dyn StorageFile>) {
         let result = file.sync_data().map_err(|error| OpError { op: "fdatasync", error });
-        self.done.push_back(Completion::Sync { result });
+        self.done.push_back(Completion::Sync { tag, result });
     }
 
     /// Runs the deferred operations in a random order.
@@ -83,7 +83,7 @@ impl ThreadedQueue {
         for op in batch {
             match op {
                 Deferred::Write(w) => self.run_write(w),
-                Deferred::Sync(f) => self.run_sync(&f),
+                Deferred::Sync(tag, f) => self.run_sync(tag, &f),
             }
         }
     }
@@ -116,10 +116,10 @@ impl IoQueue for ThreadedQueue {
         }
     }
 
-    fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
+    fn submit_sync(&mut self, tag: u64, file: Arc<dyn StorageFile>) {
         match self.shuffle.as_mut() {
-            Some((_, deferred)) => deferred.push(Deferred::Sync(file)),
-            None => self.run_sync(&file),
+            Some((_, deferred)) => deferred.push(Deferred::Sync(tag, file)),
+            None => self.run_sync(tag, &file),
         }
     }
 

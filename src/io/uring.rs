@@ -93,6 +93,8 @@ enum Op {
     Flush(Flush),
     /// The descriptor must stay open until the kernel is done with it.
     Sync {
+        /// Returned with the completion.
+        tag: u64,
         _file: Arc<dyn StorageFile>,
         #[cfg(feature = "fault-injection")]
         _keep: Option<super::fault::Keep>,
@@ -361,14 +363,15 @@ impl UringQueue {
             #[expect(clippy::expect_used, reason = "the kernel completes only what was submitted, from a live slot")]
             let op = self.ops[slot as usize].as_mut().expect("completion for a live slot");
             match op {
-                Op::Sync { .. } => {
+                Op::Sync { tag, .. } => {
+                    let tag = *tag;
                     self.release_slot(slot);
                     let result = if res < 0 {
                         Err(OpError { op: "fdatasync", error: io::Error::from_raw_os_error(-res) })
                     } else {
                         Ok(())
                     };
-                    out.push(Completion::Sync { result });
+                    out.push(Completion::Sync { tag, result });
                 }
                 Op::Flush(f) => {
                     f.on_write_cqe(res);
@@ -521,7 +524,7 @@ impl IoQueue for UringQueue {
         }
     }
 
-    fn submit_sync(&mut self, file: Arc<dyn StorageFile>) {
+    fn submit_sync(&mut self, tag: u64, file: Arc<dyn StorageFile>) {
         #[allow(unused_mut)]
         #[expect(
             clippy::expect_used,
@@ -538,6 +541,7 @@ impl IoQueue for UringQueue {
             fd = k.fd();
         }
         let slot = self.alloc_slot(Op::Sync {
+            tag,
             _file: file,
             #[cfg(feature = "fault-injection")]
             _keep: keep,
@@ -547,7 +551,8 @@ impl IoQueue for UringQueue {
         // SAFETY: a sync references no user memory.
         if let Err(error) = unsafe { self.push(&[sync]) } {
             self.release_slot(slot);
-            self.pending_failures(vec![Completion::Sync { result: Err(OpError { op: "io_uring submit", error }) }]);
+            let result = Err(OpError { op: "io_uring submit", error });
+            self.pending_failures(vec![Completion::Sync { tag, result }]);
         }
     }
 
