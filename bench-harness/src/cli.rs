@@ -140,6 +140,7 @@ impl LoadArgs {
             io_spin: self.wal_io_spin,
             prewrite: self.wal_no_prewrite.then_some(false),
             segment_bytes: self.wal_segment_bytes,
+            spare_segments_max: self.wal_spares.map(|n| n as usize),
             retain_bytes: (self.wal_retain > 0).then_some(self.wal_retain),
         }
     }
@@ -224,6 +225,10 @@ pub struct LoadArgs {
     /// uring-wal: segment file size (default 64MiB, or 4 records if larger).
     #[arg(long, value_parser = positive_u64)]
     pub wal_segment_bytes: Option<u64>,
+    /// uring-wal: retired segments kept for reuse instead of deleted, 1 to 16
+    /// (library default 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub wal_spares: Option<u32>,
     /// uring-wal: checkpoint as an application would, keeping about this
     /// much log (bytes written to segments, padding included) behind the
     /// durable end and truncating older segments (which are then

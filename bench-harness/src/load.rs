@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use uring_wal::Ticket;
 
-use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, TestKind, latency_histogram};
+use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, SegmentActivity, TestKind, latency_histogram};
 use crate::random::{self, Pool};
 use crate::sys::{self, Progress, SizeRange};
 use crate::target::{FlushStats, Target};
@@ -376,6 +376,12 @@ fn result(backend: &str, spec: &LoadSpec, shared: Shared, window: &Window, laten
         latency_uncorrected: spec.rate.map(|_| LatencySummary::of(&latencies.uncorrected)),
         records_per_flush: flush.and_then(|(a, f, _)| (f > 0).then(|| a as f64 / f as f64)),
         syncs_per_sec: flush.map(|(_, _, s)| s as f64 / seconds),
+        segments: window.flushes.map(|(a, b)| SegmentActivity {
+            activated: b.segments_activated - a.segments_activated,
+            created: b.segments_created - a.segments_created,
+            recycled: b.segments_recycled - a.segments_recycled,
+            stalls: b.segment_stalls - a.segment_stalls,
+        }),
         cpu_us_per_op: window.cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         peak_rss_bytes: sys::peak_rss_bytes(),
         error: shared.error.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),

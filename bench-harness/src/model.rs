@@ -143,6 +143,11 @@ pub struct LoadResult {
     pub records_per_flush: Option<f64>,
     /// Syncs per second, where known.
     pub syncs_per_sec: Option<f64>,
+    /// What the log's segments did during the measured window (uring-wal
+    /// only): whether it grew (fresh, zero-filled files) or reused retired
+    /// ones, which changes the tail.
+    #[serde(default)]
+    pub segments: Option<SegmentActivity>,
     /// User + system CPU time of the whole process per operation.
     pub cpu_us_per_op: f64,
     /// Peak resident set size during the load.
@@ -153,6 +158,19 @@ pub struct LoadResult {
     /// in the JSON, so empty in a report read back from it.
     #[serde(skip, default = "latency_histogram")]
     pub histogram: Histogram<u64>,
+}
+
+/// Segment activity of a uring-wal load, over its measured window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentActivity {
+    /// Segments the log moved into.
+    pub activated: u64,
+    /// Fresh segment files prepared (zero-filled unless pre-writing is off).
+    pub created: u64,
+    /// Retired segments renamed for reuse.
+    pub recycled: u64,
+    /// Times the I/O thread waited for the next segment to be prepared.
+    pub stalls: u64,
 }
 
 /// Sequential bandwidth of the raw device.

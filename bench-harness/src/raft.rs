@@ -474,6 +474,7 @@ fn result(store: RaftStore, clients: usize, record_bytes: usize, m: Measured) ->
         latency_uncorrected: None,
         records_per_flush: None,
         syncs_per_sec: None,
+        segments: None,
         cpu_us_per_op: if m.writes > 0 { m.cpu.as_secs_f64() * 1e6 / m.writes as f64 } else { 0.0 },
         peak_rss_bytes: sys::peak_rss_bytes(),
         error: m.error,

@@ -53,6 +53,10 @@ pub struct FlushStats {
     pub appends: u64,
     pub flushes: u64,
     pub syncs: u64,
+    pub segments_activated: u64,
+    pub segments_created: u64,
+    pub segments_recycled: u64,
+    pub segment_stalls: u64,
 }
 
 /// I/O path of uring-wal.
@@ -219,6 +223,7 @@ pub struct WalTuning {
     pub io_spin: Option<Duration>,
     pub prewrite: Option<bool>,
     pub segment_bytes: Option<u64>,
+    pub spare_segments_max: Option<usize>,
     /// Checkpoint like an application would: keep about this many bytes of
     /// log (as written to segments, padding included) behind the durable
     /// end, truncating older segments (None: keep everything).
@@ -322,6 +327,9 @@ impl WalTarget {
         if let Some(s) = t.io_spin {
             o = o.io_spin(s);
         }
+        if let Some(n) = t.spare_segments_max {
+            o = o.spare_segments_max(n);
+        }
         if let Some(p) = t.prewrite {
             o = o.prewrite_segments(p);
         }
@@ -386,7 +394,15 @@ impl Target for WalTarget {
 
     fn flush_stats(&self) -> Option<FlushStats> {
         let s = self.wal.stats();
-        Some(FlushStats { appends: s.appends, flushes: s.flushes, syncs: s.syncs })
+        Some(FlushStats {
+            appends: s.appends,
+            flushes: s.flushes,
+            syncs: s.syncs,
+            segments_activated: s.segments_activated,
+            segments_created: s.segments_created,
+            segments_recycled: s.segments_recycled,
+            segment_stalls: s.segment_stalls,
+        })
     }
 
     fn describe(&self) -> String {

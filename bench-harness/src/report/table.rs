@@ -240,6 +240,7 @@ pub fn loads(results: &[LoadResult]) -> String {
         ("max us", Align::Right),
         ("rec/flush", Align::Right),
         ("syncs/s", Align::Right),
+        ("segs new/reused", Align::Right),
         ("CPU us/op", Align::Right),
         ("RSS MiB", Align::Right),
     ]);
@@ -256,6 +257,7 @@ pub fn loads(results: &[LoadResult]) -> String {
         cells.extend([
             opt(r.records_per_flush, |v| format!("{v:.1}")),
             opt(r.syncs_per_sec, rate),
+            opt(r.segments, |s| format!("{}/{}", s.created, s.recycled)),
             number(r.cpu_us_per_op),
             mib(r.peak_rss_bytes),
         ]);
@@ -264,8 +266,14 @@ pub fn loads(results: &[LoadResult]) -> String {
             let mut cells = vec![String::new(), "  (uncorrected)".to_string()];
             cells.extend(std::iter::repeat_n(String::new(), 4));
             cells.extend(latency_cells(u));
-            cells.extend(std::iter::repeat_n(String::new(), 4));
+            cells.extend(std::iter::repeat_n(String::new(), 5));
             t.row(cells);
+        }
+        if let Some(s) = r.segments.filter(|s| s.stalls > 0) {
+            t.note(format!(
+                "{}: the I/O thread waited {} times for its next segment to be prepared",
+                r.backend, s.stalls
+            ));
         }
         if let Some(e) = &r.error {
             t.note(format!("error: {e}"));
@@ -465,6 +473,7 @@ pub fn summary(rows: &[SummaryRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SegmentActivity;
     use crate::report::fixtures;
 
     /// The byte offset of every column of a table's header, from its rule line.
@@ -528,6 +537,7 @@ mod tests {
             "max us",
             "rec/flush",
             "syncs/s",
+            "segs new/reused",
             "CPU us/op",
             "RSS MiB",
         ] {
@@ -540,7 +550,7 @@ mod tests {
         assert!(out.contains("latency @5,000/s"));
         // Right-aligned cells end where their column's rule ends.
         let spans = rule_columns(&out);
-        assert_eq!(spans.len(), 17);
+        assert_eq!(spans.len(), 18);
         let first_row = out.lines().nth(2).unwrap();
         let (_, p99_end) = spans[9];
         assert!(first_row.as_bytes()[p99_end - 1].is_ascii_digit(), "{out}");
@@ -557,7 +567,20 @@ mod tests {
         let out = loads(&[r]);
         let row = out.lines().nth(2).unwrap();
         let dashes = row.split_whitespace().filter(|c| *c == "-").count();
-        assert_eq!(dashes, 7 + 2 + 1, "{out}");
+        // Latencies, rec/flush and syncs/s, segments, RSS.
+        assert_eq!(dashes, 7 + 2 + 1 + 1, "{out}");
+    }
+
+    #[test]
+    fn loads_show_what_the_segments_did_and_say_when_the_io_thread_waited() {
+        let mut r = fixtures::load("uring-wal/group-sync", 1, 256.0, 9000.0, 1);
+        r.segments = Some(SegmentActivity { activated: 4, created: 3, recycled: 1, stalls: 0 });
+        let out = loads(&[r.clone()]);
+        assert!(out.lines().nth(2).unwrap().split_whitespace().any(|c| c == "3/1"), "{out}");
+        assert!(!out.contains("waited"), "{out}");
+        r.segments = Some(SegmentActivity { activated: 4, created: 4, recycled: 0, stalls: 2 });
+        let out = loads(&[r]);
+        assert!(out.contains("uring-wal/group-sync: the I/O thread waited 2 times for its next segment"), "{out}");
     }
 
     #[test]
