@@ -285,7 +285,14 @@ impl Options {
         self
     }
 
-    /// Prepared segment files kept ahead of need (1 to 16).
+    /// Retired segments kept as spares for reuse (1 to 16, default 1).
+    /// [`crate::Wal::truncate_before`] renames up to this many retired
+    /// segments to future ids instead of deleting them, so the log moves into
+    /// them later without creating and zero-filling a fresh file; the rest
+    /// are deleted. A log that retires more segments per truncation than this
+    /// creates the difference afresh as it grows again, and its I/O thread may
+    /// wait for those (`Stats::segment_stalls`). The cost: up to this many
+    /// segment files on disk beyond the live log.
     pub fn spare_segments_max(mut self, segments: usize) -> Options {
         self.spare_segments_max = segments;
         self
