@@ -1,0 +1,99 @@
+//! Times recovery of an existing log: opens it (the scan checks every
+//! record), reports the bytes read and MB/s, and closes it, changing
+//! nothing but what opening changes (a torn tail is cut).
+//!
+//! `cargo run --release --example recovery_time -- DIR [RUNS]`
+//!
+//! Opening the same log again reads it again from the device, not from the
+//! page cache, where the log is read with `O_DIRECT` (the default). With
+//! `RUNS` > 1 it also reads every segment file with plain 1 MiB `O_DIRECT`
+//! reads before each open, so the two rates come from the same moment.
+//! `bench-harness --keep --dir D recovery` leaves such a log in
+//! `D/recovery`.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Instant;
+
+use uring_wal::{Options, Wal};
+
+/// Reads every `*.wal` file of `dir` with 1 MiB `O_DIRECT` reads; MB/s.
+fn raw_read(dir: &Path) -> std::io::Result<f64> {
+    let mut buf = AlignedMiB::new();
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "wal") {
+            continue;
+        }
+        let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path)?;
+        loop {
+            let n = f.read(buf.as_mut())?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+        }
+    }
+    Ok(bytes as f64 / started.elapsed().as_secs_f64() / 1e6)
+}
+
+/// A 1 MiB buffer aligned for `O_DIRECT`.
+struct AlignedMiB(Vec<u8>, usize);
+
+impl AlignedMiB {
+    fn new() -> AlignedMiB {
+        let v = vec![0u8; (1 << 20) + 4096];
+        let skip = v.as_ptr().align_offset(4096);
+        AlignedMiB(v, skip)
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        let skip = self.1;
+        &mut self.0[skip..skip + (1 << 20)]
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().ok_or("usage: recovery_time DIR [RUNS]")?;
+    let runs: usize = match args.next() {
+        Some(r) => r.parse().ok().filter(|&n| n > 0).ok_or("RUNS must be a positive number")?,
+        None => 1,
+    };
+    let mut ratios = Vec::new();
+    for run in 1..=runs {
+        let raw = if runs > 1 { Some(raw_read(Path::new(&dir))?) } else { None };
+        let started = Instant::now();
+        let wal = Wal::open(Options::durable(&dir).create_if_missing(false))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let r = wal.recovery_report().clone();
+        wal.close()?;
+        let mb_s = r.bytes_read as f64 / seconds / 1e6;
+        print!(
+            "run {run}: {} records, {} segments, {:.0} MB in {seconds:.3} s: {mb_s:.0} MB/s",
+            r.records,
+            r.segments,
+            r.bytes_read as f64 / 1e6
+        );
+        match raw {
+            Some(raw) => {
+                println!("; raw read {raw:.0} MB/s, ratio {:.2}", mb_s / raw);
+                ratios.push(mb_s / raw);
+            }
+            None => println!(),
+        }
+    }
+    if !ratios.is_empty() {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "recovery / raw read: median {:.2} (min {:.2}, max {:.2}) over {runs} runs",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+    Ok(())
+}
