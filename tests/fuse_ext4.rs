@@ -408,6 +408,17 @@ fn threaded_dsync_on_ext4_poisons_when_the_disks_cache_flushes_fail_and_loses_no
     disk_dies("Dsync threaded, cache flushes fail", threaded(Durability::Dsync), 3, faults, 0xE4_0022);
 }
 
+/// Bytes an unprivileged writer may still allocate on the file system of `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: all-zero is a valid statvfs; statvfs fills it from a valid
+    // NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `st` outlives the call.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0, "statvfs {}", path.display());
+    st.f_bavail * st.f_frsize
+}
+
 /// The disk fills up: the log cannot create its next segment. Appends fail
 /// in bounded time with the file system's ENOSPC; nothing acknowledged is
 /// lost, and once space is freed the log reopens and appends again.
@@ -420,17 +431,12 @@ fn a_full_disk_stops_appends_at_the_next_segment_and_loses_nothing() {
     // Leave room for about two more segments, then append until refused.
     let filler = ext4.mountpoint.path().join("filler");
     let f = std::fs::File::create(&filler).unwrap();
-    // SAFETY: statvfs is given a valid NUL-terminated path and a buffer it fills.
-    let free_bytes = unsafe {
-        let path = std::ffi::CString::new(ext4.mountpoint.path().to_str().unwrap()).unwrap();
-        let mut st: libc::statvfs = std::mem::zeroed();
-        assert_eq!(libc::statvfs(path.as_ptr(), &mut st), 0);
-        st.f_bavail * st.f_frsize
-    };
-    let fill = free_bytes.saturating_sub(640 * 1024) as libc::off_t;
+    let fill = free_bytes(ext4.mountpoint.path()).saturating_sub(640 * 1024) as libc::off_t;
     // SAFETY: a valid descriptor; fallocate reserves blocks and touches no memory.
     assert_eq!(unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, fill) }, 0, "filling the disk");
     f.sync_all().unwrap();
+    // Closed, so that removing it later frees its blocks.
+    drop(f);
     let mut rng = Rng(0xE4_0031);
     let appenders = Appenders::start(&wal, 2, 0, &mut rng);
     let acked = appenders.acked.clone();
@@ -447,6 +453,13 @@ fn a_full_disk_stops_appends_at_the_next_segment_and_loses_nothing() {
     eprintln!("{ctx}: {} records acknowledged, then: {}", acked.len(), errors[0].as_ref().unwrap());
     let _ = close(wal, ctx);
     std::fs::remove_file(&filler).unwrap();
+    // ext4 reuses freed blocks only once the journal committed their
+    // release: commit it now.
+    let root = std::fs::File::open(ext4.mountpoint.path()).unwrap();
+    // SAFETY: a valid descriptor; syncfs touches no memory of ours.
+    assert_eq!(unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&root)) }, 0, "syncfs");
+    let free = free_bytes(ext4.mountpoint.path());
+    assert!(free >= 4 << 20, "{ctx}: only {free} bytes free after removing the filler");
     let wal = open(&ext4, mode, ctx);
     common::check_log(&wal, ctx, &acked, &acked);
     let lsn = wal.append(RecordType::Put, b"after room was made").unwrap();
