@@ -113,19 +113,39 @@ fn config(dir: &Path, mode: RecoveryMode, storage: Arc<dyn Storage>) -> RecoverC
     RecoverConfig { storage, dir: dir.to_path_buf(), direct: false, mode, segment_bytes: 0 }
 }
 
+/// How long a lock that this very process holds is waited for before
+/// `Error::Locked` (see [`lock`]).
+const OWN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Takes the directory's lock, or says who holds it.
+///
+/// A lock held by this very process is tried again for up to
+/// [`OWN_LOCK_WAIT`]: a log closed just before may still hold it for a moment.
+/// The lock belongs to the open file description, and a child that another
+/// thread forks keeps a copy of every descriptor until it calls exec (close
+/// on exec acts only then). A second opener in the same process still gets
+/// `Error::Locked`, that much later.
 pub(crate) fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
     if !dir.is_dir() && storage.list_dir(dir).is_err() {
         return Err(Error::io("open log directory", dir, std::io::ErrorKind::NotFound.into()));
     }
     let path = dir.join(LOCK_FILE);
-    storage.lock(&path).map_err(|(e, holder_pid)| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked { path: path.clone(), holder_pid }
-        } else {
-            Error::io("lock", &path, e)
+    let give_up = std::time::Instant::now() + OWN_LOCK_WAIT;
+    let mut nap = std::time::Duration::from_millis(1);
+    loop {
+        match storage.lock(&path) {
+            Ok(held) => return Ok(held),
+            Err((e, holder_pid)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let own = holder_pid == Some(std::process::id());
+                if !own || std::time::Instant::now() >= give_up {
+                    return Err(Error::Locked { path, holder_pid });
+                }
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(std::time::Duration::from_millis(20));
+            }
+            Err((e, _)) => return Err(Error::io("lock", &path, e)),
         }
-    })
+    }
 }
 
 fn walk_segment(f: &SegFile, mut visit: impl FnMut(DumpItem<'_>) -> bool) -> Result<(u64, Option<u64>, Option<u64>)> {

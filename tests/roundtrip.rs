@@ -340,6 +340,36 @@ fn a_second_opener_is_refused_with_the_holder() {
     Wal::open(Options::durable(dir.path())).unwrap();
 }
 
+/// A child forked by another thread holds a copy of every descriptor until
+/// it calls exec, the lock's among them: a log closed meanwhile must still
+/// reopen at once in its own process, not fail with `Locked`.
+#[test]
+fn a_log_reopens_while_a_forked_child_still_holds_a_copy_of_its_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(Options::durable(dir.path())).unwrap();
+    wal.append(RecordType::Put, b"before the fork").unwrap();
+    // SAFETY: the child calls only async-signal-safe functions (nanosleep,
+    // _exit) before it ends; the parent only waits for it.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // Holds the descriptors for 100 ms, as one slow to exec would.
+        let nap = libc::timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+        // SAFETY: as above.
+        unsafe {
+            libc::nanosleep(&nap, std::ptr::null_mut());
+            libc::_exit(0);
+        }
+    }
+    assert!(child > 0, "fork failed");
+    wal.close().unwrap();
+    let reopened = Wal::open(Options::durable(dir.path()));
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` outlives the call.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    let wal = reopened.unwrap_or_else(|e| panic!("reopening while a child held a copy of the lock: {e}"));
+    assert_eq!(wal.last_lsn(), 1);
+}
+
 #[test]
 fn foreign_files_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
