@@ -31,6 +31,9 @@ pub enum Error {
     Poisoned(Arc<Failure>),
 
     /// Another process (or another `Wal` in this one) holds the directory.
+    /// A lock held by this process is waited for up to 500 ms first: a log
+    /// closed just before may still hold it while a child forked by another
+    /// thread has not yet called exec.
     #[error("{path} is locked by another writer{}", holder_text(*.holder_pid))]
     Locked {
         /// The lock file.
