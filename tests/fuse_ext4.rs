@@ -123,12 +123,18 @@ impl Ext4 {
         f.sync_all().unwrap();
         drop(f);
         std::fs::File::open(fuse.path()).unwrap().sync_all().unwrap();
-        let mut ext4 = Ext4::attach(fuse);
+        // Loop devices or ext4 refused here (a container without loop
+        // nodes, a user namespace): the test cannot run.
+        let mut ext4 = match Ext4::attach(fuse) {
+            Ok(e) => e,
+            Err(e) => return skip(&e),
+        };
         let dev = ext4.loop_dev.clone().unwrap();
         // No lazy initialisation: no kernel thread writes behind the test.
-        run("mkfs.ext4", &["-q", "-F", "-b", "4096", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0", &dev])
-            .unwrap();
-        ext4.mount();
+        let mkfs = ["-q", "-F", "-b", "4096", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0", &dev];
+        if let Err(e) = run("mkfs.ext4", &mkfs).and_then(|_| ext4.mount()) {
+            return skip(&e);
+        }
         Some(ext4)
     }
 
@@ -136,22 +142,26 @@ impl Ext4 {
     /// journal).
     fn after_power_loss(image: State, ctx: &str) -> Ext4 {
         let fuse = fusefs::mount(image, FsOptions::default()).unwrap_or_else(|e| panic!("{ctx}: remount: {e}"));
-        let mut ext4 = Ext4::attach(fuse);
-        ext4.mount();
+        let mut ext4 = Ext4::attach(fuse).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        ext4.mount().unwrap_or_else(|e| panic!("{ctx}: mounting the image after the power loss: {e}"));
         ext4
     }
 
-    fn attach(fuse: Mount) -> Ext4 {
+    fn attach(fuse: Mount) -> Result<Ext4, String> {
         let image = fuse.path().join(IMAGE);
-        let dev = run("losetup", &["--find", "--show", image.to_str().unwrap()]).unwrap();
-        let mountpoint = tempfile::Builder::new().prefix("uring-wal-ext4-").tempdir().unwrap();
-        Ext4 { fuse: Some(fuse), loop_dev: Some(dev), mountpoint, mounted: false }
+        // The mount point first: nothing between losetup and the Ext4 that
+        // detaches it can fail.
+        let mountpoint =
+            tempfile::Builder::new().prefix("uring-wal-ext4-").tempdir().map_err(|e| format!("mount point: {e}"))?;
+        let dev = run("losetup", &["--find", "--show", &image.to_string_lossy()])?;
+        Ok(Ext4 { fuse: Some(fuse), loop_dev: Some(dev), mountpoint, mounted: false })
     }
 
-    fn mount(&mut self) {
-        let dev = self.loop_dev.clone().unwrap();
-        run("mount", &["-t", "ext4", "-o", "nodiscard", &dev, self.mountpoint.path().to_str().unwrap()]).unwrap();
+    fn mount(&mut self) -> Result<(), String> {
+        let dev = self.loop_dev.clone().unwrap_or_default();
+        run("mount", &["-t", "ext4", "-o", "nodiscard", &dev, &self.mountpoint.path().to_string_lossy()])?;
         self.mounted = true;
+        Ok(())
     }
 
     fn fs(&self) -> &Fs {
@@ -167,7 +177,7 @@ impl Drop for Ext4 {
     fn drop(&mut self) {
         let mut clean = true;
         if self.mounted {
-            let point = self.mountpoint.path().to_str().unwrap().to_string();
+            let point = self.mountpoint.path().to_string_lossy().into_owned();
             if let Err(e) = run("umount", &[&point]) {
                 eprintln!("umount failed ({e}); detaching lazily");
                 let _ = run("umount", &["-l", &point]);
@@ -182,7 +192,7 @@ impl Drop for Ext4 {
         }
         if let Some(fuse) = self.fuse.take() {
             // A loop device still holding the image would keep the FUSE
-            // connection, and the unmount, waiting.
+            // connection (and its server thread) alive: abort it.
             if !clean {
                 fuse.abort();
             }
@@ -266,6 +276,16 @@ impl Appenders {
         Appenders { stop, acked, threads }
     }
 
+    /// Waits (bounded) until something was acknowledged, so that a slow
+    /// machine's first flushes do not leave a round with nothing to check.
+    fn wait_for_an_acknowledgement(&self, ctx: &str) {
+        let deadline = Instant::now() + BOUND;
+        while self.acked.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "{ctx}: nothing acknowledged within {BOUND:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Stops the appenders; what each one's last append failed with, if it did.
     fn stop(self) -> Vec<Option<uring_wal::Error>> {
         self.stop.store(true, Ordering::SeqCst);
@@ -299,6 +319,7 @@ fn power_losses(name: &str, mode: Mode, writers: u64, seed: u64) {
         }
         must_have = found;
         let appenders = Appenders::start(&wal, writers, round, &mut rng);
+        appenders.wait_for_an_acknowledgement(&ctx);
         std::thread::sleep(Duration::from_millis(100 + rng.below(300)));
         // The power loss: the disk's durable image as of now; what was
         // acknowledged by now had its cache flush answered by now.
@@ -341,6 +362,7 @@ fn disk_dies(name: &str, mode: Mode, writers: u64, faults: Faults, seed: u64) {
     let ctx = name.to_string();
     let wal = open(&ext4, mode, &ctx);
     let appenders = Appenders::start(&wal, writers, 0, &mut rng);
+    appenders.wait_for_an_acknowledgement(&ctx);
     std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
     let before = appenders.acked.lock().unwrap().len();
     ext4.fs().set_faults(faults);
@@ -356,6 +378,14 @@ fn disk_dies(name: &str, mode: Mode, writers: u64, faults: Faults, seed: u64) {
     let injected = ext4.fs().stats().faults;
     assert!(injected > 0, "{ctx}: the appenders failed, but no fault was injected: {errors:?}");
     common::assert_refuses_after_poison(&wal, BOUND, &ctx);
+    let Some(uring_wal::Error::Poisoned(failure)) = wal.poisoned() else { panic!("{ctx}: not poisoned") };
+    // Dsync writes every flush with RWF_DSYNC: that write is what fails. A
+    // lone GroupSync appender's flush carries it once the appender has been
+    // alone a while, else it is written and then fdatasynced.
+    let ops: &[&str] =
+        if mode.durability == Durability::Dsync { &["write (RWF_DSYNC)"] } else { &["write (RWF_DSYNC)", "fdatasync"] };
+    assert!(ops.contains(&failure.op), "{ctx}: the poison came from elsewhere: {failure}");
+    assert_eq!(failure.error.raw_os_error(), Some(libc::EIO), "{ctx}: {failure}");
     // A power loss now: nothing acknowledged may be missing.
     let (image, acked) = ext4.fs().freeze(|| acked.lock().unwrap().clone());
     // Closing a poisoned log reports the failure (or nothing); it returns.
@@ -408,7 +438,8 @@ fn threaded_dsync_on_ext4_poisons_when_the_disks_cache_flushes_fail_and_loses_no
     disk_dies("Dsync threaded, cache flushes fail", threaded(Durability::Dsync), 3, faults, 0xE4_0022);
 }
 
-/// Bytes an unprivileged writer may still allocate on the file system of `path`.
+/// Bytes an unprivileged writer may still allocate on the file system of
+/// `path` (root may use ext4's reserve on top).
 fn free_bytes(path: &Path) -> u64 {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: all-zero is a valid statvfs; statvfs fills it from a valid
@@ -428,7 +459,8 @@ fn a_full_disk_stops_appends_at_the_next_segment_and_loses_nothing() {
     let ctx = "full disk";
     let mode = default_path(Durability::GroupSync);
     let wal = open(&ext4, mode, ctx);
-    // Leave room for about two more segments, then append until refused.
+    // Leave 640 KiB, plus ext4's reserve that root may use (about 2 MiB in
+    // all: several more 256 KiB segments), then append until refused.
     let filler = ext4.mountpoint.path().join("filler");
     let f = std::fs::File::create(&filler).unwrap();
     let fill = free_bytes(ext4.mountpoint.path()).saturating_sub(640 * 1024) as libc::off_t;
@@ -449,6 +481,7 @@ fn a_full_disk_stops_appends_at_the_next_segment_and_loses_nothing() {
         let e = e.as_ref().unwrap_or_else(|| panic!("{ctx}: an appender ended without an error"));
         let text = e.to_string();
         assert!(text.contains("No space left on device"), "{ctx}: refused for another reason: {text}");
+        assert!(text.contains(".wal"), "{ctx}: the error names no segment file: {text}");
     }
     eprintln!("{ctx}: {} records acknowledged, then: {}", acked.len(), errors[0].as_ref().unwrap());
     let _ = close(wal, ctx);
