@@ -93,6 +93,9 @@ pub(crate) struct Injector {
     flushes: u64,
     headers: u64,
     syncs: u64,
+    /// A `SyncError` whose flush had no `fdatasync` to fail, waiting for
+    /// the next data flush that has one.
+    deferred_sync_error: bool,
 }
 
 impl Injector {
@@ -100,14 +103,26 @@ impl Injector {
         Injector { plan, ..Injector::default() }
     }
 
-    /// Counts one submission and returns the fault planned for it.
-    pub fn next(&mut self, what: Submission) -> Option<RingFault> {
+    /// Counts one submission and returns the fault to apply to it;
+    /// `has_sync`: whether it carries an `fdatasync` a `SyncError` can fail.
+    /// A `SyncError` planned for a flush without one (a flush written with
+    /// `RWF_DSYNC`, which the I/O thread chooses by itself, or one a later
+    /// round syncs) moves to the next data flush that has one: a fault is
+    /// counted as fired only when it is handed to the kernel.
+    pub fn next(&mut self, what: Submission, has_sync: bool) -> Option<RingFault> {
         let target = match what {
             Submission::Flush => RingTarget::Flush(post_increment(&mut self.flushes)),
             Submission::Header => RingTarget::SegmentHeader(post_increment(&mut self.headers)),
             Submission::RoundSync => RingTarget::RoundSync(post_increment(&mut self.syncs)),
         };
-        let fault = self.plan.faults.iter().find(|(_, t)| *t == target).map(|(f, _)| *f);
+        let mut fault = self.plan.faults.iter().find(|(_, t)| *t == target).map(|(f, _)| *f);
+        if fault == Some(RingFault::SyncError) && !has_sync {
+            self.deferred_sync_error = true;
+            fault = None;
+        } else if fault.is_none() && self.deferred_sync_error && has_sync && what == Submission::Flush {
+            self.deferred_sync_error = false;
+            fault = Some(RingFault::SyncError);
+        }
         if fault.is_some() {
             self.plan.fired.fetch_add(1, Ordering::SeqCst);
         }

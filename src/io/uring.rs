@@ -532,7 +532,7 @@ impl IoQueue for UringQueue {
         )]
         let mut fd = file.raw_fd().expect("io_uring backend is only used with descriptor-backed files");
         #[cfg(feature = "fault-injection")]
-        let keep = match self.injector.next(super::fault::Submission::RoundSync) {
+        let keep = match self.injector.next(super::fault::Submission::RoundSync, true) {
             Some(super::fault::RingFault::SyncError) => super::fault::Keep::pipe().ok(),
             _ => None,
         };
@@ -653,7 +653,7 @@ impl UringQueue {
         let Some(Op::Flush(f)) = self.ops[slot as usize].as_mut() else { unreachable!("flush slot") };
         let what = if f.offset == 0 { Submission::Header } else { Submission::Flush };
         let mut redirect = Redirect::default();
-        match self.injector.next(what) {
+        match self.injector.next(what, f.sync == SyncMode::DataSync) {
             Some(RingFault::WriteError) => {
                 let keep = Keep::read_only(f.fd)?;
                 redirect.write_fd = Some(keep.fd());
