@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::format::walk::{Step, Walker};
 use crate::format::{RecordType, data_offset};
 use crate::options::{Options, RecoveryMode};
-use crate::reader::source::{FileSource, window_bytes};
 use crate::recovery::{self, RecoverConfig, RecoveryReport, SegFile, State};
 use crate::segment::names::LOCK_FILE;
 use crate::storage::{DirLock, OsStorage, Storage};
@@ -110,7 +109,7 @@ pub enum DumpItem<'a> {
 }
 
 fn config(dir: &Path, mode: RecoveryMode, storage: Arc<dyn Storage>) -> RecoverConfig {
-    RecoverConfig { storage, dir: dir.to_path_buf(), direct: false, mode, segment_bytes: 0 }
+    RecoverConfig { storage, dir: dir.to_path_buf(), mode, segment_bytes: 0 }
 }
 
 /// How long a lock that this very process holds is waited for before
@@ -151,7 +150,7 @@ pub(crate) fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>
 fn walk_segment(f: &SegFile, mut visit: impl FnMut(DumpItem<'_>) -> bool) -> Result<(u64, Option<u64>, Option<u64>)> {
     let State::Live(h) = f.state else { return Ok((0, None, None)) };
     let limits = f.limits();
-    let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
+    let mut src = f.scan();
     let mut walker = Walker::new(f.id, data_offset(h.block_bytes), h.first_lsn, limits);
     let (mut records, mut last) = (0u64, None);
     // Every step either advances or ends, and a segment holds at most this

@@ -102,7 +102,6 @@ pub struct SkippedBytes {
 pub(crate) struct RecoverConfig {
     pub storage: Arc<dyn Storage>,
     pub dir: PathBuf,
-    pub direct: bool,
     pub mode: RecoveryMode,
     /// Size of new segments; spares of another size are removed.
     pub segment_bytes: u64,
@@ -155,6 +154,12 @@ pub(crate) struct SegFile {
 impl SegFile {
     fn is_live(&self) -> bool {
         matches!(self.state, State::Live(_))
+    }
+
+    /// A source for one pass over the file under its limits.
+    pub(crate) fn scan(&self) -> FileSource {
+        let limits = self.limits();
+        FileSource::scan(self.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max))
     }
 
     /// Whether records of this file's own life may be in it.
@@ -339,9 +344,8 @@ impl Scan<'_> {
             record_bytes_max: header.record_bytes_max,
             index: index.clone(),
         });
-        let limits = f.limits();
-        let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
-        let mut walker = Walker::new(f.id, data_offset(header.block_bytes), next_lsn, limits);
+        let mut src = f.scan();
+        let mut walker = Walker::new(f.id, data_offset(header.block_bytes), next_lsn, f.limits());
         let (at, broken) = loop {
             match walker.next(&mut src).map_err(|e| Error::io("read segment", &f.path, e))? {
                 Step::Record { offset, header, .. } => {
@@ -490,7 +494,7 @@ fn evidence_and_count(
     report: &mut RecoveryReport,
 ) -> Result<(Option<Evidence>, u64)> {
     let limits = f.limits();
-    let mut src = FileSource::new(f.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max));
+    let mut src = f.scan();
     let mut best: Option<Evidence> = None;
     let mut count = 0;
     let mut pos = from;
@@ -529,8 +533,17 @@ fn collect_spares(cfg: &RecoverConfig, files: &[SegFile], last_live: u64, remove
 }
 
 fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut RecoveryReport) -> Result<SegFile> {
-    let file =
-        cfg.storage.open_file(&path, OpenHow::read(cfg.direct)).map_err(|e| Error::io("open segment", &path, e))?;
+    // Read through the page cache, whatever the log writes with: a scan
+    // reads each file once from start to end, and the kernel's read-ahead
+    // keeps the device busy while the walk checks what it has (see
+    // `FileSource::scan`). Clean cached pages are dropped first. A page that
+    // a buffered reader (`wal-admin` on a live log) raced into the cache
+    // while a direct write replaced its block can be older than the device
+    // (the kernel's "page cache invalidation failure" case); recovery must
+    // read what is on the device, or in dirty pages not yet written, which
+    // dropping keeps.
+    let file = cfg.storage.open_file(&path, OpenHow::read(false)).map_err(|e| Error::io("open segment", &path, e))?;
+    file.drop_cached(0, 0);
     let len = file.size().map_err(|e| Error::io("stat segment", &path, e))?;
     let mut block = AlignedBuf::zeroed(4096);
     let got = if len >= 4096 {

@@ -387,3 +387,53 @@ fn foreign_files_are_left_alone() {
     let unique: HashSet<_> = common::segment_files(dir.path()).into_iter().collect();
     assert!(!unique.is_empty());
 }
+
+/// Pages of `path` in the page cache (`mincore` over a mapping of it).
+fn resident_pages(path: &std::path::Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    if len == 0 {
+        return 0;
+    }
+    let page = 4096;
+    // SAFETY: a fresh shared read-only mapping of an open file; nothing
+    // reads through it, and it is unmapped below.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+    assert_ne!(addr, libc::MAP_FAILED, "mmap {}", path.display());
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `addr` maps `len` bytes and `vec` holds one byte per page of them.
+    let ret = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    // SAFETY: the mapping made above, of this length, unused from here on.
+    unsafe { libc::munmap(addr, len) };
+    assert_eq!(ret, 0, "mincore {}", path.display());
+    vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+#[test]
+fn recovery_leaves_nothing_of_the_log_in_the_page_cache() {
+    for path in [IoPath::UringDirect, IoPath::ThreadedDirect] {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(options(dir.path(), path)).unwrap();
+        let n = 200u64;
+        for lsn in 1..=n {
+            wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
+        }
+        drop(wal);
+        // Recovery reads through the page cache; pages cached before it
+        // (here by this read) are dropped too.
+        let files = common::segment_files(dir.path());
+        assert!(files.len() > 2, "{path:?}: the log spans several segments");
+        for f in &files {
+            std::fs::read(f).unwrap();
+        }
+        assert!(files.iter().map(|f| resident_pages(f)).sum::<usize>() > 0, "the read above cached pages");
+        let wal = Wal::open(options(dir.path(), path)).unwrap();
+        assert_eq!(wal.last_lsn(), n);
+        assert_eq!(wal.recovery_report().records, n);
+        for f in common::segment_files(dir.path()) {
+            assert_eq!(resident_pages(&f), 0, "{path:?}: {} is still cached after recovery", f.display());
+        }
+        check_log(&wal, 1, n, |_| 3000);
+    }
+}

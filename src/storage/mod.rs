@@ -168,6 +168,17 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 
     /// Whether the file was opened with O_DIRECT.
     fn is_direct(&self) -> bool;
+
+    /// Advice: the file is about to be read once from start to end, so the
+    /// kernel may read ahead of the reader and in larger requests. Has no
+    /// effect on a file that bypasses the page cache, and none on the data.
+    fn advise_sequential(&self) {}
+
+    /// Advice: drop the clean cached pages of `len` bytes at `offset` (to
+    /// the end of the file if `len` is 0). Dirty pages stay, so nothing
+    /// unwritten is lost; the next read of a dropped page comes from the
+    /// device.
+    fn drop_cached(&self, _offset: u64, _len: u64) {}
 }
 
 /// Writes all of `buf` at `offset`, continuing after short writes and EINTR.

@@ -232,6 +232,29 @@ impl StorageFile for OsFile {
     fn is_direct(&self) -> bool {
         self.direct
     }
+
+    fn advise_sequential(&self) {
+        self.fadvise(0, 0, libc::POSIX_FADV_SEQUENTIAL);
+    }
+
+    fn drop_cached(&self, offset: u64, len: u64) {
+        self.fadvise(offset, len, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
+impl OsFile {
+    /// `posix_fadvise`, skipped where the page cache is bypassed. Advice
+    /// only: a kernel that refuses it changes the speed of reads, never
+    /// what they return, so its error is not worth a caller's attention.
+    fn fadvise(&self, offset: u64, len: u64, advice: libc::c_int) {
+        if self.direct {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else { return };
+        // SAFETY: an advisory system call on an open descriptor; it touches
+        // no memory of ours.
+        unsafe { libc::posix_fadvise(self.file.as_raw_fd(), offset, len, advice) };
+    }
 }
 
 /// An I/O priority as `ioprio_get(2)` and `ioprio_set(2)` encode it: the

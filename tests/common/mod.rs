@@ -94,6 +94,11 @@ pub struct FaultPlan {
     /// appender's `GroupSync` flushes, and `Dsync` ones, carry `RWF_DSYNC`
     /// and call no sync to fail).
     pub distrust_rwf_dsync: std::sync::atomic::AtomicBool,
+    /// Reads seen.
+    pub reads: AtomicI64,
+    /// Reads of a file whose cached pages were never dropped through its
+    /// handle (see `StorageFile::drop_cached`).
+    pub reads_before_cache_drop: AtomicI64,
 }
 
 impl FaultPlan {
@@ -104,6 +109,8 @@ impl FaultPlan {
             short_writes: Default::default(),
             write_attempts: AtomicI64::new(0),
             distrust_rwf_dsync: Default::default(),
+            reads: AtomicI64::new(0),
+            reads_before_cache_drop: AtomicI64::new(0),
         })
     }
 
@@ -144,10 +151,16 @@ struct FaultyFile {
     /// Set by the first write that is not all zeros: a header or a flush,
     /// never zero-fill.
     written_nonzero: std::sync::atomic::AtomicBool,
+    /// Set by a `drop_cached` of the whole file.
+    cache_dropped: std::sync::atomic::AtomicBool,
 }
 
 impl StorageFile for FaultyFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.plan.reads.fetch_add(1, Ordering::SeqCst);
+        if !self.cache_dropped.load(Ordering::SeqCst) {
+            self.plan.reads_before_cache_drop.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
@@ -194,6 +207,15 @@ impl StorageFile for FaultyFile {
     fn is_direct(&self) -> bool {
         self.inner.is_direct()
     }
+    fn advise_sequential(&self) {
+        self.inner.advise_sequential();
+    }
+    fn drop_cached(&self, offset: u64, len: u64) {
+        if (offset, len) == (0, 0) {
+            self.cache_dropped.store(true, Ordering::SeqCst);
+        }
+        self.inner.drop_cached(offset, len);
+    }
 }
 
 impl Storage for FaultyStorage {
@@ -210,6 +232,7 @@ impl Storage for FaultyStorage {
             plan: self.plan.clone(),
             carries_data: Default::default(),
             written_nonzero: Default::default(),
+            cache_dropped: Default::default(),
         }))
     }
     fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
