@@ -30,6 +30,7 @@ pub fn run(args: &RawArgs, ctx: &mut Ctx) -> Result<()> {
     for how in [raw::Seq::Write, raw::Seq::WriteSynced, raw::Seq::Read] {
         ctx.report.bandwidth.push(raw::sequential(&file, how, block, qd)?);
     }
+    ctx.report.bandwidth.push(raw::sequential_cached_read(&file, block)?);
     println!("{}", table::sync_methods(&ctx.report.loads));
     println!("{}", table::bandwidth(&ctx.report.bandwidth));
     Ok(())
