@@ -399,29 +399,37 @@ pub const CACHED_READ: &str = "read (page cache, read-ahead)";
 /// Sequential read of the whole file through the page cache, `block_bytes`
 /// per `read`, the way recovery reads a log: the file's cached pages are
 /// dropped first, so the kernel's read-ahead fetches every byte from the
-/// device while the reader copies what has arrived; dropped again after.
-/// On a file system without a page cache of its own (tmpfs) it reads memory.
+/// device while the reader copies what has arrived, and what was read is
+/// dropped every 8 MiB. Without that drop a 1 GiB read here ran at
+/// 0.55-2.2 GB/s instead of 2.2-2.4: every page was one the guest had not
+/// touched in a while, which the host backs again on first use. On a file
+/// system without a page cache of its own (tmpfs) it reads memory.
 pub fn sequential_cached_read(raw: &RawFile, block_bytes: usize) -> Result<BandwidthResult> {
+    const DROP_BEHIND_BYTES: u64 = 8 << 20;
     let file = File::open(&raw.path).with_context(|| format!("opening {}", raw.path.display()))?;
     let fd = file.as_raw_fd();
-    let advise = |advice| {
+    let advise = |offset: u64, len: u64, advice| {
         // SAFETY: an advisory system call on an open descriptor.
-        unsafe { libc::posix_fadvise(fd, 0, 0, advice) }
+        unsafe { libc::posix_fadvise(fd, offset as libc::off_t, len as libc::off_t, advice) }
     };
-    advise(libc::POSIX_FADV_DONTNEED);
-    advise(libc::POSIX_FADV_SEQUENTIAL);
+    advise(0, 0, libc::POSIX_FADV_DONTNEED);
+    advise(0, 0, libc::POSIX_FADV_SEQUENTIAL);
     let mut buf = vec![0u8; block_bytes];
     let started = Instant::now();
-    let mut off = 0u64;
+    let (mut off, mut dropped_to) = (0u64, 0u64);
     while off < raw.size {
         let n = file.read_at(&mut buf, off).context("sequential cached read")?;
         if n == 0 {
             bail!("sequential cached read: end of file at {off} of {}", raw.size);
         }
         off += n as u64;
+        if off >= dropped_to + DROP_BEHIND_BYTES {
+            advise(dropped_to, off - dropped_to, libc::POSIX_FADV_DONTNEED);
+            dropped_to = off;
+        }
     }
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
-    advise(libc::POSIX_FADV_DONTNEED);
+    advise(0, 0, libc::POSIX_FADV_DONTNEED);
     Ok(BandwidthResult {
         direction: CACHED_READ.into(),
         block_bytes,
