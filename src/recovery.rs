@@ -535,13 +535,9 @@ fn collect_spares(cfg: &RecoverConfig, files: &[SegFile], last_live: u64, remove
 fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut RecoveryReport) -> Result<SegFile> {
     // Read through the page cache, whatever the log writes with: a scan
     // reads each file once from start to end, and the kernel's read-ahead
-    // keeps the device busy while the walk checks what it has (see
-    // `FileSource::scan`). Clean cached pages are dropped first. A page that
-    // a buffered reader (`wal-admin` on a live log) raced into the cache
-    // while a direct write replaced its block can be older than the device
-    // (the kernel's "page cache invalidation failure" case); recovery must
-    // read what is on the device, or in dirty pages not yet written, which
-    // dropping keeps.
+    // keeps the device busy while the walk checks what it has. Clean cached
+    // pages are dropped before the header is read, for the reason
+    // `FileSource::scan` gives (which drops them again).
     let file = cfg.storage.open_file(&path, OpenHow::read(false)).map_err(|e| Error::io("open segment", &path, e))?;
     file.drop_cached(0, 0);
     let len = file.size().map_err(|e| Error::io("stat segment", &path, e))?;

@@ -437,3 +437,28 @@ fn recovery_leaves_nothing_of_the_log_in_the_page_cache() {
         check_log(&wal, 1, n, |_| 3000);
     }
 }
+
+#[test]
+fn a_replay_reads_sealed_segments_through_the_page_cache_and_leaves_nothing_cached() {
+    for path in [IoPath::UringDirect, IoPath::ThreadedDirect] {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(options(dir.path(), path)).unwrap();
+        let n = 200u64;
+        for lsn in 1..=n {
+            wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
+        }
+        // Cache every segment, as a buffered reader of the files would.
+        let files = common::segment_files(dir.path());
+        assert!(files.len() > 2, "{path:?}: the log spans several segments");
+        for f in &files {
+            std::fs::read(f).unwrap();
+        }
+        // A replay to the end scans the sealed segments (dropping their
+        // cache first and after); O_DIRECT reads would leave it in place.
+        check_log(&wal, 1, n, |_| 3000);
+        let sealed = &files[..files.len() - 2];
+        for f in sealed {
+            assert_eq!(resident_pages(f), 0, "{path:?}: {} is still cached after a replay", f.display());
+        }
+    }
+}

@@ -144,7 +144,14 @@ impl Reader {
             return Err(Error::Truncated { requested: self.next_lsn, first_available: first });
         };
         let meta = self.segments[index].clone();
-        let file = match self.storage.open_file(&meta.path, OpenHow::read(self.direct)) {
+        // A sealed segment that this reader reads to its end (a replay) is
+        // scanned through the page cache, with the kernel's read-ahead, as
+        // recovery reads (see `FileSource::scan`). Anything else keeps the
+        // log's O_DIRECT: the active segment's blocks are replaced by direct
+        // writes while it is read, which a buffered read may race, and a
+        // point read gains nothing from read-ahead.
+        let scan = self.segments.get(index + 1).is_some_and(|next| self.end_lsn.saturating_add(1) >= next.first_lsn);
+        let file = match self.storage.open_file(&meta.path, OpenHow::read(self.direct && !scan)) {
             Ok(f) => f,
             Err(e) => return Err(self.truncated_or(Error::io("open segment", &meta.path, e))),
         };
@@ -153,7 +160,12 @@ impl Reader {
             block_bytes: meta.block_bytes,
             segment_bytes: meta.segment_bytes,
         };
-        let source = FileSource::new(file, meta.segment_bytes, window_bytes(meta.record_bytes_max));
+        let window = window_bytes(meta.record_bytes_max);
+        let source = if scan {
+            FileSource::scan(file, meta.segment_bytes, window)
+        } else {
+            FileSource::new(file, meta.segment_bytes, window)
+        };
         // Start at the last indexed flush at or before the LSN, not at the
         // segment's start: the cost of a read does not grow with its
         // position in the segment.
