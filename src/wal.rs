@@ -87,6 +87,11 @@ pub struct Stats {
     pub append_bytes: u64,
     /// Flushes submitted.
     pub flushes: u64,
+    /// Flushes written with `RWF_DSYNC`: durable when the write completes,
+    /// with no `fdatasync` of their own (every `Dsync` flush where the file
+    /// system is trusted with it, and a lone appender's `GroupSync` flushes
+    /// there; see `Durability`).
+    pub rwf_dsync_flushes: u64,
     /// Bytes written by flushes, padding included.
     pub flush_bytes: u64,
     /// Bytes of padding written.
@@ -580,6 +585,7 @@ impl Wal {
             flush_bytes: get(&c.flush_bytes),
             padding_bytes: get(&c.padding_bytes),
             syncs: get(&c.syncs),
+            rwf_dsync_flushes: get(&c.rwf_dsync_flushes),
             segments_activated: get(&c.segments_activated),
             segment_stalls: get(&c.segment_stalls),
             syncs_in_flight_per_file_max: get(&c.syncs_in_flight_per_file_max),

@@ -796,6 +796,7 @@ impl<Q: IoQueue> Engine<Q> {
             }
             let counters = &self.shared.counters;
             counters.flushes.fetch_add(1, Ordering::Relaxed);
+            counters.rwf_dsync_flushes.fetch_add(u64::from(op.sync == SyncMode::Dsync), Ordering::Relaxed);
             counters.flush_bytes.fetch_add(op.len as u64, Ordering::Relaxed);
             self.shared.set_oldest_io(self.oldest_in_flight());
             self.queue.submit_write(op);

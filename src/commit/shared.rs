@@ -66,6 +66,7 @@ pub(crate) struct Counters {
     pub appends: AtomicU64,
     pub append_bytes: AtomicU64,
     pub flushes: AtomicU64,
+    pub rwf_dsync_flushes: AtomicU64,
     pub flush_bytes: AtomicU64,
     pub padding_bytes: AtomicU64,
     pub syncs: AtomicU64,
