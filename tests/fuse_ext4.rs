@@ -87,8 +87,9 @@ struct Ext4 {
 }
 
 impl Ext4 {
-    /// Why ext4 on a loop device cannot be set up here, if it cannot.
-    fn unavailable() -> Option<String> {
+    /// Why ext4 on a loop device cannot be set up here for a test of
+    /// `mode`, if it cannot.
+    fn unavailable(mode: Mode) -> Option<String> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return Some("needs root (loop devices, mounting ext4)".into());
@@ -104,12 +105,16 @@ impl Ext4 {
                 return Some(format!("{tool} is not installed (util-linux, e2fsprogs)"));
             }
         }
+        // The threaded backend's tests run without io_uring.
+        if mode.backend == Backend::Threaded {
+            return None;
+        }
         uring_wal::io_uring_unavailable_reason().map(|r| format!("io_uring unavailable here ({r})"))
     }
 
-    /// A new, empty ext4, or `None` (skipped).
-    fn create() -> Option<Ext4> {
-        if let Some(reason) = Ext4::unavailable() {
+    /// A new, empty ext4 for a test of `mode`, or `None` (skipped).
+    fn create(mode: Mode) -> Option<Ext4> {
+        if let Some(reason) = Ext4::unavailable(mode) {
             return skip(&reason);
         }
         let fuse = match fusefs::mount(State::empty(), FsOptions::default()) {
@@ -314,7 +319,7 @@ fn close(wal: Arc<Wal>, ctx: &str) -> uring_wal::Result<()> {
 /// checked on the reopened log.
 fn power_losses(name: &str, mode: Mode, writers: u64, seed: u64) {
     let started = Instant::now();
-    let Some(mut ext4) = Ext4::create() else { return };
+    let Some(mut ext4) = Ext4::create(mode) else { return };
     let losses: u64 = std::env::var("URING_WAL_EXT4_POWER_LOSSES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let mut rng = Rng(seed);
     let (mut must_have, mut appended) = (BTreeMap::new(), BTreeMap::new());
@@ -369,7 +374,7 @@ fn a_lone_group_sync_appenders_records_on_ext4_survive_power_losses() {
 /// The disk dies while appends run: every write, or every cache flush, of
 /// the disk image fails from a random moment on.
 fn disk_dies(name: &str, mode: Mode, writers: u64, faults: Faults, seed: u64) {
-    let Some(ext4) = Ext4::create() else { return };
+    let Some(ext4) = Ext4::create(mode) else { return };
     let mut rng = Rng(seed);
     let ctx = name.to_string();
     let wal = open(&ext4, mode, &ctx);
@@ -468,9 +473,9 @@ fn free_bytes(path: &Path) -> u64 {
 /// lost, and once space is freed the log reopens and appends again.
 #[test]
 fn a_full_disk_stops_appends_at_the_next_segment_and_loses_nothing() {
-    let Some(ext4) = Ext4::create() else { return };
-    let ctx = "full disk";
     let mode = default_path(Durability::GroupSync);
+    let Some(ext4) = Ext4::create(mode) else { return };
+    let ctx = "full disk";
     let wal = open(&ext4, mode, ctx);
     // Leave 640 KiB, plus ext4's reserve that root may use (about 2 MiB in
     // all: several more 256 KiB segments), then append until refused.
