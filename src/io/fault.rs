@@ -93,9 +93,9 @@ pub(crate) struct Injector {
     flushes: u64,
     headers: u64,
     syncs: u64,
-    /// A `SyncError` whose flush had no `fdatasync` to fail, waiting for
-    /// the next data flush that has one.
-    deferred_sync_error: bool,
+    /// `SyncError`s planned for data flushes that had no `fdatasync` to
+    /// fail, each waiting for a later data flush that has one.
+    deferred_sync_errors: u32,
 }
 
 impl Injector {
@@ -105,10 +105,12 @@ impl Injector {
 
     /// Counts one submission and returns the fault to apply to it;
     /// `has_sync`: whether it carries an `fdatasync` a `SyncError` can fail.
-    /// A `SyncError` planned for a flush without one (a flush written with
-    /// `RWF_DSYNC`, which the I/O thread chooses by itself, or one a later
-    /// round syncs) moves to the next data flush that has one: a fault is
-    /// counted as fired only when it is handed to the kernel.
+    /// A `SyncError` planned for a data flush without one (written with
+    /// `RWF_DSYNC`, which the I/O thread chooses by itself, or synced later
+    /// by a round) moves to the next data flush that has one; planned for a
+    /// segment header without one, it is dropped. Either way a fault is
+    /// counted as fired only when it is handed to the kernel, so a test
+    /// whose fault never found its target sees `fired() == 0`.
     pub fn next(&mut self, what: Submission, has_sync: bool) -> Option<RingFault> {
         let target = match what {
             Submission::Flush => RingTarget::Flush(post_increment(&mut self.flushes)),
@@ -117,10 +119,10 @@ impl Injector {
         };
         let mut fault = self.plan.faults.iter().find(|(_, t)| *t == target).map(|(f, _)| *f);
         if fault == Some(RingFault::SyncError) && !has_sync {
-            self.deferred_sync_error = true;
+            self.deferred_sync_errors += u32::from(what == Submission::Flush);
             fault = None;
-        } else if fault.is_none() && self.deferred_sync_error && has_sync && what == Submission::Flush {
-            self.deferred_sync_error = false;
+        } else if fault.is_none() && self.deferred_sync_errors > 0 && has_sync && what == Submission::Flush {
+            self.deferred_sync_errors -= 1;
             fault = Some(RingFault::SyncError);
         }
         if fault.is_some() {
