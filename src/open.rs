@@ -48,11 +48,13 @@ pub(crate) fn plan_io(options: &Options, storage: &dyn Storage, lock_path: &Path
 }
 
 /// Step 2: recovery, applied and made durable.
-pub(crate) fn recover_durably(options: &Options, storage: &Arc<dyn Storage>) -> Result<Recovered> {
+pub(crate) fn recover_durably(options: &Options, storage: &Arc<dyn Storage>, direct: bool) -> Result<Recovered> {
     let dir = &options.dir;
     let recovered = recovery::recover(&RecoverConfig {
         storage: storage.clone(),
         dir: dir.clone(),
+        direct,
+        confirm_direct: false,
         mode: options.recovery,
         segment_bytes: options.segment_bytes,
     })?;

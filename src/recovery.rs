@@ -102,6 +102,22 @@ pub struct SkippedBytes {
 pub(crate) struct RecoverConfig {
     pub storage: Arc<dyn Storage>,
     pub dir: PathBuf,
+    /// Whether the scan that confirms a torn tail reads with O_DIRECT (the
+    /// log's own choice). The first scan always reads through the page
+    /// cache, for its read-ahead; what is cut must not rest on the page
+    /// cache alone, where a stale page that the drop could not remove
+    /// (locked or mapped) would make both scans agree on a false tear.
+    pub direct: bool,
+    /// Whether a scan through the page cache reads the newest live segment
+    /// with O_DIRECT all the same: where the log ends cleanly, appends
+    /// continue over whatever the device holds there, so that end must not
+    /// rest on a cached page older than the device (one `drop_cached` could
+    /// not drop because it was locked or mapped), which would show zeros
+    /// where acknowledged records are. A stale page in an older segment
+    /// breaks the chain instead, and a torn tail is confirmed by a whole
+    /// second scan with O_DIRECT. Set by [`recover`] for its first scan
+    /// where the log uses O_DIRECT.
+    pub confirm_direct: bool,
     pub mode: RecoveryMode,
     /// Size of new segments; spares of another size are removed.
     pub segment_bytes: u64,
@@ -156,10 +172,16 @@ impl SegFile {
         matches!(self.state, State::Live(_))
     }
 
-    /// A source for one pass over the file under its limits.
+    /// A source for one pass over the file under its limits: a page-cache
+    /// scan, or plain O_DIRECT reads where the file was opened so.
     pub(crate) fn scan(&self) -> FileSource {
         let limits = self.limits();
-        FileSource::scan(self.file.clone(), limits.segment_bytes, window_bytes(limits.payload_len_max))
+        let window = window_bytes(limits.payload_len_max);
+        if self.file.is_direct() {
+            FileSource::new(self.file.clone(), limits.segment_bytes, window)
+        } else {
+            FileSource::scan(self.file.clone(), limits.segment_bytes, window)
+        }
     }
 
     /// Whether records of this file's own life may be in it.
@@ -194,7 +216,7 @@ impl SegFile {
 /// second, independent scan reaches the same end: a transient read error (a
 /// flipped bit, a sector that read badly once) must not look like a tear.
 pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
-    let first = scan(cfg)?;
+    let first = scan(&RecoverConfig { direct: false, confirm_direct: cfg.direct, ..cfg.clone() })?;
     let Some(torn) = &first.report.torn_tail else { return Ok(first) };
     let second = scan(cfg)?;
     let same = second.report.torn_tail.as_ref() == Some(torn)
@@ -344,7 +366,20 @@ impl Scan<'_> {
             record_bytes_max: header.record_bytes_max,
             index: index.clone(),
         });
-        let mut src = f.scan();
+        let newest_live = !self.files[idx + 1..].iter().any(SegFile::is_live);
+        let mut src = if self.cfg.confirm_direct && newest_live {
+            // What reading the header through the cache left goes.
+            f.file.drop_cached(0, 0);
+            let file = self
+                .cfg
+                .storage
+                .open_file(&f.path, OpenHow::read(true))
+                .map_err(|e| Error::io("open segment", &f.path, e))?;
+            let limits = f.limits();
+            FileSource::new(file, limits.segment_bytes, window_bytes(limits.payload_len_max))
+        } else {
+            f.scan()
+        };
         let mut walker = Walker::new(f.id, data_offset(header.block_bytes), next_lsn, f.limits());
         let (at, broken) = loop {
             match walker.next(&mut src).map_err(|e| Error::io("read segment", &f.path, e))? {
@@ -533,12 +568,13 @@ fn collect_spares(cfg: &RecoverConfig, files: &[SegFile], last_live: u64, remove
 }
 
 fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut RecoveryReport) -> Result<SegFile> {
-    // Read through the page cache, whatever the log writes with: a scan
-    // reads each file once from start to end, and the kernel's read-ahead
-    // keeps the device busy while the walk checks what it has. Clean cached
-    // pages are dropped before the header is read, for the reason
-    // `FileSource::scan` gives (which drops them again).
-    let file = cfg.storage.open_file(&path, OpenHow::read(false)).map_err(|e| Error::io("open segment", &path, e))?;
+    // The first scan reads through the page cache, whatever the log writes
+    // with: it reads each file once from start to end, and the kernel's
+    // read-ahead keeps the device busy while the walk checks what it has.
+    // Clean cached pages are dropped before the header is read, for the
+    // reason `FileSource::scan` gives (which drops them again).
+    let file =
+        cfg.storage.open_file(&path, OpenHow::read(cfg.direct)).map_err(|e| Error::io("open segment", &path, e))?;
     file.drop_cached(0, 0);
     let len = file.size().map_err(|e| Error::io("stat segment", &path, e))?;
     let mut block = AlignedBuf::zeroed(4096);

@@ -375,6 +375,47 @@ fn recovery_drops_what_the_page_cache_holds_of_a_file_before_reading_it() {
     let reads = plan.reads.load(std::sync::atomic::Ordering::SeqCst);
     assert!(reads > 2, "recovery read the segments ({reads} reads)");
     assert_eq!(plan.reads_before_cache_drop.load(std::sync::atomic::Ordering::SeqCst), 0, "of {reads} reads");
+    let direct = plan.direct_reads.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        direct > 0 && direct < reads,
+        "the end is confirmed with O_DIRECT, the rest read cached: {direct} of {reads}"
+    );
+}
+
+#[test]
+fn a_stale_page_cache_cannot_move_the_end_of_the_log() {
+    // The page cache holds pages of the last segment older than the device
+    // (zeros where the last record and the close's sync marker are), and
+    // no drop removes them. Read through the cache alone, the log would end
+    // one record early and the next append would overwrite an acknowledged
+    // record; the newest segment is read with O_DIRECT.
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
+    for lsn in 1..=200 {
+        wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
+    }
+    drop(wal);
+    // The last file holding data past its header block; spares are zeros.
+    let (last, data_end) = common::segment_files(dir.path())
+        .into_iter()
+        .filter_map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let end = bytes.iter().rposition(|&b| b != 0).filter(|&i| i >= 4096)?;
+            Some((p, end as u64 + 1))
+        })
+        .next_back()
+        .unwrap();
+    let stale_from = (data_end - 1) / 4096 * 4096 - 4096;
+    let plan = FaultPlan::new();
+    *plan.stale_cache_from.lock().unwrap() = Some((last.clone(), stale_from));
+    let storage = Arc::new(FaultyStorage { inner: OsStorage, plan: plan.clone() });
+    let wal = Wal::open_with_storage(options(dir.path(), IoPath::ThreadedDirect), storage).unwrap();
+    assert_eq!(wal.last_lsn(), 200, "the log ends where the device says, not the stale cache");
+    wal.append(RecordType::Put, &payload(201, 3000)).unwrap();
+    drop(wal);
+    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
+    assert_eq!(wal.last_lsn(), 201);
+    assert_payloads(&wal, |_| 3000);
 }
 
 #[test]

@@ -96,9 +96,15 @@ pub struct FaultPlan {
     pub distrust_rwf_dsync: std::sync::atomic::AtomicBool,
     /// Reads seen.
     pub reads: AtomicI64,
-    /// Reads of a file whose cached pages were never dropped through its
-    /// handle (see `StorageFile::drop_cached`).
+    /// Reads without O_DIRECT of a file whose cached pages were never
+    /// dropped through its handle (see `StorageFile::drop_cached`).
     pub reads_before_cache_drop: AtomicI64,
+    /// Reads through O_DIRECT handles.
+    pub direct_reads: AtomicI64,
+    /// A stale page cache: reads of this file through handles without
+    /// O_DIRECT see zeros from this offset on, as if the cache held pages
+    /// older than the device that no drop could remove.
+    pub stale_cache_from: std::sync::Mutex<Option<(PathBuf, u64)>>,
 }
 
 impl FaultPlan {
@@ -111,6 +117,8 @@ impl FaultPlan {
             distrust_rwf_dsync: Default::default(),
             reads: AtomicI64::new(0),
             reads_before_cache_drop: AtomicI64::new(0),
+            direct_reads: AtomicI64::new(0),
+            stale_cache_from: std::sync::Mutex::new(None),
         })
     }
 
@@ -143,6 +151,7 @@ pub struct FaultyStorage {
 #[derive(Debug)]
 struct FaultyFile {
     inner: Arc<dyn StorageFile>,
+    path: PathBuf,
     plan: Arc<FaultPlan>,
     /// Set by the first write past the header block: from then on the file
     /// carries log data (segments are created under a temporary name, so the
@@ -158,10 +167,23 @@ struct FaultyFile {
 impl StorageFile for FaultyFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.plan.reads.fetch_add(1, Ordering::SeqCst);
-        if !self.cache_dropped.load(Ordering::SeqCst) {
+        // O_DIRECT reads do not read the cache.
+        if !self.inner.is_direct() && !self.cache_dropped.load(Ordering::SeqCst) {
             self.plan.reads_before_cache_drop.fetch_add(1, Ordering::SeqCst);
         }
-        self.inner.read_at(buf, offset)
+        if self.inner.is_direct() {
+            self.plan.direct_reads.fetch_add(1, Ordering::SeqCst);
+        }
+        let n = self.inner.read_at(buf, offset)?;
+        if !self.inner.is_direct() {
+            if let Some((path, from)) = self.plan.stale_cache_from.lock().unwrap().as_ref() {
+                if *path == self.path {
+                    let skip = from.saturating_sub(offset).min(n as u64) as usize;
+                    buf[skip..n].fill(0);
+                }
+            }
+        }
+        Ok(n)
     }
     fn write_at(&self, buf: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
         // Only log data counts. Activation headers start at 0. Zero-fill of a
@@ -229,6 +251,7 @@ impl Storage for FaultyStorage {
         let inner = self.inner.open_file(path, how)?;
         Ok(Arc::new(FaultyFile {
             inner,
+            path: path.to_path_buf(),
             plan: self.plan.clone(),
             carries_data: Default::default(),
             written_nonzero: Default::default(),
