@@ -619,19 +619,16 @@ impl Wal {
     /// verified. The reader stops at the last record acknowledged when it was
     /// created; appends continue meanwhile.
     pub fn read_from(&self, lsn: Lsn) -> Result<Reader> {
+        // The end first, then the segments: a segment joins the list before
+        // any record in it is acknowledged, so the list covers the end. The
+        // other order could end in a segment activated in between.
+        let end = self.last_lsn();
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
         if lsn < first {
             return Err(Error::Truncated { requested: lsn, first_available: first });
         }
-        Ok(Reader::new(
-            self.storage.clone(),
-            segments,
-            lsn,
-            self.last_lsn(),
-            self.backend.direct_io,
-            Some(self.live.clone()),
-        ))
+        Ok(Reader::new(self.storage.clone(), segments, lsn, end, self.backend.direct_io, Some(self.live.clone())))
     }
 
     /// Reads exactly the records `range` (both ends included), in order, with
@@ -661,13 +658,14 @@ impl Wal {
     /// Follows the log from `lsn` on: yields each record once it is durable,
     /// waiting for more as the log grows.
     pub fn follow(&self, lsn: Lsn) -> Result<Follower> {
+        // Durable records only: the reader ends at the synced LSN, read
+        // before the segments for the reason `read_from` gives.
+        let synced = self.shared.synced_lsn();
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
         if lsn < first {
             return Err(Error::Truncated { requested: lsn, first_available: first });
         }
-        // Durable records only: the reader ends at the synced LSN.
-        let synced = self.shared.synced_lsn();
         let reader =
             Reader::new(self.storage.clone(), segments, lsn, synced, self.backend.direct_io, Some(self.live.clone()));
         Ok(Follower::new(reader, self.shared.clone(), self.live.clone()))

@@ -144,13 +144,17 @@ impl Reader {
             return Err(Error::Truncated { requested: self.next_lsn, first_available: first });
         };
         let meta = self.segments[index].clone();
-        // A sealed segment that this reader reads to its end (a replay) is
-        // scanned through the page cache, with the kernel's read-ahead, as
-        // recovery reads (see `FileSource::scan`). Anything else keeps the
-        // log's O_DIRECT: the active segment's blocks are replaced by direct
-        // writes while it is read, which a buffered read may race, and a
-        // point read gains nothing from read-ahead.
-        let scan = self.segments.get(index + 1).is_some_and(|next| self.end_lsn.saturating_add(1) >= next.first_lsn);
+        // A segment that this reader reads to its end (a replay) is scanned
+        // through the page cache, with the kernel's read-ahead, as recovery
+        // reads (see `FileSource::scan`), once a record of the next segment
+        // is within the reader's end: acknowledgements follow the order of
+        // the flushes, so every flush into this segment (its last sync
+        // marker too) has completed and no direct write into it is in
+        // flight. Anything else keeps the log's O_DIRECT: a buffered read
+        // racing a direct write can leave a stale page in the cache, and a
+        // read within one segment gains little from read-ahead. A log that
+        // writes through the page cache is read through it already.
+        let scan = self.direct && self.segments.get(index + 1).is_some_and(|next| self.end_lsn >= next.first_lsn);
         let file = match self.storage.open_file(&meta.path, OpenHow::read(self.direct && !scan)) {
             Ok(f) => f,
             Err(e) => return Err(self.truncated_or(Error::io("open segment", &meta.path, e))),
