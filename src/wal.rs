@@ -90,7 +90,7 @@ pub struct Stats {
     /// Flushes written with `RWF_DSYNC`: durable when the write completes,
     /// with no `fdatasync` of their own (every `Dsync` flush where the file
     /// system is trusted with it, and a lone appender's `GroupSync` flushes
-    /// there; see `Durability`).
+    /// and sync markers there; see `Durability`).
     pub rwf_dsync_flushes: u64,
     /// Bytes written by flushes, padding included.
     pub flush_bytes: u64,
