@@ -172,15 +172,20 @@ impl SegFile {
         matches!(self.state, State::Live(_))
     }
 
-    /// A source for one pass over the file under its limits: a page-cache
-    /// scan, or plain O_DIRECT reads where the file was opened so.
+    /// A source for one pass over the file under its limits.
     pub(crate) fn scan(&self) -> FileSource {
+        self.scan_with(&self.file)
+    }
+
+    /// A source for one pass over `file`, this segment opened one way or
+    /// another: a page-cache scan, or plain reads where it is O_DIRECT.
+    fn scan_with(&self, file: &Arc<dyn StorageFile>) -> FileSource {
         let limits = self.limits();
         let window = window_bytes(limits.payload_len_max);
-        if self.file.is_direct() {
-            FileSource::new(self.file.clone(), limits.segment_bytes, window)
+        if file.is_direct() {
+            FileSource::new(file.clone(), limits.segment_bytes, window)
         } else {
-            FileSource::scan(self.file.clone(), limits.segment_bytes, window)
+            FileSource::scan(file.clone(), limits.segment_bytes, window)
         }
     }
 
@@ -375,8 +380,7 @@ impl Scan<'_> {
                 .storage
                 .open_file(&f.path, OpenHow::read(true))
                 .map_err(|e| Error::io("open segment", &f.path, e))?;
-            let limits = f.limits();
-            FileSource::new(file, limits.segment_bytes, window_bytes(limits.payload_len_max))
+            f.scan_with(&file)
         } else {
             f.scan()
         };

@@ -53,12 +53,15 @@ impl FileSource {
     /// what it has passed, so that a scan of a large log does not fill the
     /// page cache with bytes read once.
     ///
-    /// It first drops the file's clean cached pages, so that it never reads
-    /// a page cached before it began. Such a page can be older than the
-    /// device: a buffered reader that raced a direct write replacing its
-    /// block leaves one (the kernel's "page cache invalidation failure"),
-    /// and a record acknowledged on the device would look torn. Dirty pages,
-    /// newer than the device, stay.
+    /// It first drops the file's clean cached pages, so that it reads what
+    /// is on the device rather than a page cached before it began, which
+    /// can be older than the device: another tool reading or mapping the
+    /// file while a direct write replaced its block can leave one (the
+    /// kernel's "page cache invalidation failure"), and a record
+    /// acknowledged on the device would look absent. Best effort: the
+    /// kernel keeps locked and mapped pages, which is why recovery reads
+    /// what decides where appends continue with O_DIRECT. Dirty pages,
+    /// newer than the device, stay (their writeback starts).
     pub fn scan(file: Arc<dyn StorageFile>, segment_bytes: u64, window_bytes: usize) -> FileSource {
         file.drop_cached(0, 0);
         file.advise_sequential();

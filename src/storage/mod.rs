@@ -176,8 +176,9 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 
     /// Advice: drop the clean cached pages of `len` bytes at `offset` (to
     /// the end of the file if `len` is 0). Dirty pages stay, so nothing
-    /// unwritten is lost; the next read of a dropped page comes from the
-    /// device.
+    /// unwritten is lost (their writeback starts); the next read of a
+    /// dropped page comes from the device. Best effort: locked and mapped
+    /// pages stay too.
     fn drop_cached(&self, _offset: u64, _len: u64) {}
 }
 
