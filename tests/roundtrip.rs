@@ -410,24 +410,32 @@ fn resident_pages(path: &std::path::Path) -> usize {
     vec.iter().filter(|&&b| b & 1 != 0).count()
 }
 
+/// A log of `n` records of 3000 bytes over several segments, every one of
+/// its files then read through the page cache, as another tool would.
+/// Returns the log and its files, oldest first.
+fn log_with_cached_files(dir: &std::path::Path, path: IoPath, n: u64) -> (Wal, Vec<std::path::PathBuf>) {
+    let wal = Wal::open(options(dir, path)).unwrap();
+    for lsn in 1..=n {
+        wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
+    }
+    let files = common::segment_files(dir);
+    assert!(files.len() > 2, "{path:?}: the log spans several segments");
+    for f in &files {
+        std::fs::read(f).unwrap();
+    }
+    assert!(files.iter().map(|f| resident_pages(f)).sum::<usize>() > 0, "the reads cached pages");
+    (wal, files)
+}
+
 #[test]
 fn recovery_leaves_nothing_of_the_log_in_the_page_cache() {
     for path in [IoPath::UringDirect, IoPath::ThreadedDirect] {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(options(dir.path(), path)).unwrap();
         let n = 200u64;
-        for lsn in 1..=n {
-            wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
-        }
-        drop(wal);
         // Recovery reads through the page cache; pages cached before it
-        // (here by this read) are dropped too.
-        let files = common::segment_files(dir.path());
-        assert!(files.len() > 2, "{path:?}: the log spans several segments");
-        for f in &files {
-            std::fs::read(f).unwrap();
-        }
-        assert!(files.iter().map(|f| resident_pages(f)).sum::<usize>() > 0, "the read above cached pages");
+        // are dropped too.
+        let (wal, _) = log_with_cached_files(dir.path(), path, n);
+        drop(wal);
         let wal = Wal::open(options(dir.path(), path)).unwrap();
         assert_eq!(wal.last_lsn(), n);
         assert_eq!(wal.recovery_report().records, n);
@@ -442,17 +450,8 @@ fn recovery_leaves_nothing_of_the_log_in_the_page_cache() {
 fn a_replay_reads_sealed_segments_through_the_page_cache_and_leaves_nothing_cached() {
     for path in [IoPath::UringDirect, IoPath::ThreadedDirect] {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(options(dir.path(), path)).unwrap();
         let n = 200u64;
-        for lsn in 1..=n {
-            wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
-        }
-        // Cache every segment, as a buffered reader of the files would.
-        let files = common::segment_files(dir.path());
-        assert!(files.len() > 2, "{path:?}: the log spans several segments");
-        for f in &files {
-            std::fs::read(f).unwrap();
-        }
+        let (wal, files) = log_with_cached_files(dir.path(), path, n);
         // A replay to the end scans the sealed segments (dropping their
         // cache first and after); O_DIRECT reads would leave it in place.
         check_log(&wal, 1, n, |_| 3000);
