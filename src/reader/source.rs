@@ -22,7 +22,12 @@ pub(crate) fn window_bytes(record_bytes_max: u32) -> usize {
 pub(crate) struct FileSource {
     file: Arc<dyn StorageFile>,
     segment_bytes: u64,
+    /// The window: [`WINDOW_BYTES_MIN`] and some at first, grown (up to
+    /// `window_bytes_max`) only when a read needs more.
     buf: AlignedBuf,
+    /// The most the window may grow to: the largest record the limits
+    /// allow, plus alignment.
+    window_bytes_max: usize,
     buf_start: u64,
     buf_len: usize,
     /// Bytes read from the file so far.
@@ -42,8 +47,22 @@ impl FileSource {
         // A window larger than the segment (plus alignment slack) is never
         // filled; small segments get small windows.
         let cap = (segment_bytes as usize).saturating_add(BUFFER_ALIGN_BYTES).max(2 * BUFFER_ALIGN_BYTES);
-        let buf = AlignedBuf::zeroed(window_bytes.min(cap));
-        FileSource { file, segment_bytes, buf, buf_start: 0, buf_len: 0, bytes_read: 0, dropped_to: None }
+        let window_bytes_max = window_bytes.min(cap).next_multiple_of(BUFFER_ALIGN_BYTES);
+        // Allocated for the common case, not the worst: a file of unknown
+        // limits (a spare) allows records of up to 64 MiB, and zeroing a
+        // window that large cost more than reading the whole file.
+        // The slack lets a scan read WINDOW_BYTES_MIN from any offset.
+        let buf = AlignedBuf::zeroed(window_bytes_max.min(WINDOW_BYTES_MIN + 2 * BUFFER_ALIGN_BYTES));
+        FileSource {
+            file,
+            segment_bytes,
+            buf,
+            window_bytes_max,
+            buf_start: 0,
+            buf_len: 0,
+            bytes_read: 0,
+            dropped_to: None,
+        }
     }
 
     /// A source for one pass over a whole file opened without O_DIRECT,
@@ -104,10 +123,17 @@ impl SegmentSource for FileSource {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read beyond the segment"))?;
         if offset < self.buf_start || end > self.buf_start + self.buf_len as u64 {
             let start = align_down(offset, BUFFER_ALIGN_BYTES as u64);
-            let want = (self.buf.len() as u64).min(self.segment_bytes - start) as usize;
-            if end - start > want as u64 {
+            let need = (end - start) as usize;
+            if need > self.window_bytes_max {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, "read larger than the window"));
             }
+            if need > self.buf.len() {
+                // Doubling bounds the reallocations by a large record to a few.
+                let grown = need.max(2 * self.buf.len()).min(self.window_bytes_max);
+                self.buf = AlignedBuf::zeroed(grown);
+                self.buf_len = 0;
+            }
+            let want = (self.buf.len() as u64).min(self.segment_bytes - start) as usize;
             self.drop_behind(start);
             let got = read_full_at(self.file.as_ref(), &mut self.buf[..want], start)?;
             self.bytes_read += got as u64;
@@ -125,7 +151,7 @@ impl SegmentSource for FileSource {
     }
 
     fn window_bytes(&self) -> usize {
-        self.buf.len() - BUFFER_ALIGN_BYTES
+        self.window_bytes_max - BUFFER_ALIGN_BYTES
     }
 }
 
@@ -222,6 +248,27 @@ mod tests {
         assert_eq!(*file.whole_drops.lock().unwrap(), 1);
         drop(src);
         assert_eq!(*file.whole_drops.lock().unwrap(), 2, "a finished scan drops the whole file");
+    }
+
+    #[test]
+    fn the_window_starts_small_grows_for_a_large_read_and_never_past_its_limit() {
+        // A spare's limits: records of up to 64 MiB in a 128 MiB file.
+        let (segment_bytes, window_max) = (128u64 << 20, 64usize << 20);
+        let mut src = FileSource::new(Arc::new(Recording::default()), segment_bytes, window_max);
+        let first = src.buf.len();
+        assert_eq!(first, WINDOW_BYTES_MIN + 2 * BUFFER_ALIGN_BYTES);
+        read_through(&mut src, 8 << 20);
+        // A walk's 1 MiB look-ahead from any 8-aligned offset fits.
+        assert_eq!(src.read((8 << 20) + 4088, WINDOW_BYTES_MIN).unwrap().len(), WINDOW_BYTES_MIN);
+        assert_eq!(src.buf.len(), first, "a pass of ordinary reads keeps the first window");
+        assert_eq!(src.read((20 << 20) + 40, 5 << 20).unwrap().len(), 5 << 20);
+        assert!((5 << 20..=window_max).contains(&src.buf.len()), "grown to {}", src.buf.len());
+        assert_eq!(src.window_bytes(), window_max - BUFFER_ALIGN_BYTES);
+        assert_eq!(src.read(40 << 20, window_max).unwrap().len(), window_max);
+        assert_eq!(src.buf.len(), window_max);
+        let err = src.read(8, window_max).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!(src.buf.len(), window_max, "never past the limit");
     }
 
     #[test]
