@@ -116,7 +116,9 @@ pub(crate) struct RecoverConfig {
     /// where acknowledged records are. A stale page in an older segment
     /// breaks the chain instead, and a torn tail is confirmed by a whole
     /// second scan with O_DIRECT. Set by [`recover`] for its first scan
-    /// where the log uses O_DIRECT.
+    /// where the log uses O_DIRECT. Where the kernel reports that none of
+    /// the segment is cached after the drop, no page can be stale, and the
+    /// scan reads it through the cache like the others.
     pub confirm_direct: bool,
     pub mode: RecoveryMode,
     /// Size of new segments; spares of another size are removed.
@@ -187,6 +189,18 @@ impl SegFile {
         } else {
             FileSource::scan(file.clone(), limits.segment_bytes, window)
         }
+    }
+
+    /// Drops what the page cache holds of the file and tells whether the
+    /// kernel reports none of it left. Then every page a read brings in
+    /// comes from the device at that moment, and nothing writes the file
+    /// while recovery holds the log's lock, so a read through the cache
+    /// returns what the device holds, as O_DIRECT would, only with the
+    /// kernel's read-ahead. `false` where a page stayed (locked, mapped)
+    /// or the kernel cannot say.
+    fn cache_emptied(&self) -> bool {
+        self.file.drop_cached(0, 0);
+        self.file.cached_pages() == Some(0)
     }
 
     /// Whether records of this file's own life may be in it.
@@ -372,9 +386,7 @@ impl Scan<'_> {
             index: index.clone(),
         });
         let newest_live = !self.files[idx + 1..].iter().any(SegFile::is_live);
-        let mut src = if self.cfg.confirm_direct && newest_live {
-            // What reading the header through the cache left goes.
-            f.file.drop_cached(0, 0);
+        let mut src = if self.cfg.confirm_direct && newest_live && !f.cache_emptied() {
             let file = self
                 .cfg
                 .storage

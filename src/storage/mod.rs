@@ -180,6 +180,13 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// dropped page comes from the device. Best effort: locked and mapped
     /// pages stay too.
     fn drop_cached(&self, _offset: u64, _len: u64) {}
+
+    /// Pages of this file the page cache holds at this moment, where the
+    /// kernel can say (`cachestat(2)`, Linux 6.5 and later); `None` where
+    /// it cannot, or for a file with no page cache of its own.
+    fn cached_pages(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Writes all of `buf` at `offset`, continuing after short writes and EINTR.

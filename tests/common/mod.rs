@@ -77,6 +77,17 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Whether the kernel tells how much of a file the page cache holds
+/// (`cachestat(2)`, Linux 6.5+); recovery trusts the cache for the newest
+/// segment only where it can ask.
+pub fn kernel_counts_cached_pages(dir: &Path) -> bool {
+    let path = dir.join("cachestat-probe");
+    std::fs::write(&path, [0u8; 4096]).unwrap();
+    let counts = OsStorage.open_file(&path, OpenHow::read(false)).unwrap().cached_pages().is_some();
+    std::fs::remove_file(&path).unwrap();
+    counts
+}
+
 /// Faults to inject into segment-file operations.
 #[derive(Debug, Default)]
 pub struct FaultPlan {
@@ -237,6 +248,14 @@ impl StorageFile for FaultyFile {
             self.cache_dropped.store(true, Ordering::SeqCst);
         }
         self.inner.drop_cached(offset, len);
+    }
+    fn cached_pages(&self) -> Option<u64> {
+        // The stale pages stay cached whatever is dropped, and say so.
+        let stale = self.plan.stale_cache_from.lock().unwrap().as_ref().is_some_and(|(path, _)| *path == self.path);
+        if stale {
+            return Some(1);
+        }
+        self.inner.cached_pages()
     }
 }
 
