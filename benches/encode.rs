@@ -1,12 +1,15 @@
 //! Encoding a record into a flush buffer: copy, header, CRC32C; and the
 //! split the log uses, where the producer computes the payload's CRC and the
-//! I/O thread only copies and folds in the header.
+//! I/O thread only copies and folds in the header. And checking a padding
+//! record against computing a CRC over it.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use uring_wal::format::flush::FlushLayout;
-use uring_wal::format::record::{EncodeHeader, encode, encode_with_payload_crc};
+use uring_wal::format::record::{
+    EncodeHeader, RECORD_HEADER_BYTES, checksum, encode, encode_padding, encode_with_payload_crc, verify,
+};
 
 /// One benchmark per payload size of `encode_one(buf, header, payload,
 /// payload_crc)`.
@@ -60,5 +63,26 @@ fn lay_out_a_flush(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, encode_records, encode_with_crc_from_the_producer, lay_out_a_flush);
+fn check_padding(c: &mut Criterion) {
+    // What recovery and readers spend on a flush's padding: `verify` checks
+    // for zeros and looks up their CRC; a CRC32C over the same bytes is what
+    // it cost before (and what any other record costs).
+    let mut group = c.benchmark_group("check padding");
+    for total in [512usize, 1024, 3840] {
+        let mut buf = vec![0u8; total];
+        encode_padding(&mut buf, total, 9, 3, 1);
+        let (head, payload) = buf.split_at(RECORD_HEADER_BYTES);
+        let head: &[u8; RECORD_HEADER_BYTES] = head.try_into().expect("32 bytes");
+        group.throughput(Throughput::Bytes(total as u64));
+        group.bench_with_input(BenchmarkId::new("verify", total), &payload, |b, p| {
+            b.iter(|| black_box(verify(black_box(head), black_box(p))));
+        });
+        group.bench_with_input(BenchmarkId::new("crc32c", total), &payload, |b, p| {
+            b.iter(|| black_box(checksum(black_box(head), black_box(p))));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode_records, encode_with_crc_from_the_producer, lay_out_a_flush, check_padding);
 criterion_main!(benches);

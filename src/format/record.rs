@@ -139,10 +139,60 @@ pub fn checksum(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> u32 {
 }
 
 /// Whether the stored checksum matches header and payload.
+///
+/// A padding record's payload must be zeros, as the writer lays it out; its
+/// checksum is then checked from the CRC of that many zeros, looked up
+/// rather than computed. Padding is most of the bytes of a log of small
+/// records each synced alone, and a check for zeros runs several times
+/// faster than a CRC over them, so this is what lets a recovery of such a
+/// log keep up with reading it.
 #[must_use]
 pub fn verify(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> bool {
     let stored = le_u32(header, 0);
+    if le_u16(header, 24) == KIND_PADDING {
+        if let Some(zeros_crc) = zeros_crc(payload.len()) {
+            return is_zero(payload) && stored == crc32c::crc32c_append(zeros_crc, &header[4..]);
+        }
+    }
     stored == checksum(header, payload)
+}
+
+/// Longest padding payload a valid segment holds (two of its largest blocks).
+const PADDING_PAYLOAD_BYTES_MAX: usize = 2 * super::BLOCK_BYTES_MAX as usize;
+
+/// CRC32C of `len` zero bytes, for the lengths a padding payload can have
+/// (multiples of 8 up to [`PADDING_PAYLOAD_BYTES_MAX`]); `None` for others.
+fn zeros_crc(len: usize) -> Option<u32> {
+    static TABLE: std::sync::OnceLock<Box<[u32]>> = std::sync::OnceLock::new();
+    if len % RECORD_ALIGN_BYTES as usize != 0 || len > PADDING_PAYLOAD_BYTES_MAX {
+        return None;
+    }
+    let table = TABLE.get_or_init(|| {
+        // 16,385 entries, 64 KiB, built once in well under a millisecond.
+        let step = [0u8; RECORD_ALIGN_BYTES as usize];
+        let mut crc = crc32c::crc32c(&[]);
+        let mut table = Vec::with_capacity(PADDING_PAYLOAD_BYTES_MAX / step.len() + 1);
+        table.push(crc);
+        for _ in 0..PADDING_PAYLOAD_BYTES_MAX / step.len() {
+            crc = crc32c::crc32c_append(crc, &step);
+            table.push(crc);
+        }
+        table.into_boxed_slice()
+    });
+    table.get(len / RECORD_ALIGN_BYTES as usize).copied()
+}
+
+/// Whether every byte is zero. The OR over each 64-byte block, with no
+/// early exit inside it, is what the compiler turns into vector
+/// instructions: 25-60 GB/s here against ~10 for CRC32C.
+fn is_zero(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(64);
+    for block in &mut blocks {
+        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| b == 0)
 }
 
 /// `sync_lag` to store for a record `lsn` when `synced_lsn` is known synced.
@@ -299,6 +349,61 @@ mod tests {
         assert!(verify(&head, &buf[32..4000]));
         assert_eq!(parsed.check_fields(0, 4096), Ok(()));
         assert_eq!(parsed.check_fields(0, 512), Err(RecordDefect::Length));
+    }
+
+    #[test]
+    fn the_crc_of_zeros_is_looked_up_right_for_every_padding_length() {
+        let zeros = vec![0u8; PADDING_PAYLOAD_BYTES_MAX];
+        for len in (0..=PADDING_PAYLOAD_BYTES_MAX).step_by(8) {
+            // All of them is 1 GiB of CRC: every length up to 16 KiB and
+            // then every 1,000th, the last included.
+            if len > 16 << 10 && len % 8000 != 0 && len != PADDING_PAYLOAD_BYTES_MAX {
+                continue;
+            }
+            assert_eq!(zeros_crc(len), Some(crc32c::crc32c(&zeros[..len])), "{len} zero bytes");
+        }
+        for len in [1, 7, 12, PADDING_PAYLOAD_BYTES_MAX + 8] {
+            assert_eq!(zeros_crc(len), None, "no padding payload is {len} bytes long");
+        }
+    }
+
+    #[test]
+    fn padding_of_every_length_validates_and_a_nonzero_payload_byte_does_not() {
+        let mut buf = vec![0xFFu8; PADDING_PAYLOAD_BYTES_MAX + RECORD_HEADER_BYTES];
+        for total in (RECORD_HEADER_BYTES..=buf.len()).step_by(8).filter(|t| *t < 600 || t % 4096 == 32) {
+            encode_padding(&mut buf, total, 17, 2, 3);
+            let head = header_of(&buf);
+            assert!(verify(&head, &buf[32..total]), "padding of {total} bytes");
+            for at in [32, 32 + (total - 32) / 2, total - 1].into_iter().filter(|at| (32..total).contains(at)) {
+                // A byte flipped on the device: the checksum is of zeros.
+                let mut bad = buf[..total].to_vec();
+                bad[at] = 1;
+                assert!(!verify(&header_of(&bad), &bad[32..]), "padding of {total} bytes with byte {at} flipped");
+                // A nonzero byte whose checksum matches, as a writer of
+                // nonzero padding would store it: still not padding.
+                let crc = checksum(&header_of(&bad), &bad[32..]);
+                bad[..4].copy_from_slice(&crc.to_le_bytes());
+                assert!(!verify(&header_of(&bad), &bad[32..]), "padding of {total} bytes with byte {at} set");
+            }
+        }
+        // A record of any other kind with the same bytes is checked by CRC alone.
+        let mut buf = vec![0u8; 4096];
+        buf[40] = 1;
+        let n = encode(&mut buf, EncodeHeader { lsn: 1, segment_id: 2, kind: 1, sync_lag: 0 }, &[0, 0, 0, 0, 1]);
+        assert!(verify(&header_of(&buf), &buf[32..37]) && n == 40);
+    }
+
+    #[test]
+    fn is_zero_sees_a_set_bit_anywhere() {
+        for len in 0..300 {
+            let mut bytes = vec![0u8; len];
+            assert!(is_zero(&bytes));
+            for at in 0..len {
+                bytes[at] = 0x80;
+                assert!(!is_zero(&bytes), "byte {at} of {len}");
+                bytes[at] = 0;
+            }
+        }
     }
 
     #[test]
