@@ -70,6 +70,18 @@ fn raw_read(dir: &Path, direct: bool) -> std::io::Result<f64> {
     Ok(bytes as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
+/// CPU time of the process so far (user and system, all threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// A 1 MiB buffer aligned for `O_DIRECT`.
 struct AlignedMiB(Vec<u8>, usize);
 
@@ -110,19 +122,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in 1..=runs {
         let raw =
             if runs > 1 { Some((raw_read(Path::new(&dir), true)?, raw_read(Path::new(&dir), false)?)) } else { None };
+        let cpu_before = cpu_seconds();
         let started = Instant::now();
         let wal = Wal::open(Options::durable(&dir).create_if_missing(false))?;
         let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu_before;
         let r = wal.recovery_report().clone();
         let (replayed, replay_mb_s) = replay(&wal)?;
         wal.close()?;
         let mb_s = r.bytes_read as f64 / seconds / 1e6;
         print!(
-            "run {run}: {} records, {} segments, {:.0} MB in {seconds:.3} s: {mb_s:.0} MB/s; \
-             replay of {replayed} records {replay_mb_s:.0} MB/s",
+            "run {run}: {} records, {} segments, {:.0} MB in {seconds:.3} s (scan {:.3} s, CPU {cpu:.3} s): \
+             {mb_s:.0} MB/s; replay of {replayed} records {replay_mb_s:.0} MB/s",
             r.records,
             r.segments,
-            r.bytes_read as f64 / 1e6
+            r.bytes_read as f64 / 1e6,
+            r.duration.as_secs_f64()
         );
         match raw {
             Some((direct, cached)) => {
