@@ -406,8 +406,25 @@ pub const CACHED_READ: &str = "read (page cache, read-ahead)";
 /// touched in a while, which the host backs again on first use. On a file
 /// system without a page cache of its own (tmpfs) it reads memory.
 pub fn sequential_cached_read(raw: &RawFile, block_bytes: usize) -> Result<BandwidthResult> {
+    let (bytes, seconds) = cached_read(&raw.path, block_bytes)?;
+    if bytes != raw.size {
+        bail!("sequential cached read: end of file at {bytes} of {}", raw.size);
+    }
+    Ok(BandwidthResult {
+        direction: CACHED_READ.into(),
+        block_bytes,
+        queue_depth: 1,
+        bytes,
+        seconds,
+        mb_per_sec: bytes as f64 / seconds / 1e6,
+    })
+}
+
+/// Reads the file at `path` to its end as [`sequential_cached_read`] does:
+/// the bytes read and the seconds it took.
+pub fn cached_read(path: &Path, block_bytes: usize) -> Result<(u64, f64)> {
     const DROP_BEHIND_BYTES: u64 = 8 << 20;
-    let file = File::open(&raw.path).with_context(|| format!("opening {}", raw.path.display()))?;
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let fd = file.as_raw_fd();
     let advise = |offset: u64, len: u64, advice| {
         // SAFETY: an advisory system call on an open descriptor.
@@ -418,10 +435,10 @@ pub fn sequential_cached_read(raw: &RawFile, block_bytes: usize) -> Result<Bandw
     let mut buf = vec![0u8; block_bytes];
     let started = Instant::now();
     let (mut off, mut dropped_to) = (0u64, 0u64);
-    while off < raw.size {
+    loop {
         let n = file.read_at(&mut buf, off).context("sequential cached read")?;
         if n == 0 {
-            bail!("sequential cached read: end of file at {off} of {}", raw.size);
+            break;
         }
         off += n as u64;
         if off >= dropped_to + DROP_BEHIND_BYTES {
@@ -431,14 +448,7 @@ pub fn sequential_cached_read(raw: &RawFile, block_bytes: usize) -> Result<Bandw
     }
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
     advise(0, 0, libc::POSIX_FADV_DONTNEED);
-    Ok(BandwidthResult {
-        direction: CACHED_READ.into(),
-        block_bytes,
-        queue_depth: 1,
-        bytes: raw.size,
-        seconds,
-        mb_per_sec: raw.size as f64 / seconds / 1e6,
-    })
+    Ok((off, seconds))
 }
 
 #[cfg(test)]

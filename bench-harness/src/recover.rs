@@ -85,6 +85,21 @@ fn evict(dir: &Path) {
     }
 }
 
+/// Reads every segment file of the log in `dir` through the page cache, as
+/// [`crate::raw::cached_read`] does; MB/s over them all.
+pub fn read_segment_files(dir: &Path) -> Result<f64> {
+    let (mut bytes, mut seconds) = (0u64, 0f64);
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wal") {
+            let (b, s) = crate::raw::cached_read(&path, 1 << 20)?;
+            bytes += b;
+            seconds += s;
+        }
+    }
+    Ok(bytes as f64 / seconds.max(1e-9) / 1e6)
+}
+
 /// Opens the log in `dir` and measures it; retries while a killed writer's
 /// lock is still held (its in-flight writes draining), untimed.
 pub fn time_open(dir: &Path, args: &RecoveryArgs, stop: &str, acknowledged: u64) -> Result<RecoveryResult> {
@@ -122,6 +137,7 @@ pub fn time_open(dir: &Path, args: &RecoveryArgs, stop: &str, acknowledged: u64)
         acknowledged_records: acknowledged,
         torn_tail: r.torn_tail.as_ref().map(|t| format!("segment {} offset {}", t.segment, t.offset)),
         records_dropped: r.torn_tail.as_ref().map_or(0, |t| t.records_dropped),
+        read_mb_per_sec: None,
     };
     crate::target::Target::close(Box::new(target))?;
     Ok(result)

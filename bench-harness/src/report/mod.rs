@@ -203,6 +203,7 @@ pub(crate) mod fixtures {
                 acknowledged_records: 999_990,
                 torn_tail: Some("15:1048576".to_string()),
                 records_dropped: 3,
+                read_mb_per_sec: None,
             }],
             summary: vec![
                 SummaryRow {

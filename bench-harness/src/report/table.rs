@@ -415,7 +415,8 @@ pub fn bandwidth(results: &[BandwidthResult]) -> String {
     t.render()
 }
 
-/// Time from open to ready of logs of several sizes.
+/// Time from open to ready of logs of several sizes; "read MB/s" is the
+/// same files read through the page cache just before (the suite only).
 pub fn recovery(results: &[RecoveryResult]) -> String {
     let mut t = Table::new(&[
         ("stop", Align::Left),
@@ -424,6 +425,7 @@ pub fn recovery(results: &[RecoveryResult]) -> String {
         ("MB", Align::Right),
         ("seconds", Align::Right),
         ("MB/s", Align::Right),
+        ("read MB/s", Align::Right),
         ("records/s", Align::Right),
         ("acked records", Align::Right),
         ("dropped records", Align::Right),
@@ -437,6 +439,7 @@ pub fn recovery(results: &[RecoveryResult]) -> String {
             mb(r.bytes),
             format!("{:.3}", r.seconds),
             number(r.mb_per_sec),
+            opt(r.read_mb_per_sec, number),
             rate(r.records_per_sec),
             thousands(r.acknowledged_records as f64),
             thousands(r.records_dropped as f64),
