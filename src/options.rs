@@ -314,6 +314,12 @@ impl Options {
     /// segment twice, once on a background thread: a log that streams large
     /// records near the device's bandwidth goes faster with `false`. Either
     /// way every append is synced the same; only the cost of the sync moves.
+    ///
+    /// A zero-fill is paced behind the active segment. If the I/O thread
+    /// reaches the end of the active segment before the next one is filled,
+    /// the fill stops and the segment is used as it is, allocated: appends
+    /// pay the dearer syncs in its unwritten part instead of waiting for the
+    /// rest of the zeros (`Stats::segment_fills_cut` counts these).
     pub fn prewrite_segments(mut self, prewrite: bool) -> Options {
         self.prewrite_segments = prewrite;
         self

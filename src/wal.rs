@@ -127,6 +127,10 @@ pub struct Stats {
     pub segments_created: u64,
     /// Retired segments renamed for reuse since opening.
     pub segments_recycled: u64,
+    /// Fresh segments handed over before their zero-fill finished, because
+    /// the I/O thread waited for them: the rest of each is allocated but
+    /// unwritten, and its syncs update extent metadata (dearer).
+    pub segment_fills_cut: u64,
     /// io_uring or the threaded fallback.
     pub backend: Option<BackendKind>,
     /// Whether segments are written with O_DIRECT.
@@ -605,6 +609,7 @@ impl Wal {
             queue_bytes: self.shared.budget.used(),
             segments_created: self.prepare_counters.created.load(Ordering::Relaxed),
             segments_recycled: self.prepare_counters.recycled.load(Ordering::Relaxed),
+            segment_fills_cut: self.prepare_counters.fills_cut.load(Ordering::Relaxed),
             backend: Some(self.backend.kind),
             direct_io: self.backend.direct_io,
             queue_wait: c.queue_wait.stats(),

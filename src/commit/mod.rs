@@ -822,7 +822,7 @@ impl<Q: IoQueue> Engine<Q> {
                 Err(TryRecvError::Empty) => {
                     // Every time, not once: a preparation that started after
                     // the first call would have cleared it.
-                    self.preparer.hurry();
+                    self.preparer.needed_now();
                     if !self.awaiting_segment {
                         self.awaiting_segment = true;
                         self.shared.counters.segment_stalls.fetch_add(1, Ordering::Relaxed);

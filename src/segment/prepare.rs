@@ -6,7 +6,9 @@
 //! on the development disk made each sync about 1.6x cheaper than syncing
 //! into unwritten extents. `Options::prewrite_segments(false)` only
 //! allocates, for logs that stream near the device's bandwidth and would
-//! rather not write every byte twice.
+//! rather not write every byte twice. A zero-fill that the I/O thread
+//! catches up with is cut short: the segment is handed over allocated,
+//! zeros where they were written and unwritten extents after them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,9 @@ pub(crate) struct PrepareCounters {
     pub created: std::sync::atomic::AtomicU64,
     /// Retired segments renamed to be reused.
     pub recycled: std::sync::atomic::AtomicU64,
+    /// Fresh segments handed over before their zero-fill finished, because
+    /// the I/O thread waited for them.
+    pub fills_cut: std::sync::atomic::AtomicU64,
 }
 
 /// Spare files on disk and the highest id handed out; owned by one thread.
@@ -104,6 +109,9 @@ pub(crate) struct Hurry {
 struct HurryState {
     /// Cleared when the next preparation starts.
     now: bool,
+    /// The I/O thread waits for the segment being prepared (implies `now`).
+    /// Cleared when the next preparation starts.
+    needed: bool,
     /// Never cleared: the log is closing.
     closing: bool,
 }
@@ -128,13 +136,26 @@ impl Hurry {
         self.cv.notify_all();
     }
 
+    fn set_needed(&self) {
+        let mut state = self.lock();
+        state.now = true;
+        state.needed = true;
+        self.cv.notify_all();
+    }
+
+    fn is_needed(&self) -> bool {
+        self.lock().needed
+    }
+
     fn close(&self) {
         self.lock().closing = true;
         self.cv.notify_all();
     }
 
     fn reset(&self) {
-        self.lock().now = false;
+        let mut state = self.lock();
+        state.now = false;
+        state.needed = false;
     }
 
     /// Sleeps for `d` or until hurried, whichever comes first.
@@ -241,7 +262,8 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
         file.allocate(cfg.segment_bytes)?;
         // Without pre-writing, an allocated file of full size is enough. A
         // file system that cannot allocate leaves it short: fill it then.
-        if !cfg.prewrite && file.size()? == cfg.segment_bytes {
+        let allocated = file.size()? == cfg.segment_bytes;
+        if !cfg.prewrite && allocated {
             return file.sync_data();
         }
         // Small writes, synced in pieces and spread over time: a burst of a
@@ -259,6 +281,15 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
         // (on the opening thread) never touches the priority.
         let mut priority = IdleIo(None);
         while offset < cfg.segment_bytes {
+            // Appends wait while the I/O thread waits for this segment.
+            // Allocated, it is usable now: the rest stays unwritten extents,
+            // whose syncs cost a metadata commit each (~1.6x) for this
+            // segment's life, against a stall of every append for up to a
+            // whole segment's zeros. A truncate call or closing only hurries.
+            if allocated && pace.hurry.is_needed() {
+                cfg.counters.fills_cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                break;
+            }
             let paced = pace.is_paced();
             priority.set(paced);
             let chunk = if paced { ZERO_FILL_PACED_CHUNK_BYTES } else { ZERO_FILL_CHUNK_BYTES };
@@ -320,10 +351,16 @@ pub(crate) struct PreparerClient {
 }
 
 impl PreparerClient {
-    /// Asks the preparer to finish what it does at full speed: the I/O
-    /// thread waits for the next segment, or the log is closing.
+    /// Asks the preparer to finish what it does at full speed: a truncate
+    /// call waits behind it.
     pub fn hurry(&self) {
         self.hurry.set();
+    }
+
+    /// The I/O thread waits for the segment being prepared: a fresh one is
+    /// handed over at once, its zero-fill cut short (see `create_segment`).
+    pub fn needed_now(&self) {
+        self.hurry.set_needed();
     }
 
     /// The log is closing: whatever is prepared from now on goes at full
@@ -388,6 +425,146 @@ pub(crate) fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::storage::{CompletionOrder, DeviceFacts, DirEntry, DirLock, OsStorage};
+
+    /// What the hook of [`Watched`] does after each write of a fill (the
+    /// first ends its hour-long pacing).
+    #[derive(Clone, Copy, Debug)]
+    enum Then {
+        /// The I/O thread waits for the segment.
+        Needed,
+        /// A truncate call waits behind the fill.
+        Hurried,
+    }
+
+    /// Real files that count the bytes written and, after each write, set
+    /// the hurry as `then` says; `allocates: false` plays a file system that
+    /// cannot preallocate.
+    #[derive(Debug)]
+    struct Watched {
+        written: Arc<AtomicU64>,
+        hurry: Arc<Hurry>,
+        then: Then,
+        allocates: bool,
+    }
+
+    #[derive(Debug)]
+    struct WatchedFile {
+        inner: Arc<dyn StorageFile>,
+        written: Arc<AtomicU64>,
+        hurry: Arc<Hurry>,
+        then: Then,
+        allocates: bool,
+    }
+
+    impl StorageFile for WatchedFile {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            self.inner.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64, dsync: bool) -> std::io::Result<usize> {
+            let n = self.inner.write_at(buf, offset, dsync)?;
+            self.written.fetch_add(n as u64, Ordering::SeqCst);
+            match self.then {
+                Then::Needed => self.hurry.set_needed(),
+                Then::Hurried => self.hurry.set(),
+            }
+            Ok(n)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.inner.sync_data()
+        }
+        fn size(&self) -> std::io::Result<u64> {
+            self.inner.size()
+        }
+        fn allocate(&self, len: u64) -> std::io::Result<()> {
+            if self.allocates { self.inner.allocate(len) } else { Ok(()) }
+        }
+        fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+            self.inner.raw_fd()
+        }
+        fn is_direct(&self) -> bool {
+            self.inner.is_direct()
+        }
+    }
+
+    impl Storage for Watched {
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            OsStorage.create_dir_all(dir)
+        }
+        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<DirEntry>> {
+            OsStorage.list_dir(dir)
+        }
+        fn open_file(&self, path: &Path, how: OpenHow) -> std::io::Result<Arc<dyn StorageFile>> {
+            Ok(Arc::new(WatchedFile {
+                inner: OsStorage.open_file(path, how)?,
+                written: self.written.clone(),
+                hurry: self.hurry.clone(),
+                then: self.then,
+                allocates: self.allocates,
+            }))
+        }
+        fn rename_no_replace(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            OsStorage.rename_no_replace(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            OsStorage.remove_file(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            OsStorage.sync_dir(dir)
+        }
+        fn lock(&self, path: &Path) -> std::result::Result<Box<dyn DirLock>, (std::io::Error, Option<u32>)> {
+            OsStorage.lock(path)
+        }
+        fn device_facts(&self, file: &Path) -> DeviceFacts {
+            OsStorage.device_facts(file)
+        }
+        fn completion_order(&self) -> CompletionOrder {
+            CompletionOrder::Submission
+        }
+    }
+
+    /// Creates segment 1 with a paced fill (an hour's budget) under `then`;
+    /// the bytes written, the fills cut, and the file's size.
+    fn create_watched(then: Then, allocates: bool) -> (u64, u64, u64) {
+        const SEGMENT_BYTES: u64 = 8 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let hurry = Arc::new(Hurry::default());
+        let written = Arc::new(AtomicU64::new(0));
+        let storage = Arc::new(Watched { written: written.clone(), hurry: hurry.clone(), then, allocates });
+        let cfg = PrepareConfig {
+            storage,
+            dir: dir.path().to_path_buf(),
+            segment_bytes: SEGMENT_BYTES,
+            direct: false,
+            spare_segments_max: 1,
+            recycle: true,
+            prewrite: true,
+            counters: Arc::default(),
+        };
+        let prepared = create_segment(&cfg, 1, Pace { budget: Duration::from_secs(3600), hurry: &hurry }).unwrap();
+        assert_eq!(prepared.path, segment_path(dir.path(), 1));
+        let size = std::fs::metadata(&prepared.path).unwrap().len();
+        (written.load(Ordering::SeqCst), cfg.counters.fills_cut.load(Ordering::SeqCst), size)
+    }
+
+    #[test]
+    fn a_fill_the_io_thread_waits_for_is_cut_short_and_the_segment_handed_over_allocated() {
+        let (written, cut, size) = create_watched(Then::Needed, true);
+        assert_eq!(cut, 1);
+        assert_eq!(written, ZERO_FILL_PACED_CHUNK_BYTES as u64, "no zeros written after the I/O thread asked");
+        assert_eq!(size, 8 << 20, "allocated to full size");
+    }
+
+    #[test]
+    fn a_fill_only_hurried_or_on_a_file_system_that_cannot_allocate_writes_every_zero() {
+        let (written, cut, size) = create_watched(Then::Hurried, true);
+        assert_eq!((written, cut, size), (8 << 20, 0, 8 << 20), "a truncate call waiting does not cut the fill");
+        let (written, cut, size) = create_watched(Then::Needed, false);
+        assert_eq!((written, cut, size), (8 << 20, 0, 8 << 20), "unallocated: the zeros are what gives it its size");
+    }
 
     #[test]
     fn a_pace_sleeps_until_its_share_is_due_unless_hurried() {
