@@ -381,6 +381,7 @@ fn result(backend: &str, spec: &LoadSpec, shared: Shared, window: &Window, laten
             created: b.segments_created - a.segments_created,
             recycled: b.segments_recycled - a.segments_recycled,
             stalls: b.segment_stalls - a.segment_stalls,
+            fills_cut: b.segment_fills_cut - a.segment_fills_cut,
         }),
         cpu_us_per_op: window.cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         peak_rss_bytes: sys::peak_rss_bytes(),

@@ -171,6 +171,10 @@ pub struct SegmentActivity {
     pub recycled: u64,
     /// Times the I/O thread waited for the next segment to be prepared.
     pub stalls: u64,
+    /// Fresh segments handed over with their zero-fill cut short, because
+    /// the I/O thread waited for them.
+    #[serde(default)]
+    pub fills_cut: u64,
 }
 
 /// Sequential bandwidth of the raw device.

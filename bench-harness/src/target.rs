@@ -57,6 +57,7 @@ pub struct FlushStats {
     pub segments_created: u64,
     pub segments_recycled: u64,
     pub segment_stalls: u64,
+    pub segment_fills_cut: u64,
 }
 
 /// I/O path of uring-wal.
@@ -402,6 +403,7 @@ impl Target for WalTarget {
             segments_created: s.segments_created,
             segments_recycled: s.segments_recycled,
             segment_stalls: s.segment_stalls,
+            segment_fills_cut: s.segment_fills_cut,
         })
     }
 

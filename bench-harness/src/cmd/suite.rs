@@ -378,13 +378,13 @@ mod tests {
             assert_eq!(rows.len(), 3);
             rows.into_iter().map(|r| r.note).collect::<Vec<_>>()
         };
-        wal.segments = Some(SegmentActivity { activated: 3, created: 3, recycled: 0, stalls: 0 });
+        wal.segments = Some(SegmentActivity { activated: 3, created: 3, recycled: 0, stalls: 0, fills_cut: 0 });
         assert!(
             notes(&wal).iter().all(|n| n.ends_with("; log growing (3 fresh segments zero-filled)")),
             "{:?}",
             notes(&wal)
         );
-        wal.segments = Some(SegmentActivity { activated: 9, created: 0, recycled: 9, stalls: 0 });
+        wal.segments = Some(SegmentActivity { activated: 9, created: 0, recycled: 9, stalls: 0, fills_cut: 0 });
         assert!(notes(&wal).iter().all(|n| n.ends_with("; segments reused")), "{:?}", notes(&wal));
         wal.segments = None;
         assert!(notes(&wal).iter().all(|n| n.ends_with("at qd1")), "{:?}", notes(&wal));

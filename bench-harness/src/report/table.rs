@@ -270,8 +270,12 @@ pub fn loads(results: &[LoadResult]) -> String {
             t.row(cells);
         }
         if let Some(s) = r.segments.filter(|s| s.stalls > 0) {
+            let cut = match s.fills_cut {
+                0 => String::new(),
+                n => format!(" ({n} zero-fills cut short to end the wait)"),
+            };
             t.note(format!(
-                "{}: the I/O thread waited {} times for its next segment to be prepared",
+                "{}: the I/O thread waited {} times for its next segment to be prepared{cut}",
                 r.backend, s.stalls
             ));
         }
@@ -577,13 +581,14 @@ mod tests {
     #[test]
     fn loads_show_what_the_segments_did_and_say_when_the_io_thread_waited() {
         let mut r = fixtures::load("uring-wal/group-sync", 1, 256.0, 9000.0, 1);
-        r.segments = Some(SegmentActivity { activated: 4, created: 3, recycled: 1, stalls: 0 });
+        r.segments = Some(SegmentActivity { activated: 4, created: 3, recycled: 1, stalls: 0, fills_cut: 0 });
         let out = loads(&[r.clone()]);
         assert!(out.lines().nth(2).unwrap().split_whitespace().any(|c| c == "3/1"), "{out}");
         assert!(!out.contains("waited"), "{out}");
-        r.segments = Some(SegmentActivity { activated: 4, created: 4, recycled: 0, stalls: 2 });
+        r.segments = Some(SegmentActivity { activated: 4, created: 4, recycled: 0, stalls: 2, fills_cut: 1 });
         let out = loads(&[r]);
         assert!(out.contains("uring-wal/group-sync: the I/O thread waited 2 times for its next segment"), "{out}");
+        assert!(out.contains("(1 zero-fills cut short to end the wait)"), "{out}");
     }
 
     #[test]
