@@ -211,16 +211,19 @@ impl Drop for Ext4 {
 struct Mode {
     durability: Durability,
     backend: Backend,
+    /// Fresh segments zero-filled (the default) or only allocated, as the
+    /// rest of a segment whose fill was cut short is.
+    prewrite: bool,
 }
 
 /// The default path: io_uring (`Backend::Auto` takes it where the kernel
 /// allows), `O_DIRECT`.
 fn default_path(durability: Durability) -> Mode {
-    Mode { durability, backend: Backend::Auto }
+    Mode { durability, backend: Backend::Auto, prewrite: true }
 }
 
 fn threaded(durability: Durability) -> Mode {
-    Mode { durability, backend: Backend::Threaded }
+    Mode { durability, backend: Backend::Threaded, prewrite: true }
 }
 
 fn options(dir: &Path, mode: Mode) -> Options {
@@ -229,6 +232,7 @@ fn options(dir: &Path, mode: Mode) -> Options {
         .backend(mode.backend)
         .segment_bytes(256 * 1024)
         .record_bytes_max(16 * 1024)
+        .prewrite_segments(mode.prewrite)
 }
 
 /// Opens the log and checks it takes the path under test: io_uring (or the
@@ -324,7 +328,7 @@ fn power_losses(name: &str, mode: Mode, writers: u64, seed: u64) {
     let losses: u64 = std::env::var("URING_WAL_EXT4_POWER_LOSSES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let mut rng = Rng(seed);
     let (mut must_have, mut appended) = (BTreeMap::new(), BTreeMap::new());
-    let (mut checked, mut acked_total, mut fsyncs) = (0usize, 0usize, 0u64);
+    let (mut checked, mut acked_total, mut fsyncs, mut created) = (0usize, 0usize, 0u64, 0u64);
     for round in 0..=losses {
         let ctx = format!("{name}, reopen {round}");
         let wal = open(&ext4, mode, &ctx);
@@ -345,6 +349,7 @@ fn power_losses(name: &str, mode: Mode, writers: u64, seed: u64) {
         let errors: Vec<_> = appenders.stop().into_iter().flatten().collect();
         assert!(errors.is_empty(), "{ctx}: appends failed without a fault: {errors:?}");
         assert_rwf_dsync_flushes(&wal, mode, true, &ctx);
+        created += wal.stats().segments_created;
         close(wal, &ctx).unwrap_or_else(|e| panic!("{ctx}: close: {e}"));
         assert!(!acked.is_empty(), "{ctx}: nothing was acknowledged before the power loss");
         acked_total += acked.len();
@@ -356,15 +361,25 @@ fn power_losses(name: &str, mode: Mode, writers: u64, seed: u64) {
     }
     eprintln!(
         "{name}: {losses} power losses, {acked_total} records acknowledged before them, {checked} checked at \
-         reopens, {fsyncs} cache flushes of the disk, in {:?}",
+         reopens, {fsyncs} cache flushes of the disk, {created} fresh segments, in {:?}",
         started.elapsed()
     );
     assert!(checked > 0 && fsyncs > 0, "{name}: nothing was checked");
+    assert!(created > 0, "{name}: the appends never reached a fresh segment");
 }
 
 #[test]
 fn dsync_records_acknowledged_on_ext4_survive_power_losses() {
     power_losses("Dsync, 3 appenders", default_path(Durability::Dsync), 3, 0xE4_0001);
+}
+
+#[test]
+fn dsync_records_in_allocated_only_segments_on_ext4_survive_power_losses() {
+    // Every record lands in unwritten extents: each RWF_DSYNC write must
+    // also make its extent conversion durable, or the records read back as
+    // zeros after the power loss.
+    let mode = Mode { prewrite: false, ..default_path(Durability::Dsync) };
+    power_losses("Dsync, allocated-only segments, 3 appenders", mode, 3, 0xE4_0003);
 }
 
 #[test]
