@@ -109,7 +109,15 @@ pub enum DumpItem<'a> {
 }
 
 fn config(dir: &Path, mode: RecoveryMode, storage: Arc<dyn Storage>) -> RecoverConfig {
-    RecoverConfig { storage, dir: dir.to_path_buf(), direct: false, confirm_direct: false, mode, segment_bytes: 0 }
+    RecoverConfig {
+        storage,
+        dir: dir.to_path_buf(),
+        direct: false,
+        confirm_direct: false,
+        cache_counted: false,
+        mode,
+        segment_bytes: 0,
+    }
 }
 
 /// How long a lock that this very process holds is waited for before

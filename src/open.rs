@@ -48,13 +48,14 @@ pub(crate) fn plan_io(options: &Options, storage: &dyn Storage, lock_path: &Path
 }
 
 /// Step 2: recovery, applied and made durable.
-pub(crate) fn recover_durably(options: &Options, storage: &Arc<dyn Storage>, direct: bool) -> Result<Recovered> {
+pub(crate) fn recover_durably(options: &Options, storage: &Arc<dyn Storage>, plan: &IoPlan) -> Result<Recovered> {
     let dir = &options.dir;
     let recovered = recovery::recover(&RecoverConfig {
         storage: storage.clone(),
         dir: dir.clone(),
-        direct,
+        direct: plan.direct,
         confirm_direct: false,
+        cache_counted: plan.device.has_own_page_cache(),
         mode: options.recovery,
         segment_bytes: options.segment_bytes,
     })?;

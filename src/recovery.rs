@@ -120,6 +120,11 @@ pub(crate) struct RecoverConfig {
     /// the segment is cached after the drop, no page can be stale, and the
     /// scan reads it through the cache like the others.
     pub confirm_direct: bool,
+    /// Whether the file system's files are read through a page cache of
+    /// their own, the one `cachestat` counts
+    /// ([`crate::storage::DeviceFacts::has_own_page_cache`]); only then may
+    /// a count of zero let the newest segment be read through the cache.
+    pub cache_counted: bool,
     pub mode: RecoveryMode,
     /// Size of new segments; spares of another size are removed.
     pub segment_bytes: u64,
@@ -386,7 +391,7 @@ impl Scan<'_> {
             index: index.clone(),
         });
         let newest_live = !self.files[idx + 1..].iter().any(SegFile::is_live);
-        let mut src = if self.cfg.confirm_direct && newest_live && !f.cache_emptied() {
+        let mut src = if self.cfg.confirm_direct && newest_live && !(self.cfg.cache_counted && f.cache_emptied()) {
             let file = self
                 .cfg
                 .storage

@@ -353,7 +353,7 @@ impl Wal {
         let dir = options.dir.clone();
         let lock_path = dir.join(LOCK_FILE);
         let plan = open::plan_io(&options, storage.as_ref(), &lock_path)?;
-        let mut recovered = open::recover_durably(&options, &storage, plan.direct)?;
+        let mut recovered = open::recover_durably(&options, &storage, &plan)?;
         let prep_cfg = open::prepare_config(&options, &plan, &storage);
         let prepare_counters = prep_cfg.counters.clone();
         let active = open::first_segment(&options, storage.as_ref(), &prep_cfg, &plan, &mut recovered)?;

@@ -122,6 +122,18 @@ impl DeviceFacts {
     pub fn trusts_rwf_dsync(&self) -> bool {
         matches!(self.fs_type.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs" | "ramfs" | "simulated")
     }
+
+    /// Whether its files are read through a page cache of their own, the
+    /// one `cachestat(2)` counts for them, which `POSIX_FADV_DONTNEED` can
+    /// empty. A stacked file system (overlayfs, as under Docker; FUSE
+    /// passthrough) passes reads to another file whose cache the count does
+    /// not see; a network file system may cache elsewhere too; tmpfs pages
+    /// are the file and are never dropped. Recovery trusts a count of zero
+    /// only here.
+    #[must_use]
+    pub fn has_own_page_cache(&self) -> bool {
+        matches!(self.fs_type.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs")
+    }
 }
 
 fn fs_type(path: &Path) -> String {
@@ -161,6 +173,17 @@ mod tests {
         let on = |fs: &str| DeviceFacts { fs_type: fs.into(), ..DeviceFacts::default() }.trusts_rwf_dsync();
         assert!(on("ext4") && on("xfs") && on("tmpfs"));
         assert!(!on("fuse") && !on("nfs") && !on("overlayfs") && !on("0x1234") && !on("unknown"));
+    }
+
+    #[test]
+    fn a_cache_count_is_trusted_only_where_reads_use_the_counted_cache() {
+        let on = |fs: &str| DeviceFacts { fs_type: fs.into(), ..DeviceFacts::default() }.has_own_page_cache();
+        assert!(on("ext4") && on("xfs") && on("btrfs") && on("f2fs"));
+        assert!(
+            !["overlayfs", "fuse", "nfs", "9p", "tmpfs", "ramfs", "zfs", "simulated", "0x1234", "unknown"]
+                .into_iter()
+                .any(on)
+        );
     }
 
     #[test]

@@ -77,15 +77,21 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Whether the kernel tells how much of a file the page cache holds
-/// (`cachestat(2)`, Linux 6.5+); recovery trusts the cache for the newest
-/// segment only where it can ask.
-pub fn kernel_counts_cached_pages(dir: &Path) -> bool {
-    let path = dir.join("cachestat-probe");
-    std::fs::write(&path, [0u8; 4096]).unwrap();
-    let counts = OsStorage.open_file(&path, OpenHow::read(false)).unwrap().cached_pages().is_some();
-    std::fs::remove_file(&path).unwrap();
-    counts
+/// Whether recovery may read the newest segment of a log in `dir` through
+/// an emptied page cache: the file system reads through a cache of its own
+/// and, for a clean file in a directory beside it, the kernel counts no
+/// page cached after a drop (`cachestat(2)`, Linux 6.5+).
+pub fn recovery_trusts_an_emptied_cache(dir: &Path) -> bool {
+    if !OsStorage.device_facts(dir).has_own_page_cache() {
+        return false;
+    }
+    let probe = tempfile::tempdir_in(dir.parent().unwrap()).unwrap();
+    let path = probe.path().join("f");
+    std::fs::write(&path, [7u8; 16 << 10]).unwrap();
+    std::fs::File::open(&path).unwrap().sync_all().unwrap();
+    let file = OsStorage.open_file(&path, OpenHow::read(false)).unwrap();
+    file.drop_cached(0, 0);
+    file.cached_pages() == Some(0)
 }
 
 /// Faults to inject into segment-file operations.
@@ -100,10 +106,11 @@ pub struct FaultPlan {
     pub short_writes: std::sync::atomic::AtomicBool,
     /// Data write attempts seen.
     pub write_attempts: AtomicI64,
-    /// Report a file system that may not honour `RWF_DSYNC`, so that every
-    /// durable flush is a write and an `fdatasync` (otherwise a lone
-    /// appender's `GroupSync` flushes, and `Dsync` ones, carry `RWF_DSYNC`
-    /// and call no sync to fail).
+    /// Report a file system of unknown type ("faulty"): one that may not
+    /// honour `RWF_DSYNC`, so that every durable flush is a write and an
+    /// `fdatasync` (otherwise a lone appender's `GroupSync` flushes, and
+    /// `Dsync` ones, carry `RWF_DSYNC` and call no sync to fail); and one
+    /// whose page-cache count recovery does not trust.
     pub distrust_rwf_dsync: std::sync::atomic::AtomicBool,
     /// Reads seen.
     pub reads: AtomicI64,
