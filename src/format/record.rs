@@ -150,9 +150,13 @@ pub fn checksum(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> u32 {
 pub fn verify(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> bool {
     let stored = le_u32(header, 0);
     if le_u16(header, 24) == KIND_PADDING {
-        if let Some(zeros_crc) = zeros_crc(payload.len()) {
-            return is_zero(payload) && stored == crc32c::crc32c_append(zeros_crc, &header[4..]);
+        if !is_zero(payload) {
+            return false;
         }
+        // A length no valid padding has (the walker rejects those first)
+        // is checked the long way.
+        let zeros_crc = zeros_crc(payload.len()).unwrap_or_else(|| crc32c::crc32c(payload));
+        return stored == crc32c::crc32c_append(zeros_crc, &header[4..]);
     }
     stored == checksum(header, payload)
 }
@@ -385,6 +389,19 @@ mod tests {
                 bad[..4].copy_from_slice(&crc.to_le_bytes());
                 assert!(!verify(&header_of(&bad), &bad[32..]), "padding of {total} bytes with byte {at} set");
             }
+        }
+        // Lengths no valid padding has (not a multiple of 8, above two of the
+        // largest blocks) are still held to zeros.
+        for len in [12usize, PADDING_PAYLOAD_BYTES_MAX + 8] {
+            let mut bad = vec![0u8; encoded_len(len as u32) as usize];
+            let h = EncodeHeader { lsn: 5, segment_id: 2, kind: KIND_PADDING, sync_lag: 0 };
+            let n = encode(&mut bad, h, &vec![0u8; len]);
+            assert!(verify(&header_of(&bad), &bad[32..32 + len]), "{len} zero bytes");
+            bad[40] = 1;
+            let crc = checksum(&header_of(&bad), &bad[32..32 + len]);
+            bad[..4].copy_from_slice(&crc.to_le_bytes());
+            assert!(!verify(&header_of(&bad), &bad[32..32 + len]), "{len} bytes, one set, CRC matching");
+            assert!(n >= RECORD_HEADER_BYTES + len);
         }
         // A record of any other kind with the same bytes is checked by CRC alone.
         let mut buf = vec![0u8; 4096];
