@@ -130,6 +130,8 @@ impl SegmentSource for FileSource {
             if need > self.buf.len() {
                 // Doubling bounds the reallocations by a large record to a few.
                 let grown = need.max(2 * self.buf.len()).min(self.window_bytes_max);
+                // The old window goes first, so that at most one is held.
+                self.buf = AlignedBuf::zeroed(BUFFER_ALIGN_BYTES);
                 self.buf = AlignedBuf::zeroed(grown);
                 self.buf_len = 0;
             }
