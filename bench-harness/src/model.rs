@@ -205,9 +205,9 @@ pub struct RecoveryResult {
     /// A torn tail recovery cut off: `segment:offset`, records dropped.
     pub torn_tail: Option<String>,
     pub records_dropped: u64,
-    /// The same segment files read through the page cache just before the
-    /// opening (the suite's recovery step), MB/s: the raw read of the same
-    /// bytes at the same moment.
+    /// The same segment files read through the page cache just before and
+    /// just after the opening, the faster (the suite's recovery step), MB/s:
+    /// the raw read of the same bytes at the same moment.
     #[serde(default)]
     pub read_mb_per_sec: Option<f64>,
 }

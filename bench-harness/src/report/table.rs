@@ -420,7 +420,8 @@ pub fn bandwidth(results: &[BandwidthResult]) -> String {
 }
 
 /// Time from open to ready of logs of several sizes; "read MB/s" is the
-/// same files read through the page cache just before (the suite only).
+/// same files read through the page cache around the opening, the faster of
+/// the reads before and after (the suite only).
 pub fn recovery(results: &[RecoveryResult]) -> String {
     let mut t = Table::new(&[
         ("stop", Align::Left),
