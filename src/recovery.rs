@@ -202,7 +202,8 @@ impl SegFile {
     /// while recovery holds the log's lock, so a read through the cache
     /// returns what the device holds, as O_DIRECT would, only with the
     /// kernel's read-ahead. `false` where a page stayed (locked, mapped)
-    /// or the kernel cannot say.
+    /// or the kernel cannot say. The drop happens either way: what reading
+    /// the header left cached goes, whichever way the file is read next.
     fn cache_emptied(&self) -> bool {
         self.file.drop_cached(0, 0);
         self.file.cached_pages() == Some(0)
@@ -391,7 +392,12 @@ impl Scan<'_> {
             index: index.clone(),
         });
         let newest_live = !self.files[idx + 1..].iter().any(SegFile::is_live);
-        let mut src = if self.cfg.confirm_direct && newest_live && !(self.cfg.cache_counted && f.cache_emptied()) {
+        let direct = self.cfg.confirm_direct && newest_live && {
+            // Dropped whether or not the count is trusted.
+            let emptied = f.cache_emptied();
+            !(emptied && self.cfg.cache_counted)
+        };
+        let mut src = if direct {
             let file = self
                 .cfg
                 .storage
