@@ -143,9 +143,9 @@ pub fn checksum(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> u32 {
 /// A padding record's payload must be zeros, as the writer lays it out; its
 /// checksum is then checked from the CRC of that many zeros, looked up
 /// rather than computed. Padding is most of the bytes of a log of small
-/// records each synced alone, and a check for zeros runs several times
-/// faster than a CRC over them, so this is what lets a recovery of such a
-/// log keep up with reading it.
+/// records each synced alone, and checking a padding record this way costs
+/// 1.7-3.3x less CPU than a CRC over it (`cargo bench --bench encode --
+/// 'check padding'`); a scan that waits on the device gains no time by it.
 #[must_use]
 pub fn verify(header: &[u8; RECORD_HEADER_BYTES], payload: &[u8]) -> bool {
     let stored = le_u32(header, 0);

@@ -246,7 +246,7 @@ impl StorageFile for OsFile {
         /// generic table of new system calls (not Alpha or MIPS, which have
         /// their own: there the answer is `None`); the libc crate lacks it
         /// on x86_64.
-        #[cfg(any(
+        const SYS_CACHESTAT: Option<libc::c_long> = if cfg!(any(
             target_arch = "x86_64",
             target_arch = "x86",
             target_arch = "aarch64",
@@ -255,19 +255,11 @@ impl StorageFile for OsFile {
             target_arch = "loongarch64",
             target_arch = "powerpc64",
             target_arch = "s390x"
-        ))]
-        const SYS_CACHESTAT: Option<libc::c_long> = Some(451);
-        #[cfg(not(any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64",
-            target_arch = "loongarch64",
-            target_arch = "powerpc64",
-            target_arch = "s390x"
-        )))]
-        const SYS_CACHESTAT: Option<libc::c_long> = None;
+        )) {
+            Some(451)
+        } else {
+            None
+        };
         /// `struct cachestat_range` of `<linux/mman.h>`: `len` 0 is to the end.
         #[repr(C)]
         struct Range {
