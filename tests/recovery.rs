@@ -356,18 +356,25 @@ fn a_failed_write_poisons_the_log_and_nothing_after_it_is_acknowledged() {
     assert_payloads(&wal, |_| 300);
 }
 
+/// A log of `records` records of 3,000 bytes, written on the default path
+/// and closed: the page-cache tests reopen it through a fault plan.
+fn closed_log_of_3000_byte_records(records: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
+    for lsn in 1..=records {
+        wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
+    }
+    drop(wal);
+    dir
+}
+
 #[test]
 fn recovery_drops_what_the_page_cache_holds_of_a_file_before_reading_it() {
     // Recovery reads through the page cache. A clean cached page can be
     // older than the device (a buffered reader raced it in while a direct
     // write replaced its block); read from there, a record acknowledged on
     // the device would look like a torn tail and be cut.
-    let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
-    for lsn in 1..=200 {
-        wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
-    }
-    drop(wal);
+    let dir = closed_log_of_3000_byte_records(200);
     let plan = FaultPlan::new();
     let storage = Arc::new(FaultyStorage { inner: OsStorage, plan: plan.clone() });
     let wal = Wal::open_with_storage(options(dir.path(), IoPath::ThreadedDirect), storage).unwrap();
@@ -395,12 +402,7 @@ fn an_empty_cache_count_is_not_trusted_on_a_file_system_that_may_read_through_an
     // Overlayfs passes reads to the file below, whose pages cachestat on the
     // overlay file does not count: a zero proves nothing there, and the
     // newest segment is read with O_DIRECT whatever the count says.
-    let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
-    for lsn in 1..=50 {
-        wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
-    }
-    drop(wal);
+    let dir = closed_log_of_3000_byte_records(50);
     let plan = FaultPlan::new();
     plan.distrust_rwf_dsync.store(true, std::sync::atomic::Ordering::SeqCst);
     let storage = Arc::new(FaultyStorage { inner: OsStorage, plan: plan.clone() });
@@ -427,12 +429,7 @@ fn a_stale_page_cache_cannot_move_the_end_of_the_log() {
     // one record early and the next append would overwrite an acknowledged
     // record; the newest segment is read with O_DIRECT, because the kernel
     // (here the fault plan) reports pages of it still cached after the drop.
-    let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
-    for lsn in 1..=200 {
-        wal.append(RecordType::Put, &payload(lsn, 3000)).unwrap();
-    }
-    drop(wal);
+    let dir = closed_log_of_3000_byte_records(200);
     // The last file holding data past its header block; spares are zeros.
     let (last, data_end) = common::segment_files(dir.path())
         .into_iter()
