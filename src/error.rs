@@ -144,6 +144,21 @@ pub enum Error {
         last_lsn: u64,
     },
 
+    /// [`crate::Wal::try_submit`] found the request queue full: as many
+    /// requests, or as many payload bytes, queued as the options allow
+    /// ([`crate::Options::queue_requests_max`],
+    /// [`crate::Options::queue_bytes_max`]). Nothing was queued.
+    #[error(
+        "the request queue is full ({requests_max} requests or {bytes_max} payload bytes queued); nothing was queued: \
+         retry once earlier appends are acknowledged, or use submit (blocks for room) or submit_async (awaits room)"
+    )]
+    QueueFull {
+        /// `queue_requests_max` of the log.
+        requests_max: usize,
+        /// `queue_bytes_max` of the log.
+        bytes_max: u64,
+    },
+
     /// The log was closed.
     #[error("the log is closed")]
     Closed,

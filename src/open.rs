@@ -132,6 +132,7 @@ pub(crate) fn prepare_config(options: &Options, plan: &IoPlan, storage: &Arc<dyn
         recycle: options.recycle_segments,
         prewrite: options.prewrite_segments,
         counters: Arc::new(PrepareCounters::default()),
+        clock: Arc::default(),
     }
 }
 

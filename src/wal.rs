@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::commit::metrics::LatencyStats;
 use crate::commit::shared::{LsnWait, Shared, Target};
@@ -26,7 +26,7 @@ use crate::reader::{Reader, RecordRef};
 use crate::recovery::RecoveryReport;
 use crate::segment::LiveSegments;
 use crate::segment::names::LOCK_FILE;
-use crate::segment::prepare::{self, PrepareCounters, PreparerClient};
+use crate::segment::prepare::{self, PrepareCounters, PreparerClient, RetireSent};
 use crate::storage::{DeviceFacts, DirLock, OsStorage, Storage};
 
 pub use crate::format::Lsn;
@@ -294,6 +294,31 @@ impl Future for Durable {
     }
 }
 
+/// Waiting for room in the request queue as a future.
+#[derive(Debug)]
+struct Admit<'a> {
+    shared: &'a Shared,
+    bytes: u64,
+    token: u64,
+    waiting: bool,
+}
+
+impl Future for Admit<'_> {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let shared = this.shared;
+        shared.admission.poll_admit(this.bytes, this.token, &mut this.waiting, cx, || shared.check_usable())
+    }
+}
+
+impl Drop for Admit<'_> {
+    fn drop(&mut self) {
+        self.shared.admission.forget(self.token, &mut self.waiting);
+    }
+}
+
 #[derive(Debug)]
 struct Submitter {
     next_lsn: Lsn,
@@ -362,12 +387,20 @@ impl Wal {
         let live_segments = std::mem::take(&mut recovered.live);
         let next_id = active.meta.id + 1;
         let live = Arc::new(LiveSegments::new(live_segments));
-        let shared = Arc::new(Shared::new(next_lsn - 1, options.queue_bytes_max as u64, options.wait_spin));
+        let shared = Arc::new(Shared::new(
+            next_lsn - 1,
+            options.queue_requests_max,
+            options.queue_bytes_max as u64,
+            options.wait_spin,
+        ));
+        let prepare_clock = prep_cfg.clock.clone();
         let (prep_client, prepared_rx, prepare_thread) =
             prepare::spawn(prep_cfg, spares).map_err(|e| Error::io("spawn preparer thread", &dir, e))?;
         prep_client.request(next_id)?;
 
-        let (req_tx, req_rx) = crossbeam_channel::bounded(options.queue_requests_max);
+        // Admission keeps at most `queue_requests_max` requests in the
+        // channel; the one more is the shutdown: sending never blocks.
+        let (req_tx, req_rx) = crossbeam_channel::bounded(options.queue_requests_max + 1);
         let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOLED_BATCHES_MAX);
         let buffers =
             io::buffers::make_set(options.flushes_in_flight_max + 2, open::buffer_bytes(&options, plan.block_bytes));
@@ -387,7 +420,7 @@ impl Wal {
         let io = open::backend_choice(&options, storage.as_ref(), lock.as_ref(), &lock_path)?;
         // Before the I/O thread, so no operation runs unwatched; it stops
         // when its sender is dropped (by close, or here if opening fails).
-        let watchdog = watchdog::spawn(shared.clone(), options.io_timeout, dir.clone())
+        let watchdog = watchdog::spawn(shared.clone(), prepare_clock, options.io_timeout, dir.clone())
             .map_err(|e| Error::io("spawn watchdog thread", &dir, e))?;
         let (io_thread, started) = open::start_io_thread(parts, io, &dir)?;
         #[cfg(feature = "log")]
@@ -424,23 +457,32 @@ impl Wal {
         kind.to_raw().ok_or(Error::InvalidRecordType(kind))
     }
 
-    /// Queues a request; returns the LSNs it got.
-    fn send(&self, mut batch: BatchBufs) -> Result<(Lsn, Lsn)> {
-        let n = batch.entries.len() as u64;
-        batch.enqueued = Some(Instant::now());
-        debug_assert!(n > 0);
+    /// Queues a request; returns the LSNs it got. Waits for room first, in
+    /// admission, where the log's failure or close wakes it.
+    fn send(&self, batch: BatchBufs) -> Result<(Lsn, Lsn)> {
         self.shared.check_usable()?;
         let bytes = batch.bytes.len() as u64;
-        self.shared.acquire_budget(bytes)?;
+        self.shared.admission.admit(bytes, || self.shared.check_usable())?;
+        self.send_admitted(batch)
+    }
+
+    /// Queues a request that holds an admission slot.
+    fn send_admitted(&self, mut batch: BatchBufs) -> Result<(Lsn, Lsn)> {
+        let n = batch.entries.len() as u64;
+        debug_assert!(n > 0);
+        batch.enqueued = Some(Instant::now());
+        let bytes = batch.bytes.len() as u64;
         let mut sub = self.submitter.lock().unwrap_or_else(PoisonError::into_inner);
         let first = sub.next_lsn;
         let sent = match &sub.requests {
-            Some(tx) => tx.send(Request::Append { first_lsn: first, batch }).is_ok(),
+            // Admission left room: this never waits.
+            Some(tx) => tx.try_send(Request::Append { first_lsn: first, batch }).is_ok(),
             None => false,
         };
         if !sent {
             drop(sub);
-            self.shared.budget.release(bytes);
+            self.shared.admission.release_request();
+            self.shared.admission.release_bytes(bytes);
             self.shared.check_usable()?;
             return Err(Error::Closed);
         }
@@ -459,12 +501,85 @@ impl Wal {
 
     /// Queues one record and returns at once with a [`Ticket`] to wait on.
     pub fn submit(&self, kind: RecordType, payload: &[u8]) -> Result<Ticket> {
+        let batch = self.one_record(kind, payload)?;
+        let (first, last) = self.send(batch)?;
+        Ok(Ticket::new(self.shared.clone(), first, last))
+    }
+
+    /// Queues one record if the queue has room now, else fails at once with
+    /// [`Error::QueueFull`] (nothing queued); never waits.
+    pub fn try_submit(&self, kind: RecordType, payload: &[u8]) -> Result<Ticket> {
+        let batch = self.one_record(kind, payload)?;
+        self.try_admit(batch.bytes.len() as u64)?;
+        let (first, last) = self.send_admitted(batch)?;
+        Ok(Ticket::new(self.shared.clone(), first, last))
+    }
+
+    /// Queues one record, awaiting room in the queue without blocking the
+    /// thread: the async [`Wal::submit`], for async runtimes. The returned
+    /// ticket is a future too. Dropped before it resolves, nothing is queued.
+    pub async fn submit_async(&self, kind: RecordType, payload: &[u8]) -> Result<Ticket> {
+        let batch = self.one_record(kind, payload)?;
+        self.admit_async(batch.bytes.len() as u64).await?;
+        let (first, last) = self.send_admitted(batch)?;
+        Ok(Ticket::new(self.shared.clone(), first, last))
+    }
+
+    /// [`Wal::submit_batch`] if the queue has room now, else
+    /// [`Error::QueueFull`], with the batch left as it was.
+    pub fn try_submit_batch(&self, batch: &mut Batch) -> Result<Option<Ticket>> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        self.check_batch(batch)?;
+        self.try_admit(batch.payload_bytes() as u64)?;
+        let filled = std::mem::replace(&mut batch.inner, self.take_batch());
+        let (first, last) = self.send_admitted(filled)?;
+        Ok(Some(Ticket::new(self.shared.clone(), first, last)))
+    }
+
+    /// [`Wal::submit_batch`], awaiting room in the queue without blocking
+    /// the thread. Dropped before it resolves, nothing is queued and the
+    /// batch keeps its records.
+    pub async fn submit_batch_async(&self, batch: &mut Batch) -> Result<Option<Ticket>> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        self.check_batch(batch)?;
+        self.admit_async(batch.payload_bytes() as u64).await?;
+        let filled = std::mem::replace(&mut batch.inner, self.take_batch());
+        let (first, last) = self.send_admitted(filled)?;
+        Ok(Some(Ticket::new(self.shared.clone(), first, last)))
+    }
+
+    /// One record as a request, checked against the log's limits.
+    fn one_record(&self, kind: RecordType, payload: &[u8]) -> Result<BatchBufs> {
         let code = self.check_record(kind, payload.len())?;
         let mut batch = self.take_batch();
         batch.entries.push(Entry { kind: code, len: payload.len() as u32, payload_crc: crc32c::crc32c(payload) });
         batch.bytes.extend_from_slice(payload);
-        let (first, last) = self.send(batch)?;
-        Ok(Ticket::new(self.shared.clone(), first, last))
+        Ok(batch)
+    }
+
+    fn check_batch(&self, batch: &Batch) -> Result<()> {
+        match batch.inner.entries.iter().find(|e| e.len > self.record_bytes_max) {
+            Some(e) => Err(Error::RecordTooLarge { len: u64::from(e.len), max: self.record_bytes_max }),
+            None => Ok(()),
+        }
+    }
+
+    fn try_admit(&self, bytes: u64) -> Result<()> {
+        self.shared.check_usable()?;
+        let admission = &self.shared.admission;
+        if admission.try_admit(bytes) {
+            Ok(())
+        } else {
+            Err(Error::QueueFull { requests_max: admission.requests_max(), bytes_max: admission.bytes_max() })
+        }
+    }
+
+    fn admit_async(&self, bytes: u64) -> Admit<'_> {
+        Admit { shared: &self.shared, bytes, token: self.shared.new_token(), waiting: false }
     }
 
     /// Appends every record of `batch` with consecutive LSNs and returns them
@@ -487,9 +602,7 @@ impl Wal {
         if batch.is_empty() {
             return Ok(None);
         }
-        if let Some(e) = batch.inner.entries.iter().find(|e| e.len > self.record_bytes_max) {
-            return Err(Error::RecordTooLarge { len: u64::from(e.len), max: self.record_bytes_max });
-        }
+        self.check_batch(batch)?;
         let filled = std::mem::replace(&mut batch.inner, self.take_batch());
         let (first, last) = self.send(filled)?;
         Ok(Some(Ticket::new(self.shared.clone(), first, last)))
@@ -504,11 +617,18 @@ impl Wal {
     /// them as corruption instead of cutting it off as a torn tail. A clean
     /// [`Wal::close`] does the same.
     pub fn sync(&self) -> Result<Lsn> {
+        self.shared.check_usable()?;
+        self.shared.admission.admit(0, || self.shared.check_usable())?;
         let target = {
             let sub = self.submitter.lock().unwrap_or_else(PoisonError::into_inner);
             let target = sub.next_lsn - 1;
-            if let Some(tx) = &sub.requests {
-                tx.send(Request::Sync).map_err(|_| Error::Closed)?;
+            // Admission left room: this never waits.
+            let sent = sub.requests.as_ref().is_some_and(|tx| tx.try_send(Request::Sync).is_ok());
+            if !sent {
+                drop(sub);
+                self.shared.admission.release_request();
+                self.shared.check_usable()?;
+                return Err(Error::Closed);
             }
             target
         };
@@ -599,14 +719,8 @@ impl Wal {
             synced_lsn: self.shared.synced_lsn(),
             requests: get(&c.requests),
             records_per_flush: get(&c.appends) as f64 / get(&c.flushes).max(1) as f64,
-            queue_requests: self
-                .submitter
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .requests
-                .as_ref()
-                .map_or(0, Sender::len),
-            queue_bytes: self.shared.budget.used(),
+            queue_requests: self.shared.admission.requests(),
+            queue_bytes: self.shared.admission.bytes(),
             segments_created: self.prepare_counters.created.load(Ordering::Relaxed),
             segments_recycled: self.prepare_counters.recycled.load(Ordering::Relaxed),
             segment_fills_cut: self.prepare_counters.fills_cut.load(Ordering::Relaxed),
@@ -696,14 +810,37 @@ impl Wal {
     /// (the application no longer needs them, e.g. after a checkpoint).
     /// The segment being written is never removed, nor one holding records
     /// not yet acknowledged. Returns the number of segments removed.
+    ///
+    /// The renames, removals and directory syncs run on the segment
+    /// preparer's thread; this waits for them, and fails as soon as the log
+    /// does (a step that never returns poisons it after `io_timeout`).
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
         self.shared.check_usable()?;
-        let retired = self.live.split_front(lsn, self.shared.acked_lsn());
+        let preparer = self.preparer.as_ref().ok_or(Error::Closed)?;
+        let mut retired = self.live.split_front(lsn, self.shared.acked_lsn());
         let n = retired.len();
-        if n > 0 {
-            self.preparer.as_ref().ok_or(Error::Closed)?.retire(retired)?;
-            crate::events::event!(debug, "truncate_before({lsn}) removed {n} segments");
+        if n == 0 {
+            return Ok(0);
         }
+        let reply = loop {
+            match preparer.retire(retired, WAIT_SLICE)? {
+                RetireSent::Queued(reply) => break reply,
+                RetireSent::Full(back) => retired = back,
+            }
+            self.shared.check_usable()?;
+        };
+        loop {
+            match reply.recv_timeout(WAIT_SLICE) {
+                Ok(result) => result?,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.shared.check_usable()?;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+            }
+            break;
+        }
+        crate::events::event!(debug, "truncate_before({lsn}) removed {n} segments");
         Ok(n)
     }
 
@@ -716,12 +853,21 @@ impl Wal {
     fn shutdown(&mut self) -> Result<()> {
         let tx = self.submitter.lock().unwrap_or_else(PoisonError::into_inner).requests.take();
         if let Some(tx) = tx {
-            let _ = tx.send(Request::Shutdown);
+            // The channel keeps a place for it (see `open_locked`).
+            let _ = tx.try_send(Request::Shutdown);
             self.shared.wake_io();
         }
         // Every wait below is bounded: a thread stuck in the kernel (an I/O
         // that never completes) is left behind rather than hanging close.
-        let deadline = Instant::now() + self.io_timeout;
+        // Once the log failed nothing new is submitted, and what was in
+        // flight either completes soon or is what poisoned it after
+        // io_timeout: waiting a whole io_timeout more would only delay the
+        // error.
+        let wait = match self.shared.failure() {
+            Some(_) => self.io_timeout.min(FAILED_CLOSE_WAIT),
+            None => self.io_timeout,
+        };
+        let deadline = Instant::now() + wait;
         let (mut panicked, mut stuck) = (false, Vec::new());
         if let Some(t) = self.io_thread.take() {
             match join_within(t, deadline) {
@@ -738,8 +884,7 @@ impl Wal {
             }
         }
         if let Some(p) = self.preparer.take() {
-            // Whatever it prepares now is not needed soon, but the close
-            // waits for it: finish at full speed.
+            // Nobody appends to what it prepares now: it abandons that.
             p.close();
         }
         if let Some(t) = self.prepare_thread.take() {
@@ -754,18 +899,28 @@ impl Wal {
             // locked until the process exits, so no other opener recovers a
             // log that is still being written.
             std::mem::forget(self.lock.take());
+            crate::events::event!(
+                error,
+                "closing {}: the {} thread did not stop within {wait:?}; left behind, the directory stays locked",
+                self.dir.display(),
+                stuck.join(" and ")
+            );
+        }
+        // The cause first: a thread left behind is what a failure (a stalled
+        // device) leaves.
+        if let Some(f) = self.shared.failure() {
+            return Err(Error::Poisoned(f.clone()));
+        }
+        if !stuck.is_empty() {
             let error = std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
-                    "the {} thread did not stop within io_timeout ({:?}); left behind",
-                    stuck.join(" and "),
-                    self.io_timeout
+                    "the {} thread did not stop within {wait:?}; left behind, the directory stays locked \
+                     until this process exits",
+                    stuck.join(" and ")
                 ),
             );
             return Err(Error::io("close", &self.dir, error));
-        }
-        if let Some(f) = self.shared.failure() {
-            return Err(Error::Poisoned(f.clone()));
         }
         if panicked {
             return Err(Error::io("join I/O thread", &self.dir, std::io::Error::other("thread panicked")));
@@ -779,6 +934,12 @@ impl Drop for Wal {
         let _ = self.shutdown();
     }
 }
+
+/// How often a wait that the log's failure must end looks at the log.
+const WAIT_SLICE: Duration = Duration::from_millis(10);
+
+/// How long `close` waits for its threads once the log failed.
+const FAILED_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Joins `thread` if it ends by `deadline` (`Some(panicked)`); otherwise
 /// leaves it running (`None`).

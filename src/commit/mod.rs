@@ -19,6 +19,7 @@
 //! into it is submitted. Any failed write or sync poisons the log: nothing
 //! after it is acknowledged, nothing is retried.
 
+pub(crate) mod admission;
 pub(crate) mod metrics;
 pub(crate) mod policy;
 pub(crate) mod shared;
@@ -549,12 +550,18 @@ impl<Q: IoQueue> Engine<Q> {
         }
     }
 
-    /// The request held back, else the next one on the channel.
+    /// The request held back, else the next one on the channel. Each
+    /// request passes here once: its admission slot is given back (the
+    /// shutdown took none).
     fn next_request(&mut self) -> Result<Request, TryRecvError> {
-        match self.incoming.take() {
-            Some(r) => Ok(r),
-            None => self.requests.try_recv(),
+        let req = match self.incoming.take() {
+            Some(r) => r,
+            None => self.requests.try_recv()?,
+        };
+        if !matches!(req, Request::Shutdown) {
+            self.shared.admission.release_request();
         }
+        Ok(req)
     }
 
     /// After a failure: take requests off the channel so producers blocked
@@ -562,7 +569,7 @@ impl<Q: IoQueue> Engine<Q> {
     fn discard_requests(&mut self) -> bool {
         let mut progress = false;
         if let Some(carry) = self.carry.take() {
-            self.shared.budget.release(carry.batch.bytes.len() as u64);
+            self.shared.admission.release_bytes(carry.batch.bytes.len() as u64);
             progress = true;
         }
         loop {
@@ -576,7 +583,7 @@ impl<Q: IoQueue> Engine<Q> {
             };
             progress = true;
             match req {
-                Request::Append { batch, .. } => self.shared.budget.release(batch.bytes.len() as u64),
+                Request::Append { batch, .. } => self.shared.admission.release_bytes(batch.bytes.len() as u64),
                 Request::Sync => {}
                 Request::Shutdown => self.shutting_down = true,
             }
@@ -602,7 +609,7 @@ impl<Q: IoQueue> Engine<Q> {
         let counters = &self.shared.counters;
         counters.appends.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
         counters.append_bytes.fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
-        self.shared.budget.release(batch.bytes.len() as u64);
+        self.shared.admission.release_bytes(batch.bytes.len() as u64);
         self.recycle(batch);
         Ok(())
     }

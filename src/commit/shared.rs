@@ -1,5 +1,5 @@
 //! State shared by producers and the I/O thread: the acknowledged and synced
-//! watermarks, the poison, the parked waiters, the queued-bytes budget.
+//! watermarks, the poison, the parked waiters, admission to the queue.
 //!
 //! A producer waits for a watermark to reach its LSN: it checks, optionally
 //! spins, then registers in the waiter list and parks. The I/O thread stores
@@ -10,12 +10,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use super::admission::Admission;
 use super::metrics::AtomicHistogram;
+use super::watchdog::OpClock;
 use crate::error::{Error, Failure, Result};
 use crate::io::Doorbell;
 
@@ -85,60 +87,6 @@ pub(crate) struct Counters {
     pub end_to_end: AtomicHistogram,
 }
 
-/// Limits the payload bytes queued for the I/O thread.
-#[derive(Debug)]
-pub(crate) struct ByteBudget {
-    used: AtomicU64,
-    limit: u64,
-    sleepers: AtomicUsize,
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl ByteBudget {
-    fn new(limit: u64) -> ByteBudget {
-        ByteBudget {
-            used: AtomicU64::new(0),
-            limit,
-            sleepers: AtomicUsize::new(0),
-            lock: Mutex::new(()),
-            cv: Condvar::new(),
-        }
-    }
-
-    fn try_acquire(&self, n: u64) -> bool {
-        let mut used = self.used.load(Ordering::SeqCst);
-        loop {
-            // An empty queue always admits one request, so a record as large
-            // as the whole budget still gets through.
-            if used != 0 && used + n > self.limit {
-                return false;
-            }
-            match self.used.compare_exchange_weak(used, used + n, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return true,
-                Err(now) => used = now,
-            }
-        }
-    }
-
-    /// Bytes queued now.
-    pub fn used(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    /// Returns bytes the I/O thread took off the queue.
-    pub fn release(&self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        self.used.fetch_sub(n, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.cv.notify_all();
-        }
-    }
-}
-
 /// State shared by a `Wal`, its tickets and readers, and its I/O thread.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -154,18 +102,17 @@ pub(crate) struct Shared {
     spinners: AtomicUsize,
     spinners_max: usize,
     lonely: AtomicBool,
-    pub budget: ByteBudget,
+    /// Room in the request queue; producers wait for it there.
+    pub admission: Admission,
     pub counters: Counters,
-    /// Start of the oldest write or sync in flight, in nanoseconds after
-    /// `epoch` (0: none), for the watchdog thread.
-    oldest_io_ns: AtomicU64,
-    epoch: Instant,
+    /// The oldest write or sync the I/O thread waits for, for the watchdog.
+    pub io_clock: OpClock,
     /// Wakes the I/O thread, on backends that park it in the kernel.
     doorbell: OnceLock<Arc<dyn Doorbell>>,
 }
 
 impl Shared {
-    pub fn new(last_lsn: u64, queue_bytes_max: u64, spin: Duration) -> Shared {
+    pub fn new(last_lsn: u64, queue_requests_max: usize, queue_bytes_max: u64, spin: Duration) -> Shared {
         Shared {
             acked: AtomicU64::new(last_lsn),
             synced: AtomicU64::new(last_lsn),
@@ -181,10 +128,9 @@ impl Shared {
             // One CPU is the I/O thread's; on a single CPU nobody spins, as
             // the thread spun for would need that very CPU to make progress.
             spinners_max: std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1)),
-            budget: ByteBudget::new(queue_bytes_max),
+            admission: Admission::new(queue_requests_max, queue_bytes_max),
             counters: Counters::default(),
-            oldest_io_ns: AtomicU64::new(0),
-            epoch: Instant::now(),
+            io_clock: OpClock::default(),
             doorbell: OnceLock::new(),
         }
     }
@@ -204,17 +150,7 @@ impl Shared {
     /// I/O thread: when the oldest operation in flight started, before a
     /// submission that may block (and after completions).
     pub fn set_oldest_io(&self, oldest: Option<Instant>) {
-        // +1: a start at the epoch itself must not read as "none".
-        let ns = oldest.map_or(0, |t| t.saturating_duration_since(self.epoch).as_nanos() as u64 + 1);
-        self.oldest_io_ns.store(ns, Ordering::Release);
-    }
-
-    /// When the oldest operation in flight started, if any.
-    pub fn oldest_io(&self) -> Option<Instant> {
-        match self.oldest_io_ns.load(Ordering::Acquire) {
-            0 => None,
-            ns => Some(self.epoch + Duration::from_nanos(ns - 1)),
-        }
+        self.io_clock.set(oldest);
     }
 
     /// Whether spinning can pay at all: false on a single CPU.
@@ -328,8 +264,7 @@ impl Shared {
         for w in all {
             w.wake.wake();
         }
-        let _guard = self.budget.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        self.budget.cv.notify_all();
+        self.admission.wake_all();
     }
 
     /// I/O thread: a write or sync failed. Nothing more is acknowledged.
@@ -342,28 +277,6 @@ impl Shared {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake_all();
-    }
-
-    /// Takes `n` bytes of queue budget, blocking while the queue is full.
-    pub fn acquire_budget(&self, n: u64) -> Result<()> {
-        if self.budget.try_acquire(n) {
-            return Ok(());
-        }
-        let budget = &self.budget;
-        let mut guard = budget.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        budget.sleepers.fetch_add(1, Ordering::SeqCst);
-        let result = loop {
-            if budget.try_acquire(n) {
-                break Ok(());
-            }
-            if let Err(e) = self.check_usable() {
-                break Err(e);
-            }
-            // The timeout only bounds the cost of a missed notification.
-            guard = budget.cv.wait_timeout(guard, Duration::from_millis(10)).unwrap_or_else(PoisonError::into_inner).0;
-        };
-        budget.sleepers.fetch_sub(1, Ordering::SeqCst);
-        result
     }
 
     /// Outcome of a wait: reached (Ok(true)), timed out (Ok(false)), or the

@@ -16,10 +16,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 use super::SegmentMeta;
 use super::names::{segment_path, temp_path};
+use crate::commit::watchdog::OpClock;
 use crate::error::{Error, Result};
 use crate::storage::{
     AlignedBuf, IoPriority, OpenHow, Storage, StorageFile, set_thread_io_priority, thread_io_priority, write_all_at,
@@ -69,6 +70,24 @@ pub(crate) struct PrepareConfig {
     /// Zero-fill fresh files (else only allocate them).
     pub prewrite: bool,
     pub counters: Arc<PrepareCounters>,
+    /// When the system call the preparer is in started, for the watchdog:
+    /// a call that never returns poisons the log like a stuck write.
+    pub clock: Arc<OpClock>,
+}
+
+impl PrepareConfig {
+    /// Runs `op`, a system call that may block, on the watchdog's clock.
+    fn timed<T>(&self, op: impl FnOnce() -> T) -> T {
+        self.clock.time(op)
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        self.timed(|| self.storage.sync_dir(&self.dir)).map_err(io_err("fsync directory", &self.dir))
+    }
+
+    fn remove(&self, what: &'static str, path: &Path) -> Result<()> {
+        self.timed(|| self.storage.remove_file(path)).map_err(io_err(what, path))
+    }
 }
 
 /// What preparation did, for `Wal::stats`.
@@ -112,7 +131,8 @@ struct HurryState {
     /// The I/O thread waits for the segment being prepared (implies `now`).
     /// Cleared when the next preparation starts.
     needed: bool,
-    /// Never cleared: the log is closing.
+    /// Never cleared: the log is closing. A fill in progress is abandoned
+    /// and nothing more is prepared: nobody will append to it.
     closing: bool,
 }
 
@@ -145,6 +165,10 @@ impl Hurry {
 
     fn is_needed(&self) -> bool {
         self.lock().needed
+    }
+
+    fn is_closing(&self) -> bool {
+        self.lock().closing
     }
 
     fn close(&self) {
@@ -202,17 +226,19 @@ pub(crate) fn prepare_segment(cfg: &PrepareConfig, spares: &mut Spares, id: u64,
     // Spares with lower ids can never be used: the log has moved past them.
     while spares.files.first_key_value().is_some_and(|(&k, _)| k < id) {
         let Some((_, path)) = spares.files.pop_first() else { break };
-        cfg.storage.remove_file(&path).map_err(io_err("remove stale spare", &path))?;
-        cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
+        cfg.remove("remove stale spare", &path)?;
+        cfg.sync_dir()?;
     }
     if let Some(path) = spares.files.remove(&id) {
-        let file = cfg.storage.open_file(&path, OpenHow::write(cfg.direct)).map_err(io_err("open spare", &path))?;
-        if file.size().map_err(io_err("stat", &path))? == cfg.segment_bytes {
+        let file = cfg
+            .timed(|| cfg.storage.open_file(&path, OpenHow::write(cfg.direct)))
+            .map_err(io_err("open spare", &path))?;
+        if cfg.timed(|| file.size()).map_err(io_err("stat", &path))? == cfg.segment_bytes {
             return Ok(Prepared { id, path, file });
         }
         drop(file);
-        cfg.storage.remove_file(&path).map_err(io_err("remove odd-sized spare", &path))?;
-        cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
+        cfg.remove("remove odd-sized spare", &path)?;
+        cfg.sync_dir()?;
     }
     create_segment(cfg, id, pace)
 }
@@ -257,14 +283,15 @@ impl Drop for IdleIo {
 fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepared> {
     let tmp = temp_path(&cfg.dir, id);
     let path = segment_path(&cfg.dir, id);
-    let file = cfg.storage.open_file(&tmp, OpenHow::create(cfg.direct)).map_err(io_err("create", &tmp))?;
+    let file =
+        cfg.timed(|| cfg.storage.open_file(&tmp, OpenHow::create(cfg.direct))).map_err(io_err("create", &tmp))?;
     let filled = (|| {
-        file.allocate(cfg.segment_bytes)?;
+        cfg.timed(|| file.allocate(cfg.segment_bytes))?;
         // Without pre-writing, an allocated file of full size is enough. A
         // file system that cannot allocate leaves it short: fill it then.
-        let allocated = file.size()? == cfg.segment_bytes;
+        let allocated = cfg.timed(|| file.size())? == cfg.segment_bytes;
         if !cfg.prewrite && allocated {
-            return file.sync_data();
+            return cfg.timed(|| file.sync_data());
         }
         // Small writes, synced in pieces and spread over time: a burst of a
         // whole segment's zeros would stall every append behind it (p99.9
@@ -281,11 +308,17 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
         // (on the opening thread) never touches the priority.
         let mut priority = IdleIo(None);
         while offset < cfg.segment_bytes {
+            // Closing: nobody will append to this segment. A clean close
+            // must not wait for its zeros (nor fail, on a slow device,
+            // because they took longer than `io_timeout`).
+            if pace.hurry.is_closing() {
+                return Err(std::io::Error::other(ABANDONED));
+            }
             // Appends wait while the I/O thread waits for this segment.
             // Allocated, it is usable now: the rest stays unwritten extents,
             // whose syncs cost a metadata commit each (~1.6x) for this
             // segment's life, against a stall of every append for up to a
-            // whole segment's zeros. A truncate call or closing only hurries.
+            // whole segment's zeros. A truncate call only hurries.
             if allocated && pace.hurry.is_needed() {
                 cfg.counters.fills_cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 break;
@@ -294,29 +327,33 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
             priority.set(paced);
             let chunk = if paced { ZERO_FILL_PACED_CHUNK_BYTES } else { ZERO_FILL_CHUNK_BYTES };
             let n = (cfg.segment_bytes - offset).min(chunk as u64) as usize;
-            write_all_at(file.as_ref(), &zeros[..n], offset, false)?;
+            cfg.timed(|| write_all_at(file.as_ref(), &zeros[..n], offset, false))?;
             offset += n as u64;
             unsynced += n as u64;
             if unsynced >= ZERO_FILL_SYNC_BYTES && offset < cfg.segment_bytes {
-                file.sync_data()?;
+                cfg.timed(|| file.sync_data())?;
                 unsynced = 0;
             }
             pace.wait(started, offset, cfg.segment_bytes);
         }
         drop(priority);
-        file.sync_data()
+        cfg.timed(|| file.sync_data())
     })();
     if let Err(e) = filled {
         // Do not leave a half-written file behind (recovery would remove it
         // anyway; removing it now gives the space back at once).
-        let _ = cfg.storage.remove_file(&tmp);
+        drop(file);
+        let _ = cfg.timed(|| cfg.storage.remove_file(&tmp));
         return Err(Error::io("zero-fill", &tmp, e));
     }
-    cfg.storage.rename_no_replace(&tmp, &path).map_err(io_err("rename", &path))?;
-    cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
+    cfg.timed(|| cfg.storage.rename_no_replace(&tmp, &path)).map_err(io_err("rename", &path))?;
+    cfg.sync_dir()?;
     cfg.counters.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(Prepared { id, path, file })
 }
+
+/// Why a preparation stopped: the log is closing.
+const ABANDONED: &str = "abandoned: the log is closing";
 
 /// Removes retired segments from the log durably, oldest first, so that a
 /// crash part-way leaves a log that starts later but has no hole. Each is
@@ -327,27 +364,33 @@ pub(crate) fn retire_segments(cfg: &PrepareConfig, spares: &mut Spares, retired:
         if cfg.recycle && spares.files.len() < cfg.spare_segments_max && seg.segment_bytes == cfg.segment_bytes {
             spares.highest_id += 1;
             let to = segment_path(&cfg.dir, spares.highest_id);
-            cfg.storage.rename_no_replace(&seg.path, &to).map_err(io_err("rename retired segment", &seg.path))?;
+            cfg.timed(|| cfg.storage.rename_no_replace(&seg.path, &to))
+                .map_err(io_err("rename retired segment", &seg.path))?;
             spares.files.insert(spares.highest_id, to);
             cfg.counters.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
-            cfg.storage.remove_file(&seg.path).map_err(io_err("remove retired segment", &seg.path))?;
+            cfg.remove("remove retired segment", &seg.path)?;
         }
-        cfg.storage.sync_dir(&cfg.dir).map_err(io_err("fsync directory", &cfg.dir))?;
+        cfg.sync_dir()?;
     }
     Ok(())
 }
 
-enum Request {
-    Prepare(u64),
-    Retire(Vec<SegmentMeta>, Sender<Result<()>>),
-}
+/// Retired segments and where to say that they are gone.
+type Retire = (Vec<SegmentMeta>, Sender<Result<()>>);
 
 /// Sends work to the preparer thread.
 #[derive(Clone, Debug)]
 pub(crate) struct PreparerClient {
-    tx: Sender<Request>,
+    /// Segment ids the I/O thread asks for. It asks for the next one only
+    /// once the last was handed over, so one is outstanding at most (one
+    /// more at open): sending never blocks.
+    prepare: Sender<u64>,
+    retire: Sender<Retire>,
     hurry: Arc<Hurry>,
+    /// Dropped at close: ends the thread's wait for work even while a
+    /// stuck I/O thread still holds a client.
+    stop: Arc<Mutex<Option<Sender<()>>>>,
 }
 
 impl PreparerClient {
@@ -363,45 +406,76 @@ impl PreparerClient {
         self.hurry.set_needed();
     }
 
-    /// The log is closing: whatever is prepared from now on goes at full
-    /// speed (a queued request does not bring pacing back).
+    /// The log is closing: a preparation in progress is abandoned, and
+    /// nothing more is prepared.
     pub fn close(&self) {
         self.hurry.close();
+        drop(self.stop.lock().unwrap_or_else(PoisonError::into_inner).take());
     }
 
     /// Asks for segment `id`; the answer arrives on the ready channel.
     pub fn request(&self, id: u64) -> Result<()> {
-        self.tx.send(Request::Prepare(id)).map_err(|_| Error::Closed)
+        self.prepare.try_send(id).map_err(|e| match e {
+            TrySendError::Full(_) => Error::io(
+                "ask for the next segment",
+                PathBuf::new(),
+                std::io::Error::other("more segments asked for than were handed over"),
+            ),
+            TrySendError::Disconnected(_) => Error::Closed,
+        })
     }
 
-    /// Retires segments durably; returns once done.
-    pub fn retire(&self, segments: Vec<SegmentMeta>) -> Result<()> {
+    /// Queues segments to retire durably. Returns where the outcome will
+    /// arrive, or `Ok(None)` if the queue stayed full for `wait` (the
+    /// caller checks the log and tries again: a stuck preparer must not
+    /// hold it).
+    pub fn retire(&self, segments: Vec<SegmentMeta>, wait: Duration) -> Result<RetireSent> {
         self.hurry();
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        self.tx.send(Request::Retire(segments, reply_tx)).map_err(|_| Error::Closed)?;
-        reply_rx.recv().map_err(|_| Error::Closed)?
+        match self.retire.send_timeout((segments, reply_tx), wait) {
+            Ok(()) => Ok(RetireSent::Queued(reply_rx)),
+            Err(SendTimeoutError::Timeout((segments, _))) => Ok(RetireSent::Full(segments)),
+            Err(SendTimeoutError::Disconnected(_)) => Err(Error::Closed),
+        }
     }
 }
 
-/// Starts the preparer thread. It stops once every client is dropped.
+/// What [`PreparerClient::retire`] did.
+#[derive(Debug)]
+pub(crate) enum RetireSent {
+    /// Queued: the outcome arrives here.
+    Queued(Receiver<Result<()>>),
+    /// The queue is full; these are handed back.
+    Full(Vec<SegmentMeta>),
+}
+
+/// Starts the preparer thread. It stops once every client is dropped, or
+/// once the log closes and what it was doing is done (or abandoned).
 pub(crate) fn spawn(
     cfg: PrepareConfig,
     mut spares: Spares,
 ) -> std::io::Result<(PreparerClient, Receiver<Result<Prepared>>, JoinHandle<()>)> {
-    // Requests are few (one per segment roll or truncate call); the bound
-    // only guards against a bug flooding the thread.
-    let (tx, rx) = crossbeam_channel::bounded::<Request>(64);
+    let (prepare_tx, prepare_rx) = crossbeam_channel::bounded::<u64>(2);
+    // Retirements are one per truncate call; the bound only keeps callers
+    // of a stuck preparer from queueing without end.
+    let (retire_tx, retire_rx) = crossbeam_channel::bounded::<Retire>(64);
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(4);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let hurry = Arc::new(Hurry::default());
-    let client = PreparerClient { tx, hurry: hurry.clone() };
+    let stop = Arc::new(Mutex::new(Some(stop_tx)));
+    let client = PreparerClient { prepare: prepare_tx, retire: retire_tx, hurry: hurry.clone(), stop };
     let thread = std::thread::Builder::new().name("uring-wal-prepare".into()).spawn(move || {
         // A segment is requested when the one before it is activated, so
         // the time between requests is how long a segment lasts: the
         // zero-fill of the next one is spread over part of that.
         let mut last_request: Option<Instant> = None;
-        while let Ok(req) = rx.recv() {
-            match req {
-                Request::Prepare(id) => {
+        loop {
+            crossbeam_channel::select! {
+                recv(prepare_rx) -> id => {
+                    let Ok(id) = id else { break };
+                    if hurry.is_closing() {
+                        break;
+                    }
                     let now = Instant::now();
                     let budget = last_request.map_or(Duration::ZERO, |t| {
                         now.duration_since(t).mul_f64(ZERO_FILL_BUDGET_FRACTION).min(ZERO_FILL_BUDGET_MAX)
@@ -413,9 +487,11 @@ pub(crate) fn spawn(
                         break;
                     }
                 }
-                Request::Retire(segments, reply) => {
+                recv(retire_rx) -> retire => {
+                    let Ok((segments, reply)) = retire else { break };
                     let _ = reply.send(retire_segments(&cfg, &mut spares, &segments));
                 }
+                recv(stop_rx) -> _ => break,
             }
         }
     })?;
@@ -543,6 +619,7 @@ mod tests {
             recycle: true,
             prewrite: true,
             counters: Arc::default(),
+            clock: Arc::default(),
         };
         let prepared = create_segment(&cfg, 1, Pace { budget: Duration::from_secs(3600), hurry: &hurry }).unwrap();
         assert_eq!(prepared.path, segment_path(dir.path(), 1));

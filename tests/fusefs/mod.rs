@@ -71,6 +71,20 @@ pub struct Faults {
     /// Fail every `FUSE_FSYNC` of any file with EIO while set (its cache
     /// flushes fail; nothing more becomes durable).
     pub all_fsyncs_eio: bool,
+    /// Hold the answer to the first operation of this kind on the file
+    /// created under this name (`"00000000000000000003.wal.tmp"`: preparing
+    /// segment 3)
+    /// until [`Fs::release`], then answer EIO without doing it: a stalled
+    /// device under one file.
+    pub hang_file_op: Option<(&'static str, FileOp)>,
+}
+
+/// An operation [`Faults::hang_file_op`] can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOp {
+    Write,
+    Fsync,
+    Fallocate,
 }
 
 /// What the kernel asked for.
@@ -98,6 +112,8 @@ pub struct Stats {
 
 #[derive(Clone, Debug)]
 struct FileNode {
+    /// The name it was created under.
+    name: OsString,
     live: Vec<u8>,
     durable: Vec<u8>,
     /// Created as a segment (`*.wal`, `*.wal.tmp`).
@@ -133,6 +149,8 @@ pub struct State {
     hang_now: bool,
     /// Hung writes may answer.
     released: bool,
+    /// `Faults::hang_file_op` fired (it holds one operation only).
+    file_op_hung: bool,
 }
 
 impl State {
@@ -148,6 +166,7 @@ impl State {
             first_fault_at: None,
             hang_now: false,
             released: false,
+            file_op_hung: false,
         }
     }
 
@@ -261,6 +280,7 @@ impl State {
     fn new_file(name: &OsStr) -> Node {
         let n = name.as_bytes();
         Node::File(FileNode {
+            name: name.to_os_string(),
             live: Vec::new(),
             durable: Vec::new(),
             segment: n.ends_with(b".wal") || n.ends_with(b".wal.tmp"),
@@ -269,7 +289,27 @@ impl State {
         })
     }
 
+    /// Whether `op` on `ino` is the one [`Faults::hang_file_op`] holds: if
+    /// so the caller answers EIO once released, having done nothing.
+    fn hangs(&mut self, ino: u64, op: FileOp) -> bool {
+        let Some((name, what)) = self.faults.hang_file_op else { return false };
+        if what != op || self.file_op_hung {
+            return false;
+        }
+        let Ok(f) = self.file(ino) else { return false };
+        if f.name.as_bytes() != name.as_bytes() {
+            return false;
+        }
+        self.file_op_hung = true;
+        self.hang_now = true;
+        self.fault_injected();
+        true
+    }
+
     fn write(&mut self, ino: u64, offset: u64, data: &[u8], flags: i32) -> Result<u32, Errno> {
+        if self.hangs(ino, FileOp::Write) {
+            return Err(Errno::EIO);
+        }
         self.stats.writes += 1;
         if flags & libc::O_DSYNC != 0 {
             self.stats.dsync_writes += 1;
@@ -319,6 +359,9 @@ impl State {
     }
 
     fn fsync(&mut self, ino: u64) -> Result<(), Errno> {
+        if self.hangs(ino, FileOp::Fsync) {
+            return Err(Errno::EIO);
+        }
         self.stats.fsyncs += 1;
         let faults = self.faults;
         if faults.all_fsyncs_eio {
@@ -434,6 +477,16 @@ impl Fs {
 
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults;
+    }
+
+    /// Holds the answer (not the lock) of a request that was to hang until
+    /// released.
+    fn hold_if_hung(&self, mut state: MutexGuard<'_, State>) {
+        if std::mem::take(&mut state.hang_now) {
+            while !state.released {
+                state = self.gate.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
     }
 
     /// Lets hung writes answer, now and from now on.
@@ -651,12 +704,7 @@ impl Filesystem for MemFs {
         let result = {
             let mut state = self.fs.lock();
             let result = state.write(ino.0, offset, data, flags.0);
-            if std::mem::take(&mut state.hang_now) {
-                // Hold the answer (not the lock) until released.
-                while !state.released {
-                    state = self.fs.gate.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-            }
+            self.fs.hold_if_hung(state);
             result
         };
         match result {
@@ -673,11 +721,7 @@ impl Filesystem for MemFs {
         let r = {
             let mut state = self.fs.lock();
             let r = state.fsync(ino.0);
-            if std::mem::take(&mut state.hang_now) {
-                while !state.released {
-                    state = self.fs.gate.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-            }
+            self.fs.hold_if_hung(state);
             r
         };
         reply_result(reply, r);
@@ -729,12 +773,21 @@ impl Filesystem for MemFs {
         if mode != 0 {
             return reply.error(Errno::from(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP)));
         }
-        let r = self.fs.lock().file(ino.0).map(|f| {
-            let end = (offset + length) as usize;
-            if f.live.len() < end {
-                f.live.resize(end, 0);
-            }
-        });
+        let r = {
+            let mut state = self.fs.lock();
+            let r = if state.hangs(ino.0, FileOp::Fallocate) {
+                Err(Errno::EIO)
+            } else {
+                state.file(ino.0).map(|f| {
+                    let end = (offset + length) as usize;
+                    if f.live.len() < end {
+                        f.live.resize(end, 0);
+                    }
+                })
+            };
+            self.fs.hold_if_hung(state);
+            r
+        };
         reply_result(reply, r);
     }
 }
@@ -788,7 +841,7 @@ impl Drop for Mount {
         // A thread still blocked in this file system (a test that failed
         // over a hung write) would otherwise keep the process from exiting.
         let faults = self.fs.lock().faults;
-        if faults.hang_write.is_some() || faults.hang_fsync.is_some() {
+        if faults.hang_write.is_some() || faults.hang_fsync.is_some() || faults.hang_file_op.is_some() {
             self.abort();
         }
         detach(&self.mountpoint);
