@@ -240,8 +240,17 @@ impl SegFile {
 /// Cutting a torn tail discards records for good, so it happens only when a
 /// second, independent scan reaches the same end: a transient read error (a
 /// flipped bit, a sector that read badly once) must not look like a tear.
+/// Corruption found reading through the page cache is reported only as the
+/// device confirms it (where the log uses O_DIRECT).
 pub(crate) fn recover(cfg: &RecoverConfig) -> Result<Recovered> {
-    let first = scan(&RecoverConfig { direct: false, confirm_direct: cfg.direct, ..cfg.clone() })?;
+    let first = match scan(&RecoverConfig { direct: false, confirm_direct: cfg.direct, ..cfg.clone() }) {
+        Ok(first) => first,
+        // Read through the cache, an older segment may show a page older
+        // than the device that no drop removed: the device's own answer,
+        // read with O_DIRECT, is the one reported.
+        Err(Error::Corruption { .. }) if cfg.direct => return scan(cfg),
+        Err(e) => return Err(e),
+    };
     let Some(torn) = &first.report.torn_tail else { return Ok(first) };
     let second = scan(cfg)?;
     let same = second.report.torn_tail.as_ref() == Some(torn)
@@ -479,7 +488,7 @@ impl Scan<'_> {
         let mut strongest: Option<(&SegFile, Evidence)> = None;
         let mut dropped = 0u64;
         for (g, from) in std::iter::once((f, at)).chain(later.iter().map(|g| (*g, data_offset(BLOCK_BYTES_MIN)))) {
-            let (ev, n) = evidence_and_count(g, from, missing_lsn, &mut self.report)?;
+            let (ev, n) = evidence_and_count(g, &g.file, from, missing_lsn, &mut self.report)?;
             dropped += n;
             if let Some(ev) = ev {
                 if strongest.as_ref().is_none_or(|(_, s)| ev.sync_hint > s.sync_hint) {
@@ -547,16 +556,18 @@ fn unplaceable(f: &SegFile, what: &str) -> Error {
     }
 }
 
-/// The strongest evidence among this life's valid records from `from` on,
-/// and how many of them carry an LSN at or after `missing_lsn`.
+/// The strongest evidence among this life's valid records from `from` on
+/// in `file` (the segment opened one way or another), and how many of them
+/// carry an LSN at or after `missing_lsn`.
 fn evidence_and_count(
     f: &SegFile,
+    file: &Arc<dyn StorageFile>,
     from: u64,
     missing_lsn: u64,
     report: &mut RecoveryReport,
 ) -> Result<(Option<Evidence>, u64)> {
     let limits = f.limits();
-    let mut src = f.scan();
+    let mut src = f.scan_with(file);
     let mut best: Option<Evidence> = None;
     let mut count = 0;
     let mut pos = from;
@@ -603,10 +614,21 @@ fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut R
     let file =
         cfg.storage.open_file(&path, OpenHow::read(cfg.direct)).map_err(|e| Error::io("open segment", &path, e))?;
     file.drop_cached(0, 0);
+    // What a file is decides where the log starts and ends: a spare is
+    // reused, junk and what precedes the first live segment are removed.
+    // So where the log uses O_DIRECT, the header and a spare's or damaged
+    // file's search for records of its own life read the device itself,
+    // never a cached page older than it that the drop could not remove
+    // (locked or mapped): such a page shows zeros where a live header is.
+    let device = if cfg.direct || cfg.confirm_direct {
+        cfg.storage.open_file(&path, OpenHow::read(true)).map_err(|e| Error::io("open segment", &path, e))?
+    } else {
+        file.clone()
+    };
     let len = file.size().map_err(|e| Error::io("stat segment", &path, e))?;
     let mut block = AlignedBuf::zeroed(4096);
     let got = if len >= 4096 {
-        read_full_at(file.as_ref(), &mut block, 0).map_err(|e| Error::io("read segment header", &path, e))?
+        read_full_at(device.as_ref(), &mut block, 0).map_err(|e| Error::io("read segment header", &path, e))?
     } else {
         0
     };
@@ -626,26 +648,20 @@ fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut R
         }
     };
     let mut f = SegFile { id, path, file, len, state };
+    let own_records = |f: &SegFile, report: &mut RecoveryReport| -> Result<bool> {
+        let (evidence, _) = evidence_and_count(f, &device, data_offset(BLOCK_BYTES_MIN), 0, report)?;
+        Ok(evidence.is_some())
+    };
     match f.state {
-        State::Damaged(_) => {
-            // Only records of this file's own life make it more than junk.
-            let (evidence, _) = evidence_and_count(&f, data_offset(BLOCK_BYTES_MIN), 0, report)?;
-            if evidence.is_none() {
-                f.state = State::Junk;
-            }
-        }
-        State::Spare => {
-            // Headers are synced before records, so a spare never holds a
-            // record of its own life; one that does lost its header later
-            // (or its header write was lost). Look at the whole file, not
-            // only where a first record would start: the first flush may be
-            // damaged too. Spares are zeros or other lives' records, which
-            // cost one comparison per 8 bytes.
-            let (evidence, _) = evidence_and_count(&f, data_offset(BLOCK_BYTES_MIN), 0, report)?;
-            if evidence.is_some() {
-                f.state = State::Damaged("header lost but records present");
-            }
-        }
+        // Only records of this file's own life make it more than junk.
+        State::Damaged(_) if !own_records(&f, report)? => f.state = State::Junk,
+        // Headers are synced before records, so a spare never holds a
+        // record of its own life; one that does lost its header later (or
+        // its header write was lost). The whole file is looked at, not only
+        // where a first record would start: the first flush may be damaged
+        // too. Spares are zeros or other lives' records, which cost one
+        // comparison per 8 bytes.
+        State::Spare if own_records(&f, report)? => f.state = State::Damaged("header lost but records present"),
         _ => {}
     }
     Ok(f)

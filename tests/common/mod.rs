@@ -119,6 +119,9 @@ pub struct FaultPlan {
     pub reads_before_cache_drop: AtomicI64,
     /// Reads through O_DIRECT handles.
     pub direct_reads: AtomicI64,
+    /// Reads through O_DIRECT handles past the first 4 KiB (past a header
+    /// block: a walk over records, not a classification), by file.
+    pub direct_data_reads: std::sync::Mutex<std::collections::BTreeMap<PathBuf, u64>>,
     /// A stale page cache: reads of this file through handles without
     /// O_DIRECT see zeros from this offset on, as if the cache held pages
     /// older than the device that no drop could remove.
@@ -126,6 +129,11 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
+    /// Reads of `path`'s records through O_DIRECT handles.
+    pub fn direct_data_reads_of(&self, path: &Path) -> u64 {
+        self.direct_data_reads.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
     pub fn new() -> Arc<FaultPlan> {
         Arc::new(FaultPlan {
             fail_write_after: AtomicI64::new(-1),
@@ -136,6 +144,7 @@ impl FaultPlan {
             reads: AtomicI64::new(0),
             reads_before_cache_drop: AtomicI64::new(0),
             direct_reads: AtomicI64::new(0),
+            direct_data_reads: Default::default(),
             stale_cache_from: std::sync::Mutex::new(None),
         })
     }
@@ -191,6 +200,9 @@ impl StorageFile for FaultyFile {
         }
         if self.inner.is_direct() {
             self.plan.direct_reads.fetch_add(1, Ordering::SeqCst);
+            if offset + buf.len() as u64 > 4096 {
+                *self.plan.direct_data_reads.lock().unwrap().entry(self.path.clone()).or_default() += 1;
+            }
         }
         let n = self.inner.read_at(buf, offset)?;
         if !self.inner.is_direct() {
