@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{IoPath, PATHS, options, payload};
+use uring_wal::storage::sim::{SimConfig, SimStorage};
 use uring_wal::{Durability, Error, RecordType, Wal};
 
 const MODES: [Durability; 4] = [
@@ -124,5 +125,64 @@ fn damage_to_records_never_synced_is_still_a_torn_tail() {
             let tail = wal.recovery_report().torn_tail.clone().expect("a torn tail");
             assert_eq!(tail.next_lsn, 55, "{ctx}");
         }
+    }
+}
+
+/// Appends from two threads while a third calls `sync()` over and over,
+/// under `Periodic` with buffered I/O and sync rounds falling due all the
+/// time; returns the most syncs seen in flight on one file.
+fn syncs_in_flight_under_periodic_rounds_and_sync_calls(wal: Wal) -> u64 {
+    let wal = std::sync::Arc::new(wal);
+    let appenders: Vec<_> = (0..2u64)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for i in 0..400u64 {
+                    wal.append(RecordType::Put, &payload(t * 1000 + i, 200)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let syncer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                wal.sync().unwrap();
+            }
+        })
+    };
+    for t in appenders {
+        t.join().unwrap();
+    }
+    syncer.join().unwrap();
+    let wal = std::sync::Arc::try_unwrap(wal).unwrap_or_else(|_| panic!("still shared"));
+    let most = wal.stats().syncs_in_flight_per_file_max;
+    wal.close().unwrap();
+    most
+}
+
+#[test]
+fn a_sync_marker_never_shares_a_file_with_a_sync_round_in_flight() {
+    // With buffered I/O one sync in flight per file at most: of two, the
+    // earlier may return 0 over lost pages because the later consumed the
+    // file's writeback error. A sync() that completes between two periodic
+    // rounds must not place its marker (a synced write) while the next
+    // round's fdatasync runs on the same file.
+    let periodic = Durability::Periodic { interval: Duration::from_micros(1) };
+    // The real kernel: rounds go through the ring, markers are synced by
+    // the I/O thread itself.
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), IoPath::Buffered).durability(periodic).backend(uring_wal::Backend::IoUring);
+    let most = syncs_in_flight_under_periodic_rounds_and_sync_calls(Wal::open(o).unwrap());
+    assert_eq!(most, 1, "io_uring: syncs in flight on one file at once");
+    // The simulated storage completes the threaded backend's operations
+    // out of order, at its next poll: each stays in flight until then.
+    for seed in 1..=20 {
+        let sim = SimStorage::new(SimConfig { shuffle_completions: true, ..SimConfig::new(seed) });
+        let o = options(Path::new("/wal"), IoPath::Buffered).durability(periodic);
+        let most = syncs_in_flight_under_periodic_rounds_and_sync_calls(
+            Wal::open_with_storage(o, std::sync::Arc::new(sim)).unwrap(),
+        );
+        assert_eq!(most, 1, "simulated, seed {seed}: syncs in flight on one file at once");
     }
 }

@@ -173,6 +173,8 @@ struct Flush {
     submitted: Option<Instant>,
     /// A sync marker (no records) stating that this LSN was synced.
     marker: Option<u64>,
+    /// Its write carries a sync (`fdatasync` after it, or `RWF_DSYNC`).
+    syncs: bool,
 }
 
 #[derive(Debug)]
@@ -202,8 +204,9 @@ struct SyncRounds {
     /// Segments written since the last round: id, path, file.
     dirty: Vec<(u64, Arc<Path>, Arc<dyn StorageFile>)>,
     /// The segments the round in flight syncs (its syncs' tags index this),
-    /// so a failed sync names its own segment.
-    syncing: Vec<(u64, Arc<Path>)>,
+    /// so a failed sync names its own segment; and whether each sync is
+    /// still in flight.
+    syncing: Vec<(u64, Arc<Path>, bool)>,
     in_flight: usize,
     covers: u64,
     failed: bool,
@@ -418,14 +421,13 @@ impl<Q: IoQueue> Engine<Q> {
     /// any of those records as corruption instead of cutting it as a torn
     /// tail, even when no later record exists to prove they were synced.
     fn maybe_mark(&mut self) -> bool {
-        if self.marker_pending || self.poisoned {
+        // Not while a round's sync runs: a marker is a synced write, and
+        // with buffered I/O one sync per file at a time (the round started
+        // after the sync() it answers may be syncing this very file).
+        if self.marker_pending || self.poisoned || self.rounds.in_flight > 0 {
             return false;
         }
-        let target = if self.shutting_down && self.drained() && self.rounds.in_flight == 0 {
-            self.acked
-        } else {
-            self.sync_target
-        };
+        let target = if self.shutting_down && self.drained() { self.acked } else { self.sync_target };
         if target <= self.marked || self.synced < target {
             return false;
         }
@@ -464,6 +466,17 @@ impl<Q: IoQueue> Engine<Q> {
         self.queue_sealed(open, len, Some(synced));
         self.marker_pending = true;
         true
+    }
+
+    /// Counts the syncs in flight on segment `id` (flushes that carry one,
+    /// and round syncs) for [`crate::Stats::syncs_in_flight_per_file_max`]:
+    /// with buffered I/O never more than one (see
+    /// `SyncPolicy::flushes_in_flight_max`), which tests check.
+    fn note_syncs_in_flight(&self, id: u64) {
+        let flushes = self.flushes.iter().filter(|f| f.state == FlushState::InFlight && f.syncs && f.segment_id == id);
+        let rounds = self.rounds.syncing.iter().filter(|(s, _, in_flight)| *in_flight && *s == id);
+        let on_file = flushes.count() + rounds.count();
+        self.shared.counters.syncs_in_flight_per_file_max.fetch_max(on_file as u64, Ordering::Relaxed);
     }
 
     /// When the oldest write or sync in flight was submitted.
@@ -738,6 +751,7 @@ impl<Q: IoQueue> Engine<Q> {
             state: FlushState::Sealed,
             submitted: None,
             marker,
+            syncs: false,
         });
     }
 
@@ -790,16 +804,11 @@ impl<Q: IoQueue> Engine<Q> {
             };
             f.state = FlushState::InFlight;
             f.submitted = Some(Instant::now());
+            f.syncs = op.sync != SyncMode::None;
             let segment_id = f.segment_id;
             self.flushes_in_flight += 1;
             if op.sync != SyncMode::None {
-                // Checked by tests: never above 1 with buffered I/O.
-                let on_file = self
-                    .flushes
-                    .iter()
-                    .filter(|g| g.state == FlushState::InFlight && g.segment_id == segment_id)
-                    .count();
-                self.shared.counters.syncs_in_flight_per_file_max.fetch_max(on_file as u64, Ordering::Relaxed);
+                self.note_syncs_in_flight(segment_id);
             }
             let counters = &self.shared.counters;
             counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -949,10 +958,12 @@ impl<Q: IoQueue> Engine<Q> {
     /// all did.
     fn complete_round_sync(&mut self, tag: u64, result: Result<(), OpError>) {
         self.rounds.in_flight -= 1;
+        #[expect(clippy::expect_used, reason = "sync_round tags each sync with its index in `syncing`")]
+        let (id, path, in_flight) = self.rounds.syncing.get_mut(tag as usize).expect("a round sync's tag");
+        *in_flight = false;
+        let (id, path) = (*id, path.clone());
         if let Err(e) = result {
             self.rounds.failed = true;
-            #[expect(clippy::expect_used, reason = "sync_round tags each sync with its index in `syncing`")]
-            let (id, path) = self.rounds.syncing.get(tag as usize).cloned().expect("a round sync's tag");
             // The first LSN not durable: a round may cover nothing past what
             // an earlier round synced (its files were dirtied by flushes not
             // yet acknowledged).
@@ -1054,8 +1065,9 @@ impl<Q: IoQueue> Engine<Q> {
         self.rounds.syncing.clear();
         for (id, path, file) in &dirty {
             let tag = self.rounds.syncing.len() as u64;
-            self.rounds.syncing.push((*id, path.clone()));
+            self.rounds.syncing.push((*id, path.clone(), true));
             self.rounds.in_flight += 1;
+            self.note_syncs_in_flight(*id);
             self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
             self.queue.submit_sync(tag, file.clone());
         }
