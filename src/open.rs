@@ -154,6 +154,7 @@ pub(crate) fn backend_choice(
         lock_fd: lock.raw_fd(),
         descriptors,
         order: storage.completion_order(),
+        give_up: options.io_timeout,
         #[cfg(feature = "fault-injection")]
         ring_faults: options.ring_faults.clone(),
     })

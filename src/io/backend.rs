@@ -23,6 +23,9 @@ pub(crate) struct Choice {
     /// Whether the storage's files have descriptors (io_uring needs them).
     pub descriptors: bool,
     pub order: CompletionOrder,
+    /// How long a dropped queue waits for operations the kernel still
+    /// holds (the log's `io_timeout`).
+    pub give_up: std::time::Duration,
     #[cfg(feature = "fault-injection")]
     pub ring_faults: Option<super::fault::RingFaultPlan>,
 }
@@ -67,7 +70,9 @@ pub(crate) fn start(choice: Choice, buffers: &[IoBuf]) -> Result<Running> {
         _ if !choice.descriptors => Err("storage without file descriptors".to_owned()),
         _ => match uring::unavailable_reason() {
             Some(reason) => Err(reason),
-            None => UringQueue::new(choice.lock_fd, buffers).map_err(|e| format!("io_uring setup: {e}")),
+            None => {
+                UringQueue::new(choice.lock_fd, buffers, choice.give_up).map_err(|e| format!("io_uring setup: {e}"))
+            }
         },
     };
     match attempt {

@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
@@ -125,7 +126,10 @@ struct Flush {
 
 /// The io_uring queue. Owns every buffer while its write is in flight.
 pub(crate) struct UringQueue {
-    ring: Ring,
+    /// Dropped by hand in `Drop`, or never: see there.
+    ring: ManuallyDrop<Ring>,
+    /// How long `Drop` waits for operations the kernel still holds.
+    give_up: Duration,
     ops: Vec<Option<Op>>,
     free_slots: Vec<u32>,
     in_flight: usize,
@@ -209,6 +213,7 @@ impl UringQueue {
     pub fn new(
         lock_fd: Option<RawFd>,
         buffers: &[IoBuf],
+        give_up: Duration,
     ) -> io::Result<(UringQueue, Arc<EventfdDoorbell>, UringSetup)> {
         let (ring, defer_taskrun) = build_ring()?;
         if !ring.params().is_feature_ext_arg() {
@@ -239,7 +244,8 @@ impl UringQueue {
         let fixed_buffers = !buffers.is_empty() && unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         let doorbell = Arc::new(EventfdDoorbell::new()?);
         let queue = UringQueue {
-            ring,
+            ring: ManuallyDrop::new(ring),
+            give_up,
             ops: Vec::new(),
             free_slots: Vec::new(),
             in_flight: 0,
@@ -701,7 +707,7 @@ impl Drop for UringQueue {
         if self.doorbell_armed {
             self.doorbell.signal();
         }
-        let give_up = Instant::now() + Duration::from_secs(30);
+        let give_up = Instant::now() + self.give_up;
         let mut sink = Vec::new();
         // A flush waiting for this thread's sync holds no kernel operation;
         // no one awaits its completion any more.
@@ -721,15 +727,22 @@ impl Drop for UringQueue {
             release_unsynced(self);
         }
         if self.in_flight > 0 || self.doorbell_armed {
-            // The kernel never completed them: leak the memory rather than
-            // free what it may still touch.
+            // The kernel never completed them: leak the memory it may still
+            // touch, and the ring itself. Closing the ring would cancel what
+            // it can and drop its registered files, the directory's lock
+            // file among them: the directory could then be opened and
+            // recovered while a write of this log may still land. Leaked,
+            // the lock is held until the process exits.
             std::mem::forget(std::mem::take(&mut self.ops));
             std::mem::forget(std::mem::replace(&mut self.doorbell_buf, Box::new([0; 8])));
+            return;
         }
         // A clean close releases the registered lock file now, not when the
         // kernel gets round to tearing the ring down, so the directory can be
         // reopened at once.
         let _ = self.ring.submitter().unregister_files();
+        // SAFETY: the ring is dropped once, here, and never used after.
+        unsafe { ManuallyDrop::drop(&mut self.ring) };
     }
 }
 
@@ -769,7 +782,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = OsStorage.open_file(&dir.path().join("f"), OpenHow::create(false)).unwrap();
         let set = make_set(buffers, BLOCK);
-        let (queue, _, _) = UringQueue::new(None, &set).unwrap();
+        let (queue, _, _) = UringQueue::new(None, &set, Duration::from_secs(30)).unwrap();
         Some((dir, file, set, queue))
     }
 
@@ -809,6 +822,57 @@ mod tests {
                 Completion::Sync { .. } => panic!("no round sync was asked for"),
             })
             .collect()
+    }
+
+    /// Whether another open file description can take the flock of `path`.
+    fn lock_is_free(path: &std::path::Path) -> bool {
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: plain system call on a descriptor open for the call.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    }
+
+    #[test]
+    fn a_queue_that_gives_up_on_a_stuck_operation_keeps_the_lock_file_registered() {
+        // The directory lock is a flock on the lock file, which the ring
+        // holds registered: after a kill -9 the lock is held while the dead
+        // process's writes drain. A queue dropped with an operation the
+        // kernel never completes (here a read of an empty pipe) must keep
+        // it so for good, or the directory could be opened and recovered
+        // while a write of this log may still land.
+        if let Some(why) = unavailable_reason() {
+            eprintln!("SKIPPED: io_uring unavailable here: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lock_path = dir.path().join("LOCK");
+        let lock = std::fs::File::create(&lock_path).unwrap();
+        // SAFETY: plain system call on a descriptor open for the call.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        let set = make_set(1, BLOCK);
+        let give_up = Duration::from_millis(50);
+        let (mut queue, _, _) = UringQueue::new(Some(lock.as_raw_fd()), &set, give_up).unwrap();
+        let (r, _w) = std::io::pipe().unwrap();
+        let keep = OsStorage.open_file(&lock_path, OpenHow::read(false)).unwrap();
+        let slot = queue.alloc_slot(Op::Sync {
+            tag: 0,
+            _file: keep,
+            #[cfg(feature = "fault-injection")]
+            _keep: None,
+        });
+        let mut byte = Box::new([0u8; 8]);
+        let read = opcode::Read::new(types::Fd(r.as_raw_fd()), byte.as_mut_ptr(), 8).build().user_data(u64::from(slot));
+        // SAFETY: `byte` is leaked below with the queue's memory if the read
+        // never completes, so the kernel never writes into freed memory.
+        unsafe { queue.push(&[read]) }.unwrap();
+        queue.ring.submit().unwrap();
+        drop(lock);
+        assert!(!lock_is_free(&lock_path), "held through the ring");
+        let started = Instant::now();
+        drop(queue);
+        std::mem::forget(byte);
+        assert!(started.elapsed() < Duration::from_secs(5), "gave up after {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!lock_is_free(&lock_path), "the lock was let go while an operation of the queue was stuck");
     }
 
     #[test]
