@@ -122,6 +122,9 @@ pub struct FaultPlan {
     /// Reads through O_DIRECT handles past the first 4 KiB (past a header
     /// block: a walk over records, not a classification), by file.
     pub direct_data_reads: std::sync::Mutex<std::collections::BTreeMap<PathBuf, u64>>,
+    /// Each write of zeros into a file created as a segment being prepared
+    /// (`*.wal.tmp`) takes this long: a slow device under a zero-fill.
+    pub slow_fill_write: std::sync::Mutex<Option<std::time::Duration>>,
     /// A stale page cache: reads of this file through handles without
     /// O_DIRECT see zeros from this offset on, as if the cache held pages
     /// older than the device that no drop could remove.
@@ -145,6 +148,7 @@ impl FaultPlan {
             reads_before_cache_drop: AtomicI64::new(0),
             direct_reads: AtomicI64::new(0),
             direct_data_reads: Default::default(),
+            slow_fill_write: std::sync::Mutex::new(None),
             stale_cache_from: std::sync::Mutex::new(None),
         })
     }
@@ -224,6 +228,11 @@ impl StorageFile for FaultyFile {
         // flush that a short write left over.
         if !self.written_nonzero.load(Ordering::SeqCst) && buf.iter().any(|&b| b != 0) {
             self.written_nonzero.store(true, Ordering::SeqCst);
+        }
+        if let Some(d) = *self.plan.slow_fill_write.lock().unwrap() {
+            if self.path.to_string_lossy().ends_with(".wal.tmp") && buf.iter().all(|&b| b == 0) {
+                std::thread::sleep(d);
+            }
         }
         if offset > 0 && self.written_nonzero.load(Ordering::SeqCst) {
             self.carries_data.store(true, Ordering::SeqCst);
