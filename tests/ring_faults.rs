@@ -350,7 +350,9 @@ fn dsync_on_fuse_uses_an_fdatasync_not_rwf_dsync() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(Options::new(dir.path()).durability(Durability::Dsync).backend(Backend::IoUring)).unwrap();
     let fs = wal.backend().device.fs_type.clone();
-    assert_eq!(wal.backend().rwf_dsync, matches!(fs.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs"), "{fs}");
+    let btrfs_trusted = wal.backend().device.kernel.is_some_and(|v| !((5, 16)..(6, 2)).contains(&v));
+    let trusted = matches!(fs.as_str(), "ext4" | "xfs" | "tmpfs") || (fs == "btrfs" && btrfs_trusted);
+    assert_eq!(wal.backend().rwf_dsync, trusted, "{fs}");
 }
 
 #[test]

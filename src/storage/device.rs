@@ -39,13 +39,15 @@ pub struct DeviceFacts {
     pub atomic_write_unit_max_bytes: Option<u32>,
     /// Spinning disk.
     pub rotational: Option<bool>,
+    /// The running kernel's version (major, minor), from `uname`.
+    pub kernel: Option<(u32, u32)>,
 }
 
 impl DeviceFacts {
     /// Probes the device under `file` (an existing file or directory).
     #[must_use]
     pub fn probe(file: &Path) -> DeviceFacts {
-        let mut facts = DeviceFacts { fs_type: fs_type(file), ..DeviceFacts::default() };
+        let mut facts = DeviceFacts { fs_type: fs_type(file), kernel: kernel_version(), ..DeviceFacts::default() };
         let Some(stx) = statx(file) else { return facts };
         if stx.stx_mask & libc::STATX_DIOALIGN != 0 {
             facts.dio_mem_align = stx.stx_dio_mem_align;
@@ -106,21 +108,31 @@ impl DeviceFacts {
     /// Whether a write with `RWF_DSYNC` is known to be durable when it
     /// completes on this file system, asynchronous (io_uring) or not.
     ///
-    /// On ext4, xfs, btrfs and f2fs a direct write goes through iomap, which
-    /// for `IOCB_DSYNC` syncs (or uses FUA) before it completes the request,
+    /// On ext4 and xfs a direct write goes through iomap, which for
+    /// `IOCB_DSYNC` syncs (or uses FUA) before it completes the request,
     /// also when it completes asynchronously; their buffered writes call
-    /// `generic_write_sync` before returning. tmpfs and ramfs have nothing to
-    /// sync. FUSE (and virtiofs, which reports the same magic) does not: for
+    /// `generic_write_sync` before returning. tmpfs and ramfs have nothing
+    /// to sync. btrfs lost exactly that sync for direct writes issued
+    /// nowait (as io_uring issues them first) from Linux 5.16 (commit
+    /// 51bd9563b678) until 6.2 (commit 8184620ae212, also in some later 6.0
+    /// and 6.1 stable releases, which cannot be told apart by version): it
+    /// is trusted only outside 5.16..6.2. f2fs is not trusted: no power-loss
+    /// test here has shown its asynchronous `RWF_DSYNC` writes durable.
+    /// FUSE (and virtiofs, which reports the same magic) does not sync: for
     /// an asynchronous direct write with `RWF_DSYNC` its client sends the
-    /// server no fsync (observed on Linux 6.18: every acknowledged record lost
-    /// at a power loss); and when the server answers an `O_DIRECT` open with
-    /// `FOPEN_DIRECT_IO`, not even for a synchronous `pwritev2`. Every other file
-    /// system (network ones, overlayfs, unknown magics) is not trusted either:
-    /// a write followed by an `fdatasync` costs a little more and is durable
-    /// everywhere.
+    /// server no fsync (observed on Linux 6.18: every acknowledged record
+    /// lost at a power loss); and when the server answers an `O_DIRECT` open
+    /// with `FOPEN_DIRECT_IO`, not even for a synchronous `pwritev2`. Every
+    /// other file system (network ones, overlayfs, unknown magics) is not
+    /// trusted either: a write followed by an `fdatasync` costs a little
+    /// more and is durable everywhere.
     #[must_use]
     pub fn trusts_rwf_dsync(&self) -> bool {
-        matches!(self.fs_type.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs" | "ramfs" | "simulated")
+        match self.fs_type.as_str() {
+            "ext4" | "xfs" | "tmpfs" | "ramfs" | "simulated" => true,
+            "btrfs" => self.kernel.is_some_and(|v| !((5, 16)..(6, 2)).contains(&v)),
+            _ => false,
+        }
     }
 
     /// Whether its files are read through a page cache of their own, the
@@ -134,6 +146,27 @@ impl DeviceFacts {
     pub fn has_own_page_cache(&self) -> bool {
         matches!(self.fs_type.as_str(), "ext4" | "xfs" | "btrfs" | "f2fs")
     }
+}
+
+/// The running kernel's (major, minor) version, from `uname`.
+fn kernel_version() -> Option<(u32, u32)> {
+    let mut uts = MaybeUninit::<libc::utsname>::zeroed();
+    // SAFETY: uts is a writable utsname buffer that the kernel fills.
+    if unsafe { libc::uname(uts.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: uname succeeded and initialised the buffer.
+    let uts = unsafe { uts.assume_init() };
+    let release: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    parse_kernel_version(std::str::from_utf8(&release).ok()?)
+}
+
+/// `"6.18.44-fc-v1300"` -> `(6, 18)`.
+fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 fn fs_type(path: &Path) -> String {
@@ -170,9 +203,24 @@ mod tests {
 
     #[test]
     fn rwf_dsync_is_trusted_only_where_async_writes_honour_it() {
-        let on = |fs: &str| DeviceFacts { fs_type: fs.into(), ..DeviceFacts::default() }.trusts_rwf_dsync();
+        let on_kernel = |fs: &str, kernel| DeviceFacts { fs_type: fs.into(), kernel, ..DeviceFacts::default() };
+        let on = |fs: &str| on_kernel(fs, Some((6, 18))).trusts_rwf_dsync();
         assert!(on("ext4") && on("xfs") && on("tmpfs"));
         assert!(!on("fuse") && !on("nfs") && !on("overlayfs") && !on("0x1234") && !on("unknown"));
+        assert!(!on("f2fs"), "no power-loss test has shown f2fs's asynchronous RWF_DSYNC durable");
+        // btrfs lost the sync of nowait direct RWF_DSYNC writes in 5.16..6.2.
+        let btrfs = |kernel| on_kernel("btrfs", kernel).trusts_rwf_dsync();
+        assert!(btrfs(Some((5, 15))) && btrfs(Some((6, 2))) && btrfs(Some((6, 18))));
+        assert!(!btrfs(Some((5, 16))) && !btrfs(Some((6, 1))) && !btrfs(None));
+    }
+
+    #[test]
+    fn kernel_versions_parse_from_release_strings() {
+        assert_eq!(parse_kernel_version("6.18.44-fc-v1300"), Some((6, 18)));
+        assert_eq!(parse_kernel_version("5.15.0-91-generic"), Some((5, 15)));
+        assert_eq!(parse_kernel_version("6.2"), Some((6, 2)));
+        assert_eq!(parse_kernel_version("garbage"), None);
+        assert!(kernel_version().is_some_and(|v| v >= (3, 0)), "{:?}", kernel_version());
     }
 
     #[test]
