@@ -205,3 +205,39 @@ fn a_preparation_write_that_never_answers_fails_every_caller_in_bounded_time() {
 fn a_preparation_sync_that_never_answers_fails_every_caller_in_bounded_time() {
     all(Stall::Prepare(FileOp::Fsync));
 }
+
+/// `truncate_before` retires a segment once every record in it is
+/// acknowledged; a sync marker holds no record, yet is a write into the
+/// segment. While that write is in flight (held here), the segment must
+/// stay: renamed for reuse, the late write would land in another life.
+#[test]
+fn a_segment_with_a_sync_marker_in_flight_is_not_retired() {
+    let Some(mount) = fusefs::mount_or_skip(FsOptions { threads: 4, ..FsOptions::default() }) else { return };
+    let o = Options::new(mount.path().join("wal")).segment_bytes(256 * 1024).record_bytes_max(200 * 1024);
+    let wal = Arc::new(Wal::open(o).unwrap());
+    wal.append(RecordType::Put, &tagged(1, 100 * 1024)).unwrap();
+    // The next data write is the marker of this sync().
+    mount.fs.set_faults(Faults { hang_write: Some(mount.fs.stats().data_writes), ..Faults::default() });
+    let w = wal.clone();
+    let sync = std::thread::spawn(move || w.sync());
+    let t0 = Instant::now();
+    while mount.fs.stats().faults == 0 {
+        assert!(t0.elapsed() < BOUND, "the marker was never written");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Too large for what is left of segment 1: it goes to segment 2, which
+    // is activated while the marker is held (its record is not acknowledged
+    // until the marker completes: acknowledgements follow the log's order).
+    let big = wal.submit(RecordType::Put, &tagged(2, 200 * 1024)).unwrap();
+    while wal.stats().segments < 2 {
+        assert!(t0.elapsed() < BOUND, "segment 2 never activated");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(wal.last_lsn(), 1);
+    let retired = wal.truncate_before(2).unwrap();
+    assert_eq!(retired, 0, "segment 1 retired while its sync marker was being written");
+    mount.fs.release();
+    assert!(sync.join().unwrap().unwrap() >= 1);
+    assert_eq!(big.wait().unwrap(), 2);
+    assert_eq!(wal.truncate_before(2).unwrap(), 1, "once the marker is written, segment 1 goes");
+}

@@ -738,6 +738,10 @@ impl<Q: IoQueue> Engine<Q> {
         }
         self.active.write_pos = open.layout.end();
         let token = self.token();
+        if self.flushes.is_empty() {
+            // Before any later segment is activated (see `LiveSegments`).
+            self.live.set_busy_from(Some(self.active.meta.id));
+        }
         self.flushes.push_back(Flush {
             token,
             segment_id: self.active.meta.id,
@@ -1009,6 +1013,7 @@ impl<Q: IoQueue> Engine<Q> {
             }
             self.flushes.pop_front();
         }
+        self.live.set_busy_from(self.flushes.front().map(|f| f.segment_id));
         if acked != self.acked || marked != self.marked {
             self.acked = acked;
             if self.cfg.policy.syncs_each_flush() {

@@ -18,6 +18,7 @@ pub(crate) mod prepare;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::format::{SegmentHeader, data_offset};
@@ -40,14 +41,30 @@ pub(crate) struct SegmentMeta {
 /// The live segments, oldest first, shared by the I/O thread (which appends
 /// on activation), readers (which take snapshots) and `truncate_before`
 /// (which removes from the front).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LiveSegments {
     segments: Mutex<VecDeque<SegmentMeta>>,
+    /// The oldest segment a flush not yet acknowledged belongs to (a write
+    /// may still go into it, or be in flight; `u64::MAX`: none). Set by the
+    /// I/O thread before it activates a later segment, so `split_front`,
+    /// which sees that segment in the list, sees this value or a later one.
+    busy_from: AtomicU64,
+}
+
+impl Default for LiveSegments {
+    fn default() -> LiveSegments {
+        LiveSegments::new(Vec::new())
+    }
 }
 
 impl LiveSegments {
     pub fn new(initial: Vec<SegmentMeta>) -> LiveSegments {
-        LiveSegments { segments: Mutex::new(initial.into()) }
+        LiveSegments { segments: Mutex::new(initial.into()), busy_from: AtomicU64::new(u64::MAX) }
+    }
+
+    /// I/O thread: the oldest segment with a flush not yet acknowledged.
+    pub fn set_busy_from(&self, id: Option<u64>) {
+        self.busy_from.store(id.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SegmentMeta>> {
@@ -79,14 +96,16 @@ impl LiveSegments {
     }
 
     /// Removes the oldest segments whose records are all below `lsn` and all
-    /// at or below `acked_lsn` (so no write to them is still in flight). The
-    /// newest segment always stays.
+    /// at or below `acked_lsn`, and into which no write is pending or in
+    /// flight (a sync marker holds no record, yet is a write). The newest
+    /// segment always stays.
     pub fn split_front(&self, lsn: u64, acked_lsn: u64) -> Vec<SegmentMeta> {
         let mut segs = self.lock();
+        let busy_from = self.busy_from.load(Ordering::SeqCst);
         let mut n = 0;
         while n + 1 < segs.len() {
             let next_first = segs[n + 1].first_lsn;
-            if next_first <= lsn && next_first <= acked_lsn.saturating_add(1) {
+            if next_first <= lsn && next_first <= acked_lsn.saturating_add(1) && segs[n].id < busy_from {
                 n += 1;
             } else {
                 break;
@@ -165,5 +184,14 @@ mod tests {
         assert!(live.split_front(1000, 150).is_empty());
         assert_eq!(live.split_front(1000, 1000).iter().map(|s| s.id).collect::<Vec<_>>(), vec![2]);
         assert_eq!(live.len(), 1);
+    }
+
+    #[test]
+    fn split_front_keeps_a_segment_a_write_may_still_go_into() {
+        let live = LiveSegments::new(vec![meta(1, 1), meta(2, 100), meta(3, 200)]);
+        live.set_busy_from(Some(2));
+        assert_eq!(live.split_front(1000, 1000).iter().map(|s| s.id).collect::<Vec<_>>(), vec![1]);
+        live.set_busy_from(None);
+        assert_eq!(live.split_front(1000, 1000).iter().map(|s| s.id).collect::<Vec<_>>(), vec![2]);
     }
 }
