@@ -272,14 +272,21 @@ impl Options {
         self
     }
 
-    /// Requests queued for the I/O thread, at most; producers block beyond.
+    /// Requests (single records, batches, `sync()` calls) queued for the I/O
+    /// thread, at most (default 4,096; `1..=2^20`). Beyond it
+    /// [`crate::Wal::submit`] and `append` block,
+    /// [`crate::Wal::submit_async`] awaits and [`crate::Wal::try_submit`]
+    /// fails with [`crate::Error::QueueFull`], until the queue has drained to
+    /// half; a failure of the log ends every wait at once.
     pub fn queue_requests_max(mut self, requests: usize) -> Options {
         self.queue_requests_max = requests;
         self
     }
 
-    /// Payload bytes queued for the I/O thread, at most; producers block
-    /// beyond. At least `record_bytes_max`.
+    /// Payload bytes queued for the I/O thread, at most (default 16 MiB; at
+    /// least `record_bytes_max`, at most 4 GiB); beyond it producers wait as
+    /// for [`Options::queue_requests_max`]. An empty queue always takes one
+    /// request, however large.
     pub fn queue_bytes_max(mut self, bytes: usize) -> Options {
         self.queue_bytes_max = bytes;
         self
@@ -358,13 +365,16 @@ impl Options {
         self
     }
 
-    /// How long a write or sync may stay in flight (default 30 s) before the
-    /// log gives up on the kernel: it is poisoned, every waiting append
-    /// fails, nothing after is acknowledged. Also the longest
-    /// [`crate::Wal::close`] (and `Drop`) waits for the I/O thread to stop;
-    /// past it the thread is left behind (it keeps its buffers, and the
-    /// directory stays locked until the process exits) and close reports it.
-    /// `1 ms..=1 h`.
+    /// How long a write or sync of a segment, or a step of preparing or
+    /// retiring one, may stay in the kernel (default 30 s; `1 ms..=1 h`)
+    /// before the log gives up on the device: it is poisoned, every caller
+    /// waiting on it fails (appenders, producers waiting for room, `sync`,
+    /// `truncate_before`), nothing after is acknowledged. Also the longest
+    /// [`crate::Wal::close`] (and `Drop`) waits for its threads (at most a
+    /// second once the log failed); a thread still stuck in the kernel is
+    /// left behind, keeping its buffers, and the directory stays locked
+    /// until the process exits. `docs/RELIABILITY.md`, "When the device
+    /// stalls", gives the whole promise.
     pub fn io_timeout(mut self, timeout: Duration) -> Options {
         self.io_timeout = timeout;
         self
