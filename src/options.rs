@@ -6,6 +6,9 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::format::{self, RECORD_PAYLOAD_BYTES_LIMIT, record};
 
+/// Largest record by default, where segments are large enough (1 MiB).
+const RECORD_BYTES_MAX_DEFAULT: u32 = 1 << 20;
+
 /// When an append is acknowledged, and what is synced for it.
 ///
 /// "Synced" means the data reached stable storage as far as the kernel can
@@ -139,6 +142,8 @@ pub struct Options {
     pub(crate) block: BlockSize,
     pub(crate) segment_bytes: u64,
     pub(crate) record_bytes_max: u32,
+    /// `record_bytes_max` was set, rather than following `segment_bytes`.
+    record_bytes_max_set: bool,
     pub(crate) flush_bytes_max: usize,
     pub(crate) flushes_in_flight_max: usize,
     pub(crate) queue_requests_max: usize,
@@ -149,6 +154,7 @@ pub struct Options {
     pub(crate) wait_spin: Duration,
     pub(crate) io_spin: Duration,
     pub(crate) io_timeout: Duration,
+    pub(crate) lock_wait: Duration,
     pub(crate) create_if_missing: bool,
     #[cfg(feature = "fault-injection")]
     pub(crate) ring_faults: Option<crate::RingFaultPlan>,
@@ -169,7 +175,8 @@ impl Options {
             recovery: RecoveryMode::TolerateTornTail,
             block: BlockSize::Auto,
             segment_bytes: 64 << 20,
-            record_bytes_max: 1 << 20,
+            record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            record_bytes_max_set: false,
             flush_bytes_max: 1 << 20,
             flushes_in_flight_max: 4,
             queue_requests_max: 4096,
@@ -180,6 +187,7 @@ impl Options {
             wait_spin: Duration::ZERO,
             io_spin: Duration::ZERO,
             io_timeout: Duration::from_secs(30),
+            lock_wait: Duration::from_secs(5),
             create_if_missing: true,
             #[cfg(feature = "fault-injection")]
             ring_faults: None,
@@ -235,15 +243,25 @@ impl Options {
         self
     }
 
-    /// Size of each segment file: a multiple of 64 KiB, at least 64 KiB.
+    /// Size of each segment file: a multiple of 64 KiB, at least 64 KiB
+    /// (default 64 MiB). Unless [`Options::record_bytes_max`] is set, the
+    /// largest record follows it: a quarter of a segment, at most 1 MiB (so
+    /// `segment_bytes(1 << 20)` alone takes records up to 256 KiB).
     pub fn segment_bytes(mut self, bytes: u64) -> Options {
         self.segment_bytes = bytes;
+        if !self.record_bytes_max_set {
+            let quarter = (bytes / 4 / 4096 * 4096).clamp(4096, u64::from(RECORD_BYTES_MAX_DEFAULT));
+            self.record_bytes_max = quarter as u32;
+        }
         self
     }
 
     /// Largest payload accepted, on write and on read (a length field above
-    /// it is never trusted). Default 1 MiB; at most 64 MiB; a record plus its
-    /// 32-byte header and padding must fit in a segment.
+    /// it is never trusted). Default 1 MiB, or a quarter of
+    /// [`Options::segment_bytes`] if that is smaller; at most
+    /// [`crate::format::RECORD_PAYLOAD_BYTES_LIMIT`]; a record plus its
+    /// 32-byte header and two blocks of padding must fit in a segment after
+    /// its header block.
     ///
     /// It also sizes memory: each of the `flushes_in_flight_max + 2` flush
     /// buffers holds `flush_bytes_max` plus one largest record, and a reader's
@@ -256,6 +274,7 @@ impl Options {
     /// segment at each roll: raise `segment_bytes` with it.
     pub fn record_bytes_max(mut self, bytes: u32) -> Options {
         self.record_bytes_max = bytes;
+        self.record_bytes_max_set = true;
         self
     }
 
@@ -380,6 +399,18 @@ impl Options {
         self
     }
 
+    /// How long [`crate::Wal::open`] waits for the directory's lock while its
+    /// holder has exited (default 5 s; at most 1 h). After a writer is
+    /// killed the kernel keeps its lock until the dead process's io_uring
+    /// operations have drained (usually tens of milliseconds), so a service
+    /// restarted at once opens after that wait instead of failing. A holder
+    /// that still runs is reported at once ([`crate::Error::Locked`]), and a
+    /// log already open in this process too ([`crate::Error::AlreadyOpen`]).
+    pub fn lock_wait(mut self, wait: Duration) -> Options {
+        self.lock_wait = wait;
+        self
+    }
+
     /// Whether [`crate::Wal::open`] creates a missing directory (default) or
     /// fails.
     pub fn create_if_missing(mut self, create: bool) -> Options {
@@ -413,19 +444,28 @@ impl Options {
     /// The largest record, the header region and two blocks of padding must
     /// fit in one segment.
     pub(crate) fn check_fits(&self, block_bytes: u32) -> Result<()> {
-        let need =
-            format::data_offset(block_bytes) + record::encoded_len(self.record_bytes_max) + 2 * u64::from(block_bytes);
+        let overhead = format::data_offset(block_bytes) + 2 * u64::from(block_bytes);
+        let need = overhead + record::encoded_len(self.record_bytes_max);
         if need > self.segment_bytes {
+            let segment_min = need.next_multiple_of(64 * 1024);
+            let record_max = self.segment_bytes.saturating_sub(overhead + record::encoded_len(0)) / 8 * 8;
             return Err(Error::InvalidOptions(format!(
-                "record_bytes_max {} does not fit in segments of {} bytes with {block_bytes}-byte blocks",
+                "a record of record_bytes_max = {} bytes does not fit in segments of segment_bytes = {} bytes \
+                 with {block_bytes}-byte blocks (a segment holds its header block, the record with its 32-byte \
+                 header, and up to two blocks of padding: {need} bytes). Raise segment_bytes to at least \
+                 {segment_min}, or lower record_bytes_max to at most {record_max}",
                 self.record_bytes_max, self.segment_bytes
             )));
         }
         Ok(())
     }
 
-    /// Checks the limits that do not depend on the device.
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks these options without opening anything, as
+    /// [`crate::Wal::open`] does first (which checks again once the device
+    /// chose the block size; until then a block of 4 KiB is assumed unless
+    /// [`Options::block_size`] fixes it). Call it where the options are
+    /// built to find a mistake there.
+    pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidOptions(msg));
         if self.segment_bytes < 64 * 1024 || self.segment_bytes % (64 * 1024) != 0 {
             return bad(format!("segment_bytes {} is not a multiple of 64 KiB", self.segment_bytes));
@@ -479,6 +519,9 @@ impl Options {
         if self.io_spin > Duration::from_millis(10) {
             return bad(format!("io_spin {:?} is above 10 ms", self.io_spin));
         }
+        if self.lock_wait > Duration::from_secs(3600) {
+            return bad(format!("lock_wait {:?} is above 1 h", self.lock_wait));
+        }
         if !(Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&self.io_timeout) {
             return bad(format!("io_timeout {:?} is outside 1 ms..=1 h", self.io_timeout));
         }
@@ -507,5 +550,28 @@ mod tests {
         assert!(Options::new("/x").durability(periodic).validate().is_err());
         assert!(Options::new("/x").flushes_in_flight_max(0).validate().is_err());
         assert!(Options::new("/x").queue_bytes_max(10).validate().is_err());
+    }
+
+    #[test]
+    fn small_segments_alone_take_smaller_records_and_a_misfit_says_what_to_change() {
+        // The record limit follows the segment size unless it was set.
+        for seg in [64 << 10, 256 << 10, 1 << 20, 4 << 20, 64 << 20] {
+            let o = Options::new("/x").segment_bytes(seg);
+            o.validate().unwrap_or_else(|e| panic!("segment_bytes({seg}) alone: {e}"));
+            assert_eq!(u64::from(o.record_bytes_max), (seg / 4).min(1 << 20), "{seg}");
+            for block in [512, 4096, 65536] {
+                if seg > 4 * 65536 {
+                    o.check_fits(block).unwrap_or_else(|e| panic!("{seg} with {block}-byte blocks: {e}"));
+                }
+            }
+        }
+        // Set, in either order, it stays as set.
+        let o = Options::new("/x").record_bytes_max(1 << 20).segment_bytes(1 << 20);
+        let err = o.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 1114112") && err.contains("at most 1036256"), "{err}");
+        // The figures it gives are the fix.
+        o.clone().segment_bytes(1_114_112).validate().unwrap();
+        o.record_bytes_max(1_036_256).validate().unwrap();
+        assert!(Options::new("/x").segment_bytes(1 << 20).record_bytes_max(1_036_264).validate().is_err());
     }
 }
