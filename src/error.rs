@@ -30,16 +30,32 @@ pub enum Error {
     #[error("the log is poisoned and refuses appends: {0}")]
     Poisoned(Arc<Failure>),
 
-    /// Another process (or another `Wal` in this one) holds the directory.
-    /// A lock held by this process is waited for up to 500 ms first: a log
-    /// closed just before may still hold it while a child forked by another
-    /// thread has not yet called exec.
-    #[error("{path} is locked by another writer{}", holder_text(*.holder_pid))]
+    /// Another process holds the directory: it runs, or it has exited but
+    /// the kernel had not released its lock within `Options::lock_wait`
+    /// (its io_uring operations still draining, as after a kill; a device
+    /// that does not answer keeps them for ever).
+    #[error("{}", locked_text(path, *holder_pid, *holder_exited, *waited))]
     Locked {
         /// The lock file.
         path: PathBuf,
         /// Process id the holder wrote into the lock file, if readable.
         holder_pid: Option<u32>,
+        /// The holder no longer runs (or could not be told): the lock was
+        /// waited for, in vain.
+        holder_exited: bool,
+        /// How long it was waited for (`Options::lock_wait`).
+        waited: std::time::Duration,
+    },
+
+    /// The directory is already held by a log (or an inspection) in this
+    /// process, or by a log closed here while one of its threads was stuck
+    /// in the kernel (it stays locked until the process exits).
+    #[error("{}", already_open_text(dir, *left_behind))]
+    AlreadyOpen {
+        /// The log directory.
+        dir: PathBuf,
+        /// A closed log's thread is stuck in the kernel and keeps it.
+        left_behind: bool,
     },
 
     /// Records were lost or damaged where the log proves they had been
@@ -164,8 +180,34 @@ pub enum Error {
     Closed,
 }
 
-fn holder_text(pid: Option<u32>) -> String {
-    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+fn locked_text(path: &std::path::Path, pid: Option<u32>, exited: bool, waited: std::time::Duration) -> String {
+    let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    if exited {
+        format!(
+            "{} is still locked {waited:?} (Options::lock_wait) after its holder{who} exited: the kernel has not \
+             finished that process's I/O yet (io_uring operations drain after a kill; a device that does not \
+             answer keeps them). Try again, or raise lock_wait",
+            path.display()
+        )
+    } else {
+        format!("{} is locked by another writer{who}, which is running: stop it first", path.display())
+    }
+}
+
+fn already_open_text(dir: &std::path::Path, left_behind: bool) -> String {
+    if left_behind {
+        format!(
+            "{} was closed in this process while a thread of its log was stuck in the kernel (a stalled device): \
+             it stays locked until this process exits",
+            dir.display()
+        )
+    } else {
+        format!(
+            "{} is already open in this process: share that Wal (it is Send + Sync; put it in an Arc) instead of \
+             opening the directory twice",
+            dir.display()
+        )
+    }
 }
 
 impl Error {

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::format::walk::{Step, Walker};
 use crate::format::{RecordType, data_offset};
+use crate::lock::HeldDir;
 use crate::options::{Options, RecoveryMode};
 use crate::recovery::{self, RecoverConfig, RecoveryReport, SegFile, State};
-use crate::segment::names::LOCK_FILE;
-use crate::storage::{DirLock, OsStorage, Storage};
+use crate::storage::{OsStorage, Storage};
 
 /// What a segment file's header says.
 #[non_exhaustive]
@@ -120,39 +120,13 @@ fn config(dir: &Path, mode: RecoveryMode, storage: Arc<dyn Storage>) -> RecoverC
     }
 }
 
-/// How long a lock that this very process holds is waited for before
-/// `Error::Locked` (see [`lock`]).
-const OWN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Takes the directory's lock, or says who holds it.
-///
-/// A lock held by this very process is tried again for up to
-/// [`OWN_LOCK_WAIT`]: a log closed just before may still hold it for a moment.
-/// The lock belongs to the open file description, and a child that another
-/// thread forks keeps a copy of every descriptor until it calls exec (close
-/// on exec acts only then). A second opener in the same process still gets
-/// `Error::Locked`, that much later.
-pub(crate) fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn DirLock>> {
+/// Takes the directory's lock for an inspection (waiting, as opening does,
+/// only for a holder that has exited).
+fn lock(storage: &dyn Storage, dir: &Path) -> Result<HeldDir> {
     if !dir.is_dir() && storage.list_dir(dir).is_err() {
         return Err(Error::io("open log directory", dir, std::io::ErrorKind::NotFound.into()));
     }
-    let path = dir.join(LOCK_FILE);
-    let give_up = std::time::Instant::now() + OWN_LOCK_WAIT;
-    let mut nap = std::time::Duration::from_millis(1);
-    loop {
-        match storage.lock(&path) {
-            Ok(held) => return Ok(held),
-            Err((e, holder_pid)) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let own = holder_pid == Some(std::process::id());
-                if !own || std::time::Instant::now() >= give_up {
-                    return Err(Error::Locked { path, holder_pid });
-                }
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(std::time::Duration::from_millis(20));
-            }
-            Err((e, _)) => return Err(Error::io("lock", &path, e)),
-        }
-    }
+    crate::lock::lock(storage, dir, Options::new(dir).lock_wait)
 }
 
 fn walk_segment(f: &SegFile, mut visit: impl FnMut(DumpItem<'_>) -> bool) -> Result<(u64, Option<u64>, Option<u64>)> {
@@ -344,7 +318,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
-    use crate::storage::{DeviceFacts, DirEntry, OpenHow, StorageFile};
+    use crate::storage::{DeviceFacts, DirEntry, DirLock, OpenHow, StorageFile};
     use crate::{RecordType, Wal};
 
     /// The real file system, checking that every operation but taking the

@@ -51,6 +51,7 @@ mod events;
 pub mod format;
 pub mod inspect;
 mod io;
+mod lock;
 mod open;
 mod options;
 mod reader;

@@ -26,7 +26,7 @@ use crate::options::{BlockSize, DirectIo, Options};
 use crate::recovery::{self, Continue, RecoverConfig, Recovered};
 use crate::segment::prepare::{self, PrepareConfig, PrepareCounters};
 use crate::segment::{self, Geometry};
-use crate::storage::{DeviceFacts, DirLock, OpenHow, Storage, write_all_at};
+use crate::storage::{DeviceFacts, OpenHow, Storage, write_all_at};
 
 /// What step 1 decided.
 #[derive(Debug)]
@@ -140,7 +140,7 @@ pub(crate) fn prepare_config(options: &Options, plan: &IoPlan, storage: &Arc<dyn
 pub(crate) fn backend_choice(
     options: &Options,
     storage: &dyn Storage,
-    lock: &dyn DirLock,
+    lock_fd: Option<std::os::fd::RawFd>,
     lock_path: &Path,
 ) -> Result<backend::Choice> {
     // Storages without descriptors (simulated ones) cannot use io_uring.
@@ -151,7 +151,7 @@ pub(crate) fn backend_choice(
         .is_some();
     Ok(backend::Choice {
         backend: options.backend,
-        lock_fd: lock.raw_fd(),
+        lock_fd,
         descriptors,
         order: storage.completion_order(),
         give_up: options.io_timeout,

@@ -19,6 +19,7 @@ use crate::commit::{BatchBufs, Entry, POOLED_BATCHES_MAX, Parts, Request};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordType};
 use crate::io::{self, BackendKind};
+use crate::lock::HeldDir;
 use crate::open;
 use crate::options::Options;
 use crate::reader::follow::Follower;
@@ -27,7 +28,7 @@ use crate::recovery::RecoveryReport;
 use crate::segment::LiveSegments;
 use crate::segment::names::LOCK_FILE;
 use crate::segment::prepare::{self, PrepareCounters, PreparerClient, RetireSent};
-use crate::storage::{DeviceFacts, DirLock, OsStorage, Storage};
+use crate::storage::{DeviceFacts, OsStorage, Storage};
 
 pub use crate::format::Lsn;
 
@@ -348,7 +349,7 @@ pub struct Wal {
     /// Longest wait for a thread at close.
     io_timeout: Duration,
     /// `None` once leaked (a thread was left behind at close).
-    lock: Option<Box<dyn DirLock>>,
+    lock: Option<HeldDir>,
 }
 
 impl Wal {
@@ -361,19 +362,20 @@ impl Wal {
     pub fn open_with_storage(options: Options, storage: Arc<dyn Storage>) -> Result<Wal> {
         options.validate()?;
         let dir = options.dir.clone();
+        crate::lock::check_is_dir(&dir)?;
         if !dir.is_dir() && storage.list_dir(&dir).is_err() {
             if !options.create_if_missing {
                 return Err(Error::io("open log directory", &dir, std::io::ErrorKind::NotFound.into()));
             }
             storage.create_dir_all(&dir).map_err(|e| Error::io("create log directory", &dir, e))?;
         }
-        let lock = crate::inspect::lock(storage.as_ref(), &dir)?;
+        let lock = crate::lock::lock(storage.as_ref(), &dir, options.lock_wait)?;
         Wal::open_locked(options, storage, lock)
     }
 
     /// Opens the log under a lock the caller already holds (`repair` keeps
     /// it from its scan to its end, so nothing changes in between).
-    pub(crate) fn open_locked(options: Options, storage: Arc<dyn Storage>, lock: Box<dyn DirLock>) -> Result<Wal> {
+    pub(crate) fn open_locked(options: Options, storage: Arc<dyn Storage>, lock: HeldDir) -> Result<Wal> {
         options.validate()?;
         let dir = options.dir.clone();
         let lock_path = dir.join(LOCK_FILE);
@@ -417,7 +419,7 @@ impl Wal {
             buffers,
             storage: storage.clone(),
         };
-        let io = open::backend_choice(&options, storage.as_ref(), lock.as_ref(), &lock_path)?;
+        let io = open::backend_choice(&options, storage.as_ref(), lock.raw_fd(), &lock_path)?;
         // Before the I/O thread, so no operation runs unwatched; it stops
         // when its sender is dropped (by close, or here if opening fails).
         let watchdog = watchdog::spawn(shared.clone(), prepare_clock, options.io_timeout, dir.clone())
@@ -898,7 +900,9 @@ impl Wal {
             // The thread may still have a write in flight: keep the directory
             // locked until the process exits, so no other opener recovers a
             // log that is still being written.
-            std::mem::forget(self.lock.take());
+            if let Some(lock) = self.lock.take() {
+                lock.leak();
+            }
             crate::events::event!(
                 error,
                 "closing {}: the {} thread did not stop within {wait:?}; left behind, the directory stays locked",

@@ -328,12 +328,12 @@ fn stats_count_and_time_every_stage() {
 }
 
 #[test]
-fn a_second_opener_is_refused_with_the_holder() {
+fn a_second_opener_in_the_process_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(Options::durable(dir.path())).unwrap();
     match Wal::open(Options::durable(dir.path())) {
-        Err(Error::Locked { holder_pid, .. }) => assert_eq!(holder_pid, Some(std::process::id())),
-        other => panic!("expected Locked, got {other:?}"),
+        Err(Error::AlreadyOpen { dir: d, left_behind: false }) => assert_eq!(d, dir.path()),
+        other => panic!("expected AlreadyOpen, got {other:?}"),
     }
     drop(wal);
     // Released on close: reopening works at once.

@@ -212,6 +212,9 @@ pub struct OpenOptions {
     pub allow_buffered: bool,
     /// uring-wal tuning (None: the library's default).
     pub wal: WalTuning,
+    /// uring-wal: how long opening waits for the lock of a writer that has
+    /// exited (None: the library's default).
+    pub lock_wait: Option<Duration>,
 }
 
 /// uring-wal options a load may override.
@@ -333,6 +336,9 @@ impl WalTarget {
         }
         if let Some(p) = t.prewrite {
             o = o.prewrite_segments(p);
+        }
+        if let Some(w) = opts.lock_wait {
+            o = o.lock_wait(w);
         }
         o = match path {
             IoPath::Auto => o,
@@ -462,7 +468,7 @@ mod tests {
         // payload it would truncate nothing.
         let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
         let wal = WalTuning { segment_bytes: Some(1 << 20), retain_bytes: Some(2 << 20), ..WalTuning::default() };
-        let opts = OpenOptions { record_bytes_max: 256, allow_buffered: true, wal };
+        let opts = OpenOptions { record_bytes_max: 256, allow_buffered: true, wal, lock_wait: None };
         let t = WalTarget::open(dir.path(), Durability::GroupSync, IoPath::Auto, false, &opts).unwrap();
         for _ in 0..3000 {
             t.append(&[7u8; 256]).unwrap();

@@ -67,22 +67,10 @@ pub async fn contents(store: &mut LogStore<kv::Kv>) -> Vec<(u64, u64, String)> {
         .collect()
 }
 
-/// Opens again and again while the directory is still locked by a process
-/// that was just killed (its last writes drain first).
+/// Opens right after a kill: the open waits while the dead process's last
+/// writes drain (`Options::lock_wait`).
 pub fn reopen_after_kill(dir: &Path) -> LogStore<kv::Kv> {
-    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match LogStore::open(options(dir)) {
-            Ok(store) => return store,
-            Err(e)
-                if std::time::Instant::now() < give_up
-                    && matches!(e.get_ref().and_then(|e| e.downcast_ref()), Some(uring_wal::Error::Locked { .. })) =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(2))
-            }
-            Err(e) => panic!("reopen after kill: {e}"),
-        }
-    }
+    LogStore::open(options(dir)).unwrap_or_else(|e| panic!("reopen right after kill: {e}"))
 }
 
 /// The store's vote, as its readers see it.
