@@ -504,12 +504,9 @@ impl Scan<'_> {
                     offset: at,
                     lsn: missing_lsn,
                     detail: format!(
-                        "is missing or damaged, yet LSN {} (segment {}, {}, offset {}) was written after \
-                         LSN {} had been synced, so LSN {missing_lsn} was durable",
-                        ev.lsn,
-                        g.id,
-                        g.path.display(),
-                        ev.offset,
+                        "is missing or damaged, yet {} was written after LSN {} had been synced, so LSN \
+                         {missing_lsn} was durable",
+                        ev.describe(g.id, &g.path),
                         ev.sync_hint
                     ),
                 });
@@ -579,7 +576,7 @@ fn evidence_and_count(
         }
         let hint = header.sync_hint();
         if best.is_none_or(|b| hint > b.sync_hint) {
-            best = Some(Evidence { offset, lsn: header.lsn, sync_hint: hint });
+            best = Some(Evidence { offset, lsn: header.lsn, sync_hint: hint, padding: header.is_padding() });
         }
         pos = offset + header.encoded_len();
     }

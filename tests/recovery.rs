@@ -168,6 +168,9 @@ fn a_flipped_byte_mid_log_is_reported_with_segment_offset_and_lsn() {
             Err(Error::Corruption { segment, path: p, offset: o, lsn, detail }) => {
                 assert_eq!((segment, o, lsn, p), (seg, offset, 40, file.clone()), "{detail}");
                 assert!(detail.contains("synced"), "{detail}");
+                // The proof is the close's sync marker: no record, and no LSN
+                // past the log's last, is cited.
+                assert!(detail.contains("sync marker") && !detail.contains("LSN 201"), "{detail}");
             }
             other => panic!("{path:?}: expected Corruption, got {other:?}"),
         }

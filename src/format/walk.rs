@@ -245,10 +245,25 @@ pub fn find_next<S: SegmentSource>(
 pub struct Evidence {
     /// Where the record is.
     pub offset: u64,
-    /// Its LSN.
+    /// Its LSN; for padding (the end of a flush, or a sync marker), the LSN
+    /// that was to come next, which no record carries.
     pub lsn: u64,
     /// The LSN known synced when it was encoded.
     pub sync_hint: u64,
+    /// Padding, not a record.
+    pub padding: bool,
+}
+
+impl Evidence {
+    /// What it is, where: for messages.
+    pub fn describe(&self, segment: u64, path: &std::path::Path) -> String {
+        let what = if self.padding {
+            "the padding (a sync marker, or the end of a flush)".to_owned()
+        } else {
+            format!("LSN {}", self.lsn)
+        };
+        format!("{what} at segment {segment} ({}), offset {}", path.display(), self.offset)
+    }
 }
 
 /// Among the valid records of life `segment_id` at or after `from`, the one
@@ -264,7 +279,7 @@ pub fn strongest_evidence<S: SegmentSource>(
     while let Some((offset, header)) = find_next(src, segment_id, pos, limits)? {
         let hint = header.sync_hint();
         if best.is_none_or(|b| hint > b.sync_hint) {
-            best = Some(Evidence { offset, lsn: header.lsn, sync_hint: hint });
+            best = Some(Evidence { offset, lsn: header.lsn, sync_hint: hint, padding: header.is_padding() });
         }
         pos = offset + header.encoded_len();
     }
