@@ -152,25 +152,38 @@ pub struct Stats {
 ///
 /// A batch keeps its memory across uses: after [`Wal::append_batch`] it is
 /// empty and ready to be filled again without allocating.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     inner: BatchBufs,
+    /// Largest payload [`Batch::push`] takes.
+    record_bytes_max: u32,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch { inner: BatchBufs::default(), record_bytes_max: format::RECORD_PAYLOAD_BYTES_LIMIT }
+    }
 }
 
 impl Batch {
-    /// An empty batch.
+    /// An empty batch that takes records up to the format's limit; a log
+    /// refuses larger ones than its own `record_bytes_max` when the batch
+    /// is submitted. [`Wal::batch`] makes one that refuses them at
+    /// [`Batch::push`].
     #[must_use]
     pub fn new() -> Batch {
         Batch::default()
     }
 
-    /// Adds a record. Sizes are checked against the log when appended.
+    /// Adds a record, refusing one larger than the batch takes
+    /// ([`Error::RecordTooLarge`]; nothing is added).
     pub fn push(&mut self, kind: RecordType, payload: &[u8]) -> Result<()> {
         let code = kind.to_raw().ok_or(Error::InvalidRecordType(kind))?;
+        let max = self.record_bytes_max;
         let len = u32::try_from(payload.len())
             .ok()
-            .filter(|&l| l <= format::RECORD_PAYLOAD_BYTES_LIMIT)
-            .ok_or(Error::RecordTooLarge { len: payload.len() as u64, max: format::RECORD_PAYLOAD_BYTES_LIMIT })?;
+            .filter(|&l| l <= max)
+            .ok_or(Error::RecordTooLarge { len: payload.len() as u64, max })?;
         self.inner.entries.push(Entry { kind: code, len, payload_crc: crc32c::crc32c(payload) });
         self.inner.bytes.extend_from_slice(payload);
         Ok(())
@@ -501,7 +514,18 @@ impl Wal {
         self.submit(kind, payload)?.wait()
     }
 
-    /// Queues one record and returns at once with a [`Ticket`] to wait on.
+    /// An empty batch whose [`Batch::push`] refuses records larger than
+    /// this log takes.
+    #[must_use]
+    pub fn batch(&self) -> Batch {
+        Batch { inner: BatchBufs::default(), record_bytes_max: self.record_bytes_max }
+    }
+
+    /// Queues one record and returns with a [`Ticket`] to wait on, without
+    /// waiting for it to be acknowledged. While the queue is full
+    /// ([`Options::queue_requests_max`], [`Options::queue_bytes_max`]) it
+    /// blocks until there is room: use [`Wal::try_submit`] never to wait,
+    /// or [`Wal::submit_async`] to await room in async code.
     pub fn submit(&self, kind: RecordType, payload: &[u8]) -> Result<Ticket> {
         let batch = self.one_record(kind, payload)?;
         let (first, last) = self.send(batch)?;
@@ -737,8 +761,9 @@ impl Wal {
     }
 
     /// Reads acknowledged records from `lsn` on, in order, with checksums
-    /// verified. The reader stops at the last record acknowledged when it was
-    /// created; appends continue meanwhile.
+    /// verified (`lsn` 0: from the first record still in the log). The
+    /// reader stops at the last record acknowledged when it was created;
+    /// appends continue meanwhile.
     pub fn read_from(&self, lsn: Lsn) -> Result<Reader> {
         // The end first, then the segments: a segment joins the list before
         // any record in it is acknowledged, so the list covers the end. The
@@ -746,14 +771,13 @@ impl Wal {
         let end = self.last_lsn();
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
-        if lsn < first {
-            return Err(Error::Truncated { requested: lsn, first_available: first });
-        }
+        let lsn = from_start(lsn, first)?;
         Ok(Reader::new(self.storage.clone(), segments, lsn, end, self.backend.direct_io, Some(self.live.clone())))
     }
 
-    /// Reads exactly the records `range` (both ends included), in order, with
-    /// checksums verified. Fails with [`Error::Truncated`] if the start was
+    /// Reads exactly the records `range` (both ends included; a start of 0:
+    /// from the first record still in the log), in order, with checksums
+    /// verified. Fails with [`Error::Truncated`] if the start was
     /// removed by [`Wal::truncate_before`], and with [`Error::BeyondEnd`] if
     /// the end was not acknowledged yet. An empty range reads nothing.
     ///
@@ -768,32 +792,33 @@ impl Wal {
         }
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
-        if start < first && start <= end {
-            return Err(Error::Truncated { requested: start, first_available: first });
+        if start <= end {
+            // An empty range reads nothing, wherever it lies.
+            from_start(start, first)?;
         }
+        let start = if start == 0 { first } else { start };
         let end = if start <= end { end } else { start.saturating_sub(1) };
         let direct = self.backend.direct_io;
         Ok(Reader::new(self.storage.clone(), segments, start, end, direct, Some(self.live.clone())))
     }
 
-    /// Follows the log from `lsn` on: yields each record once it is durable,
-    /// waiting for more as the log grows.
+    /// Follows the log from `lsn` on (0: from its first record): yields each
+    /// record once it is durable, waiting for more as the log grows.
     pub fn follow(&self, lsn: Lsn) -> Result<Follower> {
         // Durable records only: the reader ends at the synced LSN, read
         // before the segments for the reason `read_from` gives.
         let synced = self.shared.synced_lsn();
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
-        if lsn < first {
-            return Err(Error::Truncated { requested: lsn, first_available: first });
-        }
+        let lsn = from_start(lsn, first)?;
         let reader =
             Reader::new(self.storage.clone(), segments, lsn, synced, self.backend.direct_io, Some(self.live.clone()));
         Ok(Follower::new(reader, self.shared.clone(), self.live.clone()))
     }
 
-    /// Calls `apply` for each acknowledged record from `lsn` on, in LSN order;
-    /// stops at the first error. Returns the number of records applied.
+    /// Calls `apply` for each acknowledged record from `lsn` on (0: from the
+    /// first record still in the log), in LSN order; stops at the first
+    /// error. Returns the number of records applied.
     pub fn replay_from<E, F>(&self, lsn: Lsn, mut apply: F) -> Result<u64, E>
     where
         E: From<Error>,
@@ -936,6 +961,17 @@ impl Wal {
 impl Drop for Wal {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+/// Where a read from `lsn` starts: LSN 0, which no record has, means the
+/// first record still in the log; an LSN below that was removed by
+/// `truncate_before`.
+fn from_start(lsn: Lsn, first: Lsn) -> Result<Lsn> {
+    match lsn {
+        0 => Ok(first),
+        _ if lsn < first => Err(Error::Truncated { requested: lsn, first_available: first }),
+        _ => Ok(lsn),
     }
 }
 
