@@ -78,6 +78,13 @@ pub(crate) const POOLED_BATCH_BYTES_MAX: usize = 64 * 1024;
 /// Batches kept in the pool.
 pub(crate) const POOLED_BATCHES_MAX: usize = 256;
 
+/// Flushes not yet acknowledged, at most. Flushes complete in any order but
+/// are acknowledged in log order: behind one that does not complete (a
+/// write the device holds), later ones would otherwise go on being written,
+/// each kept in memory, until `io_timeout`. Far above what a pipeline of
+/// `flushes_in_flight_max` (at most 64) completing out of order needs.
+const FLUSHES_UNACKED_MAX: usize = 256;
+
 /// What producers send to the I/O thread.
 #[derive(Debug)]
 pub(crate) enum Request {
@@ -689,6 +696,9 @@ impl<Q: IoQueue> Engine<Q> {
     }
 
     fn start_flush(&mut self) -> bool {
+        if self.flushes.len() >= FLUSHES_UNACKED_MAX {
+            return false;
+        }
         let Some(buf) = self.free.pop() else {
             return false;
         };

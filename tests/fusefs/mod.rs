@@ -65,6 +65,9 @@ pub struct Faults {
     /// Answer the n-th segment sync (without doing it) only once
     /// [`Fs::release`] is called, then with EIO: a sync that hangs.
     pub hang_fsync: Option<u64>,
+    /// Do the n-th segment sync, but answer only once [`Fs::release`] is
+    /// called: a slow sync, not a failed one.
+    pub hold_fsync: Option<u64>,
     /// Fail every write to any file with EIO while set (a disk image under
     /// a loop device whose disk has died).
     pub all_writes_eio: bool,
@@ -381,6 +384,10 @@ impl State {
                 self.fault_injected();
                 self.hang_now = true;
                 return Err(Errno::EIO);
+            }
+            if faults.hold_fsync == Some(n) {
+                self.fault_injected();
+                self.hang_now = true;
             }
         }
         let f = self.file(ino)?;
@@ -841,7 +848,11 @@ impl Drop for Mount {
         // A thread still blocked in this file system (a test that failed
         // over a hung write) would otherwise keep the process from exiting.
         let faults = self.fs.lock().faults;
-        if faults.hang_write.is_some() || faults.hang_fsync.is_some() || faults.hang_file_op.is_some() {
+        if faults.hang_write.is_some()
+            || faults.hang_fsync.is_some()
+            || faults.hold_fsync.is_some()
+            || faults.hang_file_op.is_some()
+        {
             self.abort();
         }
         detach(&self.mountpoint);
