@@ -184,7 +184,7 @@ fn info_of(f: &SegFile, records: u64, last_lsn: Option<u64>, data_end: Option<u6
         },
         State::Spare => SegmentState::Spare,
         State::Damaged(why) => SegmentState::Damaged((*why).to_owned()),
-        State::Junk => SegmentState::Leftover,
+        State::Junk(_) => SegmentState::Leftover,
     };
     SegmentInfo { id: f.id, path: f.path.clone(), size_bytes: f.len, state, records, last_lsn, data_end }
 }

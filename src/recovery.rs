@@ -160,9 +160,10 @@ pub(crate) enum State {
     /// Unreadable header, but records of the life the name says: a segment
     /// whose header was damaged after it was synced.
     Damaged(&'static str),
-    /// Unreadable header and no record of its life: a torn activation, or a
-    /// file of ours left short. Removed.
-    Junk,
+    /// Unreadable header and no record of its life. Removed where it is what
+    /// a torn activation leaves ([`check_torn_activation`]); otherwise the
+    /// log did not write it and refuses to open.
+    Junk(&'static str),
 }
 
 #[derive(Debug)]
@@ -350,7 +351,10 @@ impl Scan<'_> {
         let started = Instant::now();
         let mut report = RecoveryReport::default();
         let (files, mut remove) = survey(cfg, &mut report)?;
-        remove.extend(files.iter().filter(|f| matches!(f.state, State::Junk)).map(|f| f.path.clone()));
+        for f in files.iter().filter(|f| matches!(f.state, State::Junk(_))) {
+            check_torn_activation(f, &files)?;
+            remove.push(f.path.clone());
+        }
         Ok(Scan { cfg, started, files, report, remove, live: Vec::new() })
     }
 
@@ -539,6 +543,38 @@ impl Scan<'_> {
     }
 }
 
+/// A file with a segment's name, an unreadable header and no record of its
+/// own life is removed only as what the log leaves of an activation torn by
+/// a crash: a prepared file (a whole number of 64 KiB blocks) whose header
+/// write tore, the segment right after the newest live one (or the first,
+/// where none is live). Anything else the log did not write, or not so:
+/// files that are not the log's are the user's, never deleted.
+fn check_torn_activation(f: &SegFile, files: &[SegFile]) -> Result<()> {
+    let newest_live = files.iter().filter(|g| g.is_live()).map(|g| g.id).max();
+    let next = newest_live.map_or_else(|| files.iter().map(|g| g.id).min(), |id| Some(id + 1));
+    let prepared_size = f.len >= 64 * 1024 && f.len % (64 * 1024) == 0;
+    if next == Some(f.id) && prepared_size {
+        return Ok(());
+    }
+    let why = match f.state {
+        State::Junk(why) => why,
+        _ => "unknown",
+    };
+    Err(Error::UnexpectedFile {
+        path: f.path.clone(),
+        detail: format!(
+            "has a segment's name, but not a header of this log ({why}) and no record of its own ({} bytes{}): \
+             the log did not write it, or it was overwritten. Nothing was changed; move it out of the \
+             directory to open the log",
+            f.len,
+            match newest_live {
+                Some(id) => format!(", the log's newest segment is {id}"),
+                None => String::new(),
+            }
+        ),
+    })
+}
+
 fn unplaceable(f: &SegFile, what: &str) -> Error {
     let why = match f.state {
         State::Damaged(why) => why,
@@ -651,7 +687,7 @@ fn open_and_classify(cfg: &RecoverConfig, id: u64, path: PathBuf, report: &mut R
     };
     match f.state {
         // Only records of this file's own life make it more than junk.
-        State::Damaged(_) if !own_records(&f, report)? => f.state = State::Junk,
+        State::Damaged(why) if !own_records(&f, report)? => f.state = State::Junk(why),
         // Headers are synced before records, so a spare never holds a
         // record of its own life; one that does lost its header later (or
         // its header write was lost). The whole file is looked at, not only

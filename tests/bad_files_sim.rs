@@ -82,13 +82,16 @@ fn a_missing_middle_segment_is_corruption() {
 }
 
 #[test]
-fn a_segment_copied_over_another_is_corruption_and_nothing_is_removed() {
+fn a_segment_copied_over_another_is_refused_and_nothing_is_removed() {
     let sim = log_of_100();
     let five = sim.read_file(&seg(5)).unwrap();
     sim.put_file(&seg(2), &five);
     let before = sim.paths();
     let err = open(&sim).expect_err("refused");
-    assert!(matches!(err, Error::Corruption { .. }), "{err}");
+    assert!(
+        matches!(&err, Error::UnexpectedFile { path, detail } if *path == seg(2) && detail.contains("names a later segment")),
+        "{err}"
+    );
     assert_eq!(sim.paths(), before, "a refused recovery changes nothing");
 }
 
@@ -102,17 +105,27 @@ fn a_short_segment_file_is_refused() {
 }
 
 #[test]
-fn leftovers_after_the_log_are_repaired() {
+fn files_named_like_segments_that_the_log_did_not_write_are_refused_untouched() {
     // A zero-length file and garbage after the last segment hold no records
-    // of their own life: removed, the log intact.
+    // of the log, and are not what a torn activation leaves: refused.
     let sim = log_of_100();
     let last = (1..=20).rev().find(|&i| sim.read_file(&seg(i)).is_some_and(|b| b.starts_with(b"URINGWAL"))).unwrap();
-    sim.put_file(&seg(last + 3), b"");
-    sim.put_file(&seg(last + 4), &[0xA5; 64 * 1024]);
+    for (id, bytes) in [(last + 3, vec![]), (last + 4, vec![0xA5; 64 * 1024])] {
+        sim.put_file(&seg(id), &bytes);
+        let err = open(&sim).expect_err("refused");
+        assert!(matches!(&err, Error::UnexpectedFile { path, .. } if *path == seg(id)), "{err}");
+        assert_eq!(sim.read_file(&seg(id)), Some(bytes), "the user's file was changed");
+        sim.remove_file(&seg(id)).unwrap();
+    }
+    // A torn activation (garbage over the header of the prepared file after
+    // the newest segment) is the log's own leftover: removed.
+    let next = sim.read_file(&seg(last + 1)).expect("a prepared segment after the log");
+    let mut torn = next.clone();
+    torn[..4096].fill(0xA5);
+    sim.put_file(&seg(last + 1), &torn);
     let wal = open(&sim).unwrap();
     assert_eq!(wal.last_lsn(), 100);
-    assert!(wal.recovery_report().removed_files.contains(&seg(last + 3)));
-    assert!(sim.read_file(&seg(last + 4)).is_none());
+    assert!(wal.recovery_report().removed_files.contains(&seg(last + 1)));
 }
 
 #[test]

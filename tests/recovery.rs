@@ -538,19 +538,32 @@ fn bad_files_get_clear_errors_or_documented_repairs() {
     assert!(matches!(&err, Error::UnexpectedFile { path, .. } if path.ends_with("00000000000000000007.wal")), "{err}");
     std::fs::remove_file(segment_path(dir.path(), 7)).unwrap();
 
-    // A zero-length file and a garbage file after the log: no records of
-    // their own life, so they are removed and the log is intact.
-    std::fs::write(segment_path(dir.path(), 5), b"").unwrap();
+    // A zero-length file and a garbage file named like segments after the
+    // log: the log did not write them; they are the user's. Opening is
+    // refused, naming each, and nothing is touched.
+    let newest =
+        common::segment_files(dir.path()).iter().filter(|p| std::fs::read(p).unwrap().starts_with(b"URINGWAL")).count()
+            as u64;
     let mut garbage = vec![0u8; 128 * 1024];
     let mut rng = common::Rng(99);
     for b in garbage.iter_mut() {
         *b = rng.next() as u8;
     }
-    std::fs::write(segment_path(dir.path(), 6), &garbage).unwrap();
+    for (id, bytes) in [(newest + 3, &b""[..]), (newest + 4, &garbage[..])] {
+        std::fs::write(segment_path(dir.path(), id), bytes).unwrap();
+        let err = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap_err();
+        assert!(matches!(&err, Error::UnexpectedFile { path, .. } if *path == segment_path(dir.path(), id)), "{err}");
+        assert!(err.to_string().contains("move it out"), "{err}");
+        assert_eq!(std::fs::read(segment_path(dir.path(), id)).unwrap(), bytes, "the user's file was changed");
+        std::fs::rename(segment_path(dir.path(), id), dir.path().join(format!("moved-{id}"))).unwrap();
+    }
+    // What a torn activation leaves (a prepared file right after the newest
+    // segment, its header garbage, no record) is the log's own: removed.
+    let torn = segment_path(dir.path(), newest + 1);
+    std::fs::write(&torn, &garbage).unwrap();
     let wal = Wal::open(options(dir.path(), IoPath::UringDirect)).unwrap();
     assert_eq!(wal.last_lsn(), 10);
-    let removed = &wal.recovery_report().removed_files;
-    assert!(removed.contains(&segment_path(dir.path(), 5)) && removed.contains(&segment_path(dir.path(), 6)));
+    assert!(wal.recovery_report().removed_files.contains(&torn), "{:?}", wal.recovery_report());
     assert_payloads(&wal, |_| 100);
     drop(wal);
 
