@@ -263,6 +263,14 @@ pub(crate) fn log_opened(dir: &Path, started: &Started, plan: &IoPlan, report: &
         report.last_lsn,
         report.duration
     );
+    if plan.device.is_volatile() {
+        crate::events::event!(
+            warn,
+            "{} is on {}, which keeps files in memory only: nothing of this log survives a reboot",
+            dir.display(),
+            plan.device.fs_type
+        );
+    }
     if let Some(t) = &report.torn_tail {
         crate::events::event!(
             warn,

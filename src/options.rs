@@ -69,8 +69,10 @@ pub enum DirectIo {
     /// Use O_DIRECT; fail to open where the file system refuses it.
     Required,
     /// Use O_DIRECT where the file system accepts it, buffered I/O elsewhere
-    /// (tmpfs, some overlay and network file systems). Durability is the same
-    /// either way: buffered writes are synced just the same.
+    /// (some overlay and network file systems, tmpfs on older kernels).
+    /// Durability is the same either way: buffered writes are synced just
+    /// the same. (On tmpfs nothing is durable across a reboot, whichever
+    /// way it is written: see [`crate::BackendInfo::volatile`].)
     Auto,
     /// Always buffered I/O.
     Off,

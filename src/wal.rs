@@ -56,6 +56,11 @@ pub struct BackendInfo {
     /// `RWF_DSYNC` (see
     /// [`DeviceFacts::trusts_rwf_dsync`]).
     pub rwf_dsync: bool,
+    /// The directory is on a file system that keeps files in memory only
+    /// (tmpfs, ramfs): every mode's syncs succeed, and nothing survives a
+    /// reboot or power loss. Fine for tests and caches; never for data
+    /// that must outlive the machine's uptime.
+    pub volatile: bool,
     /// What the device under the directory offers.
     pub device: DeviceFacts,
 }
@@ -71,6 +76,7 @@ impl BackendInfo {
             defer_taskrun: started.defer_taskrun,
             fixed_buffers: started.fixed_buffers,
             rwf_dsync: plan.device.trusts_rwf_dsync(),
+            volatile: plan.device.is_volatile(),
             device: plan.device,
         }
     }
@@ -112,10 +118,10 @@ pub struct Stats {
     pub parks: u64,
     /// Live segments now.
     pub segments: usize,
-    /// Highest acknowledged LSN.
-    pub acked_lsn: Lsn,
-    /// Highest synced LSN.
-    pub synced_lsn: Lsn,
+    /// Highest acknowledged LSN, as [`Wal::last_lsn`].
+    pub last_lsn: Lsn,
+    /// Highest LSN on stable storage, as [`Wal::durable_lsn`].
+    pub durable_lsn: Lsn,
     /// Requests (single records or batches) queued since opening.
     pub requests: u64,
     /// Mean records per flush (group-commit batch size).
@@ -146,6 +152,62 @@ pub struct Stats {
     pub end_to_end: LatencyStats,
     /// What the device under the directory offers.
     pub device: DeviceFacts,
+}
+
+/// A dozen lines for a person: what was appended, flushed and synced, the
+/// queue, the segments, and the latency of each stage (`{:?}` prints every
+/// field).
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match (self.backend, self.direct_io) {
+            (Some(b), true) => format!("{b:?}, O_DIRECT"),
+            (Some(b), false) => format!("{b:?}, buffered"),
+            (None, _) => "unknown".into(),
+        };
+        writeln!(f, "LSN: last {}, durable {}  ({backend})", self.last_lsn, self.durable_lsn)?;
+        writeln!(
+            f,
+            "appended: {} records, {} payload bytes, in {} requests",
+            self.appends, self.append_bytes, self.requests
+        )?;
+        writeln!(
+            f,
+            "flushed: {} flushes ({:.1} records each), {} bytes of which {} padding; {} syncs ({} by RWF_DSYNC)",
+            self.flushes,
+            self.records_per_flush,
+            self.flush_bytes,
+            self.padding_bytes,
+            self.syncs,
+            self.rwf_dsync_flushes
+        )?;
+        writeln!(
+            f,
+            "queue now: {} requests, {} bytes; producers went to sleep {} times",
+            self.queue_requests, self.queue_bytes, self.parks
+        )?;
+        writeln!(
+            f,
+            "segments: {} live; {} activated, {} created ({} fills cut short), {} recycled; \
+             {} waits for the next one",
+            self.segments,
+            self.segments_activated,
+            self.segments_created,
+            self.segment_fills_cut,
+            self.segments_recycled,
+            self.segment_stalls
+        )?;
+        for (name, l) in [
+            ("append, end to end", &self.end_to_end),
+            ("queue wait", &self.queue_wait),
+            ("flush", &self.flush),
+            ("sync round", &self.sync_round),
+        ] {
+            if l.count > 0 {
+                writeln!(f, "{name}: {l}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Records to append together: one request, consecutive LSNs, one wait.
@@ -741,8 +803,8 @@ impl Wal {
             syncs_in_flight_per_file_max: get(&c.syncs_in_flight_per_file_max),
             parks: get(&c.parks),
             segments: self.live.len(),
-            acked_lsn: self.shared.acked_lsn(),
-            synced_lsn: self.shared.synced_lsn(),
+            last_lsn: self.shared.acked_lsn(),
+            durable_lsn: self.shared.synced_lsn(),
             requests: get(&c.requests),
             records_per_flush: get(&c.appends) as f64 / get(&c.flushes).max(1) as f64,
             queue_requests: self.shared.admission.requests(),

@@ -308,7 +308,14 @@ fn stats_count_and_time_every_stage() {
         t.join().unwrap();
     }
     let s = wal.stats();
-    assert_eq!((s.appends, s.requests, s.acked_lsn, s.synced_lsn), (400, 400, 400, 400));
+    assert_eq!((s.appends, s.requests, s.last_lsn, s.durable_lsn), (400, 400, 400, 400));
+    // Printed for a person: short, every part named.
+    let text = s.to_string();
+    assert!(text.lines().count() <= 12, "{text}");
+    for part in ["LSN: last 400, durable 400", "appended: 400 records", "flushed:", "segments:", "append, end to end:"]
+    {
+        assert!(text.contains(part), "{part} missing from:\n{text}");
+    }
     assert_eq!(s.append_bytes, 400 * 500);
     assert!(s.flushes >= 1 && s.flushes <= 400 && s.records_per_flush >= 1.0, "{s:?}");
     assert!(s.flush_bytes >= s.append_bytes && s.padding_bytes > 0);
@@ -460,4 +467,25 @@ fn a_replay_reads_sealed_segments_through_the_page_cache_and_leaves_nothing_cach
             assert_eq!(resident_pages(f), 0, "{path:?}: {} is still cached after a replay", f.display());
         }
     }
+}
+
+#[test]
+fn a_log_on_tmpfs_says_nothing_survives_a_reboot() {
+    let disk = tempfile::tempdir().unwrap();
+    let wal = Wal::open(Options::durable(disk.path())).unwrap();
+    assert!(!wal.backend().volatile, "{:?}", wal.backend().device.fs_type);
+    drop(wal);
+    let shm = std::path::Path::new("/dev/shm");
+    let Ok(dir) = tempfile::tempdir_in(shm) else {
+        eprintln!("SKIPPED: no /dev/shm to open a log on tmpfs");
+        return;
+    };
+    let wal = Wal::open(Options::durable(dir.path()).segment_bytes(1 << 20)).unwrap();
+    let fs = wal.backend().device.fs_type.clone();
+    if fs != "tmpfs" {
+        eprintln!("SKIPPED: /dev/shm is {fs} here, not tmpfs");
+        return;
+    }
+    assert!(wal.backend().volatile, "a log on tmpfs must say it is volatile");
+    wal.append(RecordType::Put, b"in memory only").unwrap();
 }

@@ -33,6 +33,16 @@ pub struct LatencyStats {
     pub max_us: f64,
 }
 
+impl std::fmt::Display for LatencyStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} samples, p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us (mean {:.0} us)",
+            self.count, self.p50_us, self.p99_us, self.p999_us, self.max_us, self.mean_us
+        )
+    }
+}
+
 /// A histogram of durations with atomic buckets.
 #[derive(Debug)]
 pub(crate) struct AtomicHistogram {

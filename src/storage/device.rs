@@ -135,6 +135,14 @@ impl DeviceFacts {
         }
     }
 
+    /// Whether the file system keeps its files in memory only (tmpfs,
+    /// ramfs): a log there is as durable as the machine's uptime. Every
+    /// sync succeeds and nothing of it survives a reboot or power loss.
+    #[must_use]
+    pub fn is_volatile(&self) -> bool {
+        matches!(self.fs_type.as_str(), "tmpfs" | "ramfs")
+    }
+
     /// Whether its files are read through a page cache of their own, the
     /// one `cachestat(2)` counts for them, which `POSIX_FADV_DONTNEED` can
     /// empty. A stacked file system (overlayfs, as under Docker; FUSE
@@ -212,6 +220,13 @@ mod tests {
         let btrfs = |kernel| on_kernel("btrfs", kernel).trusts_rwf_dsync();
         assert!(btrfs(Some((5, 15))) && btrfs(Some((6, 2))) && btrfs(Some((6, 18))));
         assert!(!btrfs(Some((5, 16))) && !btrfs(Some((6, 1))) && !btrfs(None));
+    }
+
+    #[test]
+    fn memory_file_systems_are_volatile_and_disks_are_not() {
+        let on = |fs: &str| DeviceFacts { fs_type: fs.into(), ..DeviceFacts::default() }.is_volatile();
+        assert!(on("tmpfs") && on("ramfs"));
+        assert!(!on("ext4") && !on("xfs") && !on("btrfs") && !on("fuse") && !on("unknown"));
     }
 
     #[test]
