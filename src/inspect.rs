@@ -1,9 +1,10 @@
 //! Looking into a log directory without opening the log: its segments, its
 //! records, what recovery would do, and repair. What an admin tool needs.
 //!
-//! Every function takes the directory's lock, so it never looks at a log
-//! while a writer is running (stop the writer first; [`Error::Locked`]
-//! says who holds it). Nothing but [`repair`] changes anything.
+//! Every function but [`segments_while_written`] takes the directory's lock,
+//! so it never looks at a log while a writer is running (stop the writer
+//! first; [`Error::Locked`] says who holds it). Nothing but [`repair`]
+//! changes anything.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -203,6 +204,35 @@ pub fn segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
             Ok(info_of(f, records, last, end))
         })
         .collect()
+}
+
+/// Like [`segments`], but without the lock: a look at a log while its writer
+/// runs. It changes nothing and reads with `O_DIRECT` where the file system
+/// takes it, so the writer's files are not brought into the page cache. The
+/// newest segment may be mid-write: its figures are those of the moment it
+/// was read (what was written by then, acknowledged or not). A segment
+/// retired while it is read is looked for again (three times at most).
+pub fn segments_while_written(dir: &Path) -> Result<Vec<SegmentInfo>> {
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+    let mut direct = true;
+    let mut tries = 0;
+    loop {
+        let cfg = RecoverConfig { direct, ..config(dir, RecoveryMode::TolerateTornTail, storage.clone()) };
+        let looked = recovery::survey(&cfg, &mut RecoveryReport::default()).and_then(|(files, _)| {
+            files
+                .iter()
+                .map(|f| {
+                    let (records, last, end) = walk_segment(f, |_| true)?;
+                    Ok(info_of(f, records, last, end))
+                })
+                .collect()
+        });
+        match looked {
+            Err(Error::Io { source, .. }) if direct && source.raw_os_error() == Some(libc::EINVAL) => direct = false,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Walks every live segment of `dir` from `from_lsn` on, calling `visit` for

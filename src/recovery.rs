@@ -126,7 +126,8 @@ pub(crate) struct RecoverConfig {
     /// a count of zero let the newest segment be read through the cache.
     pub cache_counted: bool,
     pub mode: RecoveryMode,
-    /// Size of new segments; spares of another size are removed.
+    /// Size of new segments; spares of another size are removed (0, for an
+    /// inspection: the size of the newest live segment).
     pub segment_bytes: u64,
 }
 
@@ -536,7 +537,13 @@ impl Scan<'_> {
 
     /// The outcome; spares are the segments after `last_live`.
     fn finish(mut self, last_live: u64, next_lsn: u64, continue_at: Continue) -> Recovered {
-        let spares = collect_spares(self.cfg, &self.files, last_live, &mut self.remove);
+        // An inspection, which knows no options, keeps the spares of the
+        // size the log's newest segment has, as its writer would.
+        let size = match self.cfg.segment_bytes {
+            0 => self.live.last().map_or(0, |m| m.segment_bytes),
+            size => size,
+        };
+        let spares = collect_spares(size, &self.files, last_live, &mut self.remove);
         self.report.removed_files = self.remove.clone();
         self.report.duration = self.started.elapsed();
         Recovered { report: self.report, live: self.live, next_lsn, continue_at, spares, remove: self.remove }
@@ -620,15 +627,15 @@ fn evidence_and_count(
     Ok((best, count))
 }
 
-/// Spares after the log's last segment that can be reused; the rest go to
-/// `remove`.
-fn collect_spares(cfg: &RecoverConfig, files: &[SegFile], last_live: u64, remove: &mut Vec<PathBuf>) -> Spares {
+/// Spares after the log's last segment, of `segment_bytes`, that can be
+/// reused; the rest go to `remove`.
+fn collect_spares(segment_bytes: u64, files: &[SegFile], last_live: u64, remove: &mut Vec<PathBuf>) -> Spares {
     let mut spares = Spares { highest_id: last_live, ..Spares::default() };
     for f in files {
         if !matches!(f.state, State::Spare) {
             continue;
         }
-        if f.id > last_live && f.len == cfg.segment_bytes && spares.files.len() < 16 {
+        if f.id > last_live && f.len == segment_bytes && spares.files.len() < 16 {
             spares.files.insert(f.id, f.path.clone());
             spares.highest_id = spares.highest_id.max(f.id);
         } else if !remove.contains(&f.path) {

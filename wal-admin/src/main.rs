@@ -11,11 +11,23 @@ use uring_wal::{Error, RecoveryMode, RecoveryReport};
 
 const EXAMPLES: &str = "\
 Examples:
-  wal-admin stat wal-data
+  wal-admin stat wal-data              works while the writer runs (read-only)
   wal-admin dump wal-data --from 1000 --limit 20 --payload text
   wal-admin verify wal-data            exit status 1 on corruption, with its location
   wal-admin repair wal-data --backup wal-backup
-Stop the writer first: every command takes the directory's lock.";
+dump, verify and repair take the directory's lock: stop the writer first.
+
+Exit status:
+  0  ok
+  1  the log is damaged: corruption (or, with verify --strict, a torn tail)
+  2  bad arguments
+  3  a running writer holds the directory (stop it first)
+  4  anything else (I/O error, not a log directory, ...)";
+
+/// Exit statuses (see EXAMPLES).
+const EXIT_DAMAGED: u8 = 1;
+const EXIT_LOCKED: u8 = 3;
+const EXIT_OTHER: u8 = 4;
 
 /// Inspect, verify and repair a uring-wal directory.
 #[derive(Parser, Debug)]
@@ -53,7 +65,8 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         payload_bytes: usize,
     },
-    /// Segments, LSN ranges, sizes.
+    /// Segments, LSN ranges, sizes. While a writer runs, a read-only look
+    /// (its newest segment as it was at that moment).
     Stat { dir: PathBuf },
     /// A full check: what opening would find. Exit status 1 on corruption.
     Verify {
@@ -103,6 +116,10 @@ fn error_json(e: &Error) -> Value {
         Error::TornTail { segment, path, offset, lsn } => json!({
             "error": "torn_tail", "segment": segment, "path": path.display().to_string(),
             "offset": offset, "lsn": lsn, "message": e.to_string(),
+        }),
+        Error::Locked { path, holder_pid, holder_exited, .. } => json!({
+            "error": "locked", "path": path.display().to_string(), "holder_pid": holder_pid,
+            "holder_exited": holder_exited, "message": e.to_string(),
         }),
         other => json!({ "error": "failed", "message": other.to_string() }),
     }
@@ -167,7 +184,14 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Stat { dir } => {
-            let segs = inspect::segments(dir)?;
+            let segs = match inspect::segments(dir) {
+                Err(Error::Locked { holder_pid, holder_exited: false, .. }) => {
+                    let who = holder_pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                    eprintln!("note: a writer{who} is running: a read-only look; its newest segment may be mid-write");
+                    inspect::segments_while_written(dir)?
+                }
+                other => other?,
+            };
             if cli.json {
                 let v: Vec<Value> = segs
                     .iter()
@@ -254,7 +278,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Error> {
                     } else {
                         eprintln!("error: {e}");
                     }
-                    Ok(ExitCode::FAILURE)
+                    Ok(ExitCode::from(EXIT_DAMAGED))
                 }
                 Err(e) => Err(e),
             }
@@ -300,7 +324,11 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("error: {e}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(match e {
+                Error::Corruption { .. } | Error::TornTail { .. } => EXIT_DAMAGED,
+                Error::Locked { holder_exited: false, .. } => EXIT_LOCKED,
+                _ => EXIT_OTHER,
+            })
         }
     }
 }

@@ -70,7 +70,7 @@ fn verify_reports_corruption_with_its_location_and_a_failing_exit() {
     let offset = 4096 + 8 * 4096;
     flip(&segment(&dir, 2), offset + 100);
     let out = admin(&["--json", "verify", d]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "corruption");
     let v = json_of(&out);
     assert_eq!(v["error"]["error"], "corruption");
     assert_eq!(
@@ -114,7 +114,7 @@ fn repair_cuts_a_torn_tail_after_backing_it_up() {
     let out = admin(&["verify", d]);
     assert!(out.status.success(), "a torn tail is not corruption");
     assert!(String::from_utf8_lossy(&out.stdout).contains("torn tail"));
-    assert!(!admin(&["verify", d, "--strict"]).status.success());
+    assert_eq!(admin(&["verify", d, "--strict"]).status.code(), Some(1));
     let backup = tmp.path().join("backup");
     let out = admin(&["repair", d, "--backup", backup.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -125,15 +125,44 @@ fn repair_cuts_a_torn_tail_after_backing_it_up() {
 }
 
 #[test]
-fn a_locked_or_missing_directory_is_a_clear_error() {
+fn a_live_log_is_locked_for_verify_and_readable_by_stat_and_a_missing_one_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     make_log(&dir);
+    let d = dir.to_str().unwrap();
     let wal = Wal::open(options(&dir)).unwrap();
-    let out = admin(&["stat", dir.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("locked"));
+    for i in 101..=120u64 {
+        wal.append(RecordType::Put, format!("record {i:>4}").as_bytes()).unwrap();
+    }
+    // verify needs the writer stopped: its own exit status, not corruption's.
+    for cmd in [&["verify", d][..], &["dump", d], &["--json", "verify", d]] {
+        let out = admin(cmd);
+        assert_eq!(out.status.code(), Some(3), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v = json_of(&admin(&["--json", "verify", d]));
+    assert_eq!(v["error"]["error"], "locked");
+    // stat looks anyway, read-only, and says so.
+    let out = admin(&["--json", "stat", d]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
+    let v = json_of(&out);
+    let last = v.as_array().unwrap().iter().filter_map(|s| s["last_lsn"].as_u64()).max();
+    assert_eq!(last, Some(120), "{v}");
+    wal.append(RecordType::Put, b"after the look").unwrap();
     drop(wal);
+    assert!(admin(&["verify", d]).status.success(), "the look changed nothing");
     let out = admin(&["stat", tmp.path().join("nope").to_str().unwrap()]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(4));
+}
+
+#[test]
+fn verify_counts_a_spare_as_a_spare_not_a_file_to_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    make_log(&dir);
+    let v = json_of(&admin(&["--json", "verify", dir.to_str().unwrap()]));
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["report"]["removed_files"], serde_json::json!([]), "{v}");
+    let spares = json_of(&admin(&["--json", "stat", dir.to_str().unwrap()]));
+    assert!(spares.as_array().unwrap().iter().any(|s| s["state"] == "spare"), "the log has a spare: {spares}");
 }
