@@ -16,8 +16,11 @@ async fn main() -> Result<(), uring_wal::Error> {
         let wal = wal.clone();
         tasks.push(tokio::spawn(async move {
             for request in 0..20u32 {
-                // Queue without blocking the task, then await durability.
-                let ticket = wal.submit(RecordType::Put, format!("client {client} request {request}").as_bytes())?;
+                // Queue, awaiting room if the queue is full (never blocking
+                // the runtime's thread, as `submit` would), then await
+                // durability.
+                let payload = format!("client {client} request {request}");
+                let ticket = wal.submit_async(RecordType::Put, payload.as_bytes()).await?;
                 ticket.await?;
             }
             Ok::<_, uring_wal::Error>(())
