@@ -65,6 +65,11 @@ mod wal;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// The user guide's examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/GUIDE.md")]
+struct GuideDoctests;
+
 pub use commit::metrics::LatencyStats;
 pub use error::{Error, Failure, Result};
 
