@@ -411,10 +411,8 @@ pub struct Wal {
     live: Arc<LiveSegments>,
     submitter: Mutex<Submitter>,
     pool: Receiver<BatchBufs>,
-    preparer: Option<PreparerClient>,
-    io_thread: Option<JoinHandle<()>>,
-    prepare_thread: Option<JoinHandle<()>>,
-    watchdog: Option<Watchdog>,
+    /// Taken by the first close.
+    threads: Mutex<Threads>,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     record_bytes_max: u32,
@@ -423,7 +421,16 @@ pub struct Wal {
     prepare_counters: Arc<PrepareCounters>,
     /// Longest wait for a thread at close.
     io_timeout: Duration,
-    /// `None` once leaked (a thread was left behind at close).
+}
+
+/// What closing stops and releases; empty once closed.
+#[derive(Debug, Default)]
+struct Threads {
+    preparer: Option<PreparerClient>,
+    io_thread: Option<JoinHandle<()>>,
+    prepare_thread: Option<JoinHandle<()>>,
+    watchdog: Option<Watchdog>,
+    /// Leaked instead of released if a thread is left behind.
     lock: Option<HeldDir>,
 }
 
@@ -508,10 +515,13 @@ impl Wal {
             live,
             submitter: Mutex::new(Submitter { next_lsn, requests: Some(req_tx) }),
             pool: pool_rx,
-            preparer: Some(prep_client),
-            io_thread: Some(io_thread),
-            prepare_thread: Some(prepare_thread),
-            watchdog: Some(watchdog),
+            threads: Mutex::new(Threads {
+                preparer: Some(prep_client),
+                io_thread: Some(io_thread),
+                prepare_thread: Some(prepare_thread),
+                watchdog: Some(watchdog),
+                lock: Some(lock),
+            }),
             storage,
             dir,
             record_bytes_max: options.record_bytes_max,
@@ -519,7 +529,6 @@ impl Wal {
             report: recovered.report,
             prepare_counters,
             io_timeout: options.io_timeout,
-            lock: Some(lock),
         })
     }
 
@@ -905,7 +914,7 @@ impl Wal {
     /// does (a step that never returns poisons it after `io_timeout`).
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
         self.shared.check_usable()?;
-        let preparer = self.preparer.as_ref().ok_or(Error::Closed)?;
+        let preparer = self.threads().preparer.clone().ok_or(Error::Closed)?;
         let mut retired = self.live.split_front(lsn, self.shared.acked_lsn());
         let n = retired.len();
         if n == 0 {
@@ -935,11 +944,17 @@ impl Wal {
 
     /// Flushes what was submitted, stops the I/O thread and releases the
     /// directory; reports a failure that happened on the way.
-    pub fn close(mut self) -> Result<()> {
+    pub fn close(self) -> Result<()> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> Result<()> {
+    /// [`Wal::close`] through a shared reference, for a log others still
+    /// hold (in an `Arc`): from then on every call on it fails with
+    /// [`Error::Closed`] (or the failure that poisoned it). A second call
+    /// finds nothing left to stop and reports only a failure of the log.
+    pub fn shutdown(&self) -> Result<()> {
+        let Threads { preparer, io_thread, prepare_thread, watchdog, lock } = std::mem::take(&mut *self.threads());
+        let mut lock = lock;
         let tx = self.submitter.lock().unwrap_or_else(PoisonError::into_inner).requests.take();
         if let Some(tx) = tx {
             // The channel keeps a place for it (see `open_locked`).
@@ -958,25 +973,25 @@ impl Wal {
         };
         let deadline = Instant::now() + wait;
         let (mut panicked, mut stuck) = (false, Vec::new());
-        if let Some(t) = self.io_thread.take() {
+        if let Some(t) = io_thread {
             match join_within(t, deadline) {
                 Some(p) => panicked |= p,
                 None => stuck.push("I/O"),
             }
         }
         self.shared.close();
-        if let Some(w) = self.watchdog.take() {
+        if let Some(w) = watchdog {
             drop(w.stop);
             // It answers within one interval (at most a second).
             if join_within(w.thread, Instant::now() + Duration::from_secs(2)).is_none() {
                 stuck.push("watchdog");
             }
         }
-        if let Some(p) = self.preparer.take() {
+        if let Some(p) = preparer {
             // Nobody appends to what it prepares now: it abandons that.
             p.close();
         }
-        if let Some(t) = self.prepare_thread.take() {
+        if let Some(t) = prepare_thread {
             match join_within(t, deadline.max(Instant::now() + Duration::from_millis(100))) {
                 Some(p) => panicked |= p,
                 None => stuck.push("segment preparation"),
@@ -987,7 +1002,7 @@ impl Wal {
             // The thread may still have a write in flight: keep the directory
             // locked until the process exits, so no other opener recovers a
             // log that is still being written.
-            if let Some(lock) = self.lock.take() {
+            if let Some(lock) = lock.take() {
                 lock.leak();
             }
             crate::events::event!(
@@ -1016,7 +1031,13 @@ impl Wal {
         if panicked {
             return Err(Error::io("join I/O thread", &self.dir, std::io::Error::other("thread panicked")));
         }
+        drop(lock);
         Ok(())
+    }
+
+    fn threads(&self) -> std::sync::MutexGuard<'_, Threads> {
+        // Only taken whole, or a clone read: never left half changed.
+        self.threads.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

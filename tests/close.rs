@@ -39,3 +39,21 @@ fn a_clean_close_abandons_a_slow_zero_fill_instead_of_waiting_for_it() {
     let wal = Wal::open(o).unwrap();
     assert_eq!(wal.last_lsn(), 1);
 }
+
+#[test]
+fn a_log_shared_in_an_arc_closes_through_any_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), IoPath::UringDirect);
+    let wal = Arc::new(Wal::open(o.clone()).unwrap());
+    let other = wal.clone();
+    wal.append(RecordType::Put, &payload(1, 100)).unwrap();
+    wal.shutdown().unwrap();
+    assert!(matches!(other.append(RecordType::Put, &payload(2, 100)), Err(uring_wal::Error::Closed)));
+    assert!(matches!(other.sync(), Err(uring_wal::Error::Closed)));
+    assert!(matches!(other.truncate_before(1), Err(uring_wal::Error::Closed)));
+    other.shutdown().unwrap();
+    // Released although references remain: the directory reopens.
+    let reopened = Wal::open(o).unwrap();
+    assert_eq!(reopened.last_lsn(), 1);
+    drop((wal, other));
+}
