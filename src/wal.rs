@@ -758,6 +758,12 @@ impl Wal {
         self.shared.synced_lsn()
     }
 
+    /// The largest payload a record takes ([`Options::record_bytes_max`]).
+    #[must_use]
+    pub fn record_bytes_max(&self) -> u32 {
+        self.record_bytes_max
+    }
+
     /// The LSN the next append will get.
     #[must_use]
     pub fn next_lsn(&self) -> Lsn {
@@ -786,6 +792,13 @@ impl Wal {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the log was closed ([`Wal::close`], [`Wal::shutdown`]): from
+    /// then on appends and reads fail with [`Error::Closed`].
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 
     /// The failure that poisoned the log, if any.
@@ -839,6 +852,7 @@ impl Wal {
         // The end first, then the segments: a segment joins the list before
         // any record in it is acknowledged, so the list covers the end. The
         // other order could end in a segment activated in between.
+        self.check_open()?;
         let end = self.last_lsn();
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
@@ -856,6 +870,7 @@ impl Wal {
     /// LSN, so it costs the same wherever the range lies in the log (at most
     /// 64 KiB plus one flush is walked before the first record).
     pub fn read_range(&self, range: RangeInclusive<Lsn>) -> Result<Reader> {
+        self.check_open()?;
         let (start, end) = range.into_inner();
         let last = self.last_lsn();
         if start <= end && end > last {
@@ -878,6 +893,7 @@ impl Wal {
     pub fn follow(&self, lsn: Lsn) -> Result<Follower> {
         // Durable records only: the reader ends at the synced LSN, read
         // before the segments for the reason `read_from` gives.
+        self.check_open()?;
         let synced = self.shared.synced_lsn();
         let segments = self.live.snapshot();
         let first = segments.first().map_or(self.next_lsn(), |s| s.first_lsn);
@@ -1033,6 +1049,11 @@ impl Wal {
         }
         drop(lock);
         Ok(())
+    }
+
+    /// Reads refuse a closed log: its files may belong to a new opener.
+    fn check_open(&self) -> Result<()> {
+        if self.shared.is_closed() { Err(Error::Closed) } else { Ok(()) }
     }
 
     fn threads(&self) -> std::sync::MutexGuard<'_, Threads> {

@@ -199,6 +199,11 @@ impl Shared {
         self.failure.get()
     }
 
+    /// Whether the log was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Err if appends must be refused.
     pub fn check_usable(&self) -> Result<()> {
         if let Some(f) = self.failure.get() {
