@@ -20,16 +20,16 @@ async fn reads_have_no_hole_while_the_log_changes() {
     let pad = "r".repeat(2000);
     let readers: Vec<_> = (0..2)
         .map(|r| {
-            let reader = futures_util::FutureExt::now_or_never(store.get_log_reader()).unwrap();
             let stop = stop.clone();
-            std::thread::spawn(move || {
+            let reader = futures_util::FutureExt::now_or_never(store.get_log_reader()).unwrap();
+            // Runtime tasks, as openraft's replication tasks are: a read
+            // that misses the cache awaits a blocking thread.
+            tokio::spawn(async move {
                 let mut reader = reader;
                 let (mut reads, mut entries) = (0u64, 0u64);
                 while !stop.load(Ordering::Relaxed) {
                     let start = if r == 0 { 0 } else { reads % 500 };
-                    let got = futures_util::FutureExt::now_or_never(reader.try_get_log_entries(start..))
-                        .unwrap()
-                        .expect("read entries");
+                    let got = reader.try_get_log_entries(start..).await.expect("read entries");
                     for (k, e) in got.iter().enumerate() {
                         assert_eq!(e.log_id.index, got[0].log_id.index + k as u64, "a hole in one read");
                         let openraft::EntryPayload::Normal(set) = &e.payload else { panic!("a normal entry") };
@@ -38,6 +38,7 @@ async fn reads_have_no_hole_while_the_log_changes() {
                     }
                     reads += 1;
                     entries += got.len() as u64;
+                    tokio::task::yield_now().await;
                 }
                 (reads, entries)
             })
@@ -64,9 +65,9 @@ async fn reads_have_no_hole_while_the_log_changes() {
     stop.store(true, Ordering::Relaxed);
     let mut total = (0, 0);
     for r in readers {
-        let (reads, entries) = r.join().unwrap();
+        let (reads, entries) = r.await.unwrap();
         total = (total.0 + reads, total.1 + entries);
     }
     assert!(total.0 > 10 && total.1 > 0, "the readers read: {total:?}");
-    store.close().unwrap();
+    tokio::task::spawn_blocking(move || store.close()).await.unwrap().unwrap();
 }

@@ -6,15 +6,7 @@
 mod support;
 
 use openraft::storage::RaftLogStorage;
-use support::{append, contents, entry, log_id, open, open_with_cache, read_vote, vote};
-
-fn values(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<(u64, u64, String)> {
-    range.map(|i| (term, i, format!("v{i}t{term}"))).collect()
-}
-
-fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<support::Entry> {
-    range.map(|i| entry(term, i, &format!("v{i}t{term}"))).collect()
-}
+use support::{append, contents, entries, entry, log_id, open, open_with_cache, read_vote, values, vote};
 
 #[tokio::test]
 async fn reopen_keeps_entries_truncations_vote_committed_and_purge() {
@@ -96,7 +88,12 @@ async fn purge_drops_segments_but_not_the_vote_or_the_committed_id() {
     }
     let first_lsn = store.wal().first_lsn();
     store.purge(log_id(7, 350)).await.unwrap();
-    assert!(store.wal().first_lsn() > first_lsn, "old segments were dropped");
+    // The log's purge thread drops the segments, after purge returned.
+    let t0 = std::time::Instant::now();
+    while store.wal().first_lsn() == first_lsn {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "old segments were never dropped");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     assert!(store.cached().1 < 10, "the cache is bounded");
     store.close().unwrap();
 
@@ -133,21 +130,74 @@ async fn callbacks_wait_for_the_periodic_sync_and_none_is_refused() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 }
 
-/// An entry larger than the log's `record_bytes_max` is refused before
-/// anything is written; the store goes on.
+/// An entry larger than the log's `record_bytes_max` (64 KiB here) is
+/// written as several records and read back whole, from the cache and from
+/// the log, also after a reopen; one above `entry_bytes_max` is refused
+/// before anything is written, and the store goes on.
 #[tokio::test]
-async fn an_entry_above_record_bytes_max_is_refused_and_nothing_is_written() {
+async fn an_entry_larger_than_a_record_is_split_and_one_above_the_entry_limit_is_refused() {
     use openraft::storage::IOFlushed;
+    use uring_wal_openraft::{LogStore, StoreConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::default().cache_bytes(0).entry_bytes_max(1 << 20);
+    let open = || LogStore::<support::kv::Kv>::open_with(support::options(dir.path()), config.clone()).unwrap();
+    let mut store = open();
+    append(&mut store, entries(1..=2, 1)).await;
+    let big = format!("3{}", "b".repeat(300 << 10));
+    append(&mut store, [entry(1, 3, &big)]).await;
+    // LSN 1 is the format record, 2 and 3 the first two entries.
+    let parts = store.wal().last_lsn() - 3;
+    assert!(parts >= 5, "300 KiB in records of 64 KiB: {parts} records");
+    let huge = entry(1, 4, &"h".repeat(2 << 20));
+    let err = store.append([huge], IOFlushed::noop()).await.unwrap_err();
+    assert!(err.to_string().contains("entry_bytes_max"), "{err}");
+    append(&mut store, entries(4..=4, 1)).await;
+    let expect = |v: Vec<(u64, u64, String)>| {
+        assert_eq!(v.len(), 4);
+        assert_eq!(v[2], (1, 3, big.clone()), "the split entry, whole");
+        assert_eq!(v[3].1, 4);
+    };
+    expect(contents(&mut store).await);
+    store.close().unwrap();
+    let mut store = open();
+    expect(contents(&mut store).await);
+    store.close().unwrap();
+}
+
+/// A log written by another store format, or for another openraft
+/// version, is refused with both named; a fresh log starts with the format
+/// record.
+#[tokio::test]
+async fn a_log_of_another_format_is_refused_naming_both() {
+    use uring_wal::{RecordType, Wal};
+    use uring_wal_openraft::{StoreFormat, kinds};
 
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     append(&mut store, entries(1..=2, 1)).await;
-    let huge = entry(1, 3, &"h".repeat(100 << 10)); // record_bytes_max is 64 KiB here
-    let err = store.append([huge], IOFlushed::noop()).await.unwrap_err();
-    assert!(err.to_string().contains("exceeds the maximum"), "{err}");
-    append(&mut store, entries(3..=3, 1)).await;
+    let first = store.wal().read_from(0).unwrap().next().unwrap().unwrap();
+    assert_eq!(first.kind, kinds::FORMAT, "the first record states the format");
     store.close().unwrap();
-    let mut store = open(dir.path());
-    assert_eq!(contents(&mut store).await, values(1..=3, 1));
-    store.close().unwrap();
+
+    // A log whose format record says another openraft.
+    let other = tempfile::tempdir().unwrap();
+    let wal = Wal::open(support::options(other.path())).unwrap();
+    let format = StoreFormat { openraft: "0.9.21".into(), ..StoreFormat::current() };
+    let mut payload = vec![0u8];
+    payload.extend(postcard::to_stdvec(&format).unwrap());
+    wal.append(kinds::FORMAT, &payload).unwrap();
+    wal.close().unwrap();
+    let err = LogStoreKv::open(support::options(other.path())).unwrap_err().to_string();
+    assert!(err.contains("0.9.21") && err.contains(uring_wal_openraft::OPENRAFT_VERSION), "{err}");
+
+    // A log with records and no format record at all.
+    let bare = tempfile::tempdir().unwrap();
+    let wal = Wal::open(support::options(bare.path())).unwrap();
+    wal.append(RecordType::Application(1), b"\0garbage").unwrap();
+    wal.close().unwrap();
+    let err = LogStoreKv::open(support::options(bare.path())).unwrap_err().to_string();
+    assert!(err.contains("no format record"), "{err}");
 }
+
+type LogStoreKv = uring_wal_openraft::LogStore<support::kv::Kv>;

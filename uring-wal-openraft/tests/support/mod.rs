@@ -41,6 +41,16 @@ pub fn entry(term: u64, index: u64, value: &str) -> Entry {
     Entry::new_normal(log_id(term, index), kv::Set { key: format!("k{index}"), value: value.to_owned() })
 }
 
+/// Entries `range` of `term`, each naming its index and term.
+pub fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+    range.map(|i| entry(term, i, &format!("v{i}t{term}"))).collect()
+}
+
+/// What [`contents`] returns for [`entries`] of `range` and `term`.
+pub fn values(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<(u64, u64, String)> {
+    range.map(|i| (term, i, format!("v{i}t{term}"))).collect()
+}
+
 pub fn vote(term: u64) -> VoteT {
     Vote::new(term, 1)
 }

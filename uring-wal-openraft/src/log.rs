@@ -1,0 +1,255 @@
+//! The log under one or more stores: one uring-wal log, the state of each
+//! Raft group in it, and two threads of its own, so that no runtime worker
+//! ever waits on the disk:
+//!
+//! - the completion thread waits for each append's ticket, in order, and
+//!   fires its callback once the entries are durable;
+//! - the purge thread drops segments no group needs any more
+//!   (`Wal::truncate_before`, which renames or deletes files and syncs the
+//!   directory).
+//!
+//! The last reference to the log closes it on a thread of its own, so that
+//! dropping a store on a runtime worker never waits for the disk either.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+
+use openraft::storage::IOFlushed;
+use uring_wal::storage::Storage;
+use uring_wal::{Durability, Lsn, Options, Ticket, Wal};
+
+use crate::records::{StoreFormat, decode, encode, invalid, kinds, split_group};
+use crate::state::GroupState;
+use crate::{Config, StoreConfig};
+
+pub(crate) fn io_err(e: uring_wal::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+/// A `Wal` whose last owner closes it on a thread of its own.
+#[derive(Debug)]
+pub(crate) struct WalHandle(Option<Wal>);
+
+impl std::ops::Deref for WalHandle {
+    type Target = Wal;
+
+    fn deref(&self) -> &Wal {
+        #[expect(clippy::expect_used, reason = "taken only by drop")]
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for WalHandle {
+    fn drop(&mut self) {
+        let Some(wal) = self.0.take() else { return };
+        // Closing waits for the I/O thread (up to io_timeout on a stalled
+        // device): never on whatever thread dropped the last store.
+        let closer = std::thread::Builder::new().name("uring-wal-raft-close".into());
+        if let Err(e) = closer.spawn(move || drop(wal)) {
+            eprintln!("uring-wal-openraft: closing the log inline (no thread: {e})");
+        }
+    }
+}
+
+/// One Raft group of the log.
+pub(crate) struct Group<C: Config> {
+    pub id: u64,
+    state: Mutex<GroupState<C>>,
+}
+
+impl<C: Config> Group<C> {
+    pub fn lock(&self) -> MutexGuard<'_, GroupState<C>> {
+        // Held only for in-memory updates; a panic mid-update of the index
+        // is a bug either way, and readers seeing its state is no worse.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Work for the completion thread.
+pub(crate) struct Flushed<C: Config> {
+    /// `None`: an empty append, answered in order with the others.
+    pub ticket: Option<Ticket>,
+    pub callback: IOFlushed<C>,
+    pub group: Arc<Group<C>>,
+}
+
+/// The log and its groups.
+pub(crate) struct Log<C: Config> {
+    // Dropped first: the threads finish what is queued and end.
+    completions: mpsc::Sender<Flushed<C>>,
+    purges: mpsc::Sender<Lsn>,
+    pub wal: Arc<WalHandle>,
+    groups: Mutex<BTreeMap<u64, Arc<Group<C>>>>,
+    /// LSN of the newest format record.
+    format_lsn: AtomicU64,
+    /// The last error of a purge (segments it could not drop).
+    purge_error: Arc<Mutex<Option<String>>>,
+    pub config: StoreConfig,
+    /// The log's `record_bytes_max`: the largest record an entry part is.
+    pub record_bytes_max: usize,
+}
+
+impl<C: Config> Log<C> {
+    /// Opens the log and replays it into its groups; writes the format
+    /// record into a new one.
+    pub fn open(options: Options, storage: Arc<dyn Storage>, config: StoreConfig) -> io::Result<Arc<Log<C>>> {
+        if options.durability_mode() == Durability::None {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Durability::None never makes an append durable while open; a Raft log needs it durable",
+            ));
+        }
+        let wal = Wal::open_with_storage(options, storage).map_err(io_err)?;
+        let mut groups: BTreeMap<u64, GroupState<C>> = BTreeMap::new();
+        let mut format_lsn = 0;
+        // The format record is the log's first record, and after a purge
+        // that dropped it, it follows the live records that purge kept: it
+        // is looked for in the whole log. A record that does not decode
+        // before it was seen is judged once it is (another format says why).
+        let mut undecoded: Option<io::Error> = None;
+        let mut reader = wal.read_from(0).map_err(io_err)?;
+        while let Some(rec) = reader.next_record().map_err(io_err)? {
+            let (group, body) = split_group(rec.payload, rec.lsn)?;
+            if rec.kind == kinds::FORMAT {
+                decode::<StoreFormat>(body, rec.lsn, "format record")?.check(rec.lsn)?;
+                format_lsn = rec.lsn;
+                continue;
+            }
+            if undecoded.is_some() {
+                continue;
+            }
+            let state = groups.entry(group).or_insert_with(GroupState::new);
+            match state.replay(rec.lsn, rec.kind, body, config.cache_bytes, config.entry_bytes_max) {
+                Ok(()) => {}
+                Err(e) if format_lsn == 0 => undecoded = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        drop(reader);
+        if wal.next_lsn() > 1 && format_lsn == 0 {
+            let why = undecoded.map(|e| format!(" ({e})")).unwrap_or_default();
+            return Err(invalid(format!(
+                "{}: no format record: not a log of this store, or one written by a uring-wal-openraft older \
+                 than format records (store format {}){why}",
+                wal.dir().display(),
+                crate::records::STORE_FORMAT_VERSION
+            )));
+        }
+        if let Some(e) = undecoded {
+            return Err(e);
+        }
+        for state in groups.values_mut() {
+            state.finish_replay()?;
+        }
+        if wal.next_lsn() == 1 {
+            let payload = encode(crate::records::SINGLE_GROUP, &StoreFormat::current())?;
+            format_lsn = wal.append(kinds::FORMAT, &payload).map_err(io_err)?;
+            wal.wait_durable(format_lsn, None).map_err(io_err)?;
+        }
+        let record_bytes_max = wal.record_bytes_max() as usize;
+        let wal = Arc::new(WalHandle(Some(wal)));
+        let (completions, done_rx) = mpsc::channel::<Flushed<C>>();
+        let (purges, purge_rx) = mpsc::channel::<Lsn>();
+        let purge_error = Arc::new(Mutex::new(None));
+        spawn_completer(wal.clone(), done_rx, config.cache_bytes)?;
+        spawn_purger(wal.clone(), purge_rx, purge_error.clone())?;
+        let groups = groups.into_iter().map(|(id, state)| (id, Arc::new(Group { id, state: Mutex::new(state) })));
+        Ok(Arc::new(Log {
+            completions,
+            purges,
+            wal,
+            groups: Mutex::new(groups.collect()),
+            format_lsn: AtomicU64::new(format_lsn),
+            purge_error,
+            config,
+            record_bytes_max,
+        }))
+    }
+
+    /// Group `id`, created empty if the log holds nothing of it.
+    pub fn group(&self, id: u64) -> Arc<Group<C>> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.entry(id).or_insert_with(|| Arc::new(Group { id, state: Mutex::new(GroupState::new()) })).clone()
+    }
+
+    /// Hands an append to the completion thread.
+    pub fn completed_later(&self, flushed: Flushed<C>) -> io::Result<()> {
+        self.completions.send(flushed).map_err(|_| io::Error::other("the completion thread is gone"))
+    }
+
+    /// LSN of the newest format record.
+    pub fn format_lsn(&self) -> Lsn {
+        self.format_lsn.load(Ordering::Acquire)
+    }
+
+    pub fn set_format_lsn(&self, lsn: Lsn) {
+        self.format_lsn.store(lsn, Ordering::Release);
+    }
+
+    /// The oldest LSN any group (or the format record) still needs.
+    pub fn needed_from(&self) -> Lsn {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.values().map(|g| g.lock().needed_from()).min().unwrap_or(Lsn::MAX).min(self.format_lsn())
+    }
+
+    /// Asks the purge thread to drop the segments below `lsn`; reports the
+    /// failure of an earlier purge, if any.
+    pub fn purge_before(&self, lsn: Lsn) -> io::Result<()> {
+        if let Some(e) = self.purge_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            return Err(io::Error::other(e));
+        }
+        self.purges.send(lsn).map_err(|_| io::Error::other("the purge thread is gone"))
+    }
+
+    /// Waits until `ticket`'s records are durable; returns the last LSN.
+    pub async fn durable(&self, ticket: Ticket) -> io::Result<Lsn> {
+        let lsn = ticket.await.map_err(io_err)?;
+        // Acknowledged is durable under GroupSync and Dsync; under Periodic
+        // this waits for the next sync.
+        self.wal.durable(lsn).await.map_err(io_err)
+    }
+}
+
+/// The completion thread: waits for each append's ticket, in submission
+/// order, and fires its callback once the entries are durable; then lets
+/// the group's cache drop them if it is over budget.
+fn spawn_completer<C: Config>(
+    wal: Arc<WalHandle>,
+    rx: mpsc::Receiver<Flushed<C>>,
+    cache_bytes: usize,
+) -> io::Result<()> {
+    std::thread::Builder::new().name("uring-wal-raft-done".into()).spawn(move || {
+        while let Ok(Flushed { ticket, callback, group }) = rx.recv() {
+            let Some(ticket) = ticket else {
+                callback.io_completed(Ok(()));
+                continue;
+            };
+            match ticket.wait().and_then(|lsn| wal.wait_durable(lsn, None).map(|_| lsn)) {
+                Ok(lsn) => {
+                    callback.io_completed(Ok(()));
+                    group.lock().entries.evict(cache_bytes, lsn);
+                }
+                Err(e) => callback.io_completed(Err(io_err(e))),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// The purge thread: drops the segments below the newest LSN asked for.
+fn spawn_purger(wal: Arc<WalHandle>, rx: mpsc::Receiver<Lsn>, error: Arc<Mutex<Option<String>>>) -> io::Result<()> {
+    std::thread::Builder::new().name("uring-wal-raft-purge".into()).spawn(move || {
+        while let Ok(mut lsn) = rx.recv() {
+            // Only the newest point matters: it covers the older ones.
+            while let Ok(newer) = rx.try_recv() {
+                lsn = lsn.max(newer);
+            }
+            if let Err(e) = wal.truncate_before(lsn) {
+                *error.lock().unwrap_or_else(PoisonError::into_inner) = Some(format!("purging the log: {e}"));
+            }
+        }
+    })?;
+    Ok(())
+}
