@@ -105,6 +105,14 @@ fn writers(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+fn runs(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|_| format!("{s:?} is not a number of runs"))?;
+    if !(1..=100).contains(&n) {
+        return Err(format!("runs must be 1..=100, got {n}"));
+    }
+    Ok(n)
+}
+
 fn positive_u64(s: &str) -> Result<u64, String> {
     let n: u64 = parse_bytes(s)?;
     if n == 0 {
@@ -318,6 +326,11 @@ pub enum RaftStore {
     GroupSync,
     /// uring-wal-openraft, `Durability::Dsync`.
     Dsync,
+    /// raft-log (Databend's meta-service store) with its defaults (needs
+    /// `--features peers`).
+    RaftLog,
+    /// raft-log with `flush_batch_wait = 0` (needs `--features peers`).
+    RaftLogNowait,
 }
 
 impl RaftStore {
@@ -327,7 +340,18 @@ impl RaftStore {
             RaftStore::Memory => "memory",
             RaftStore::GroupSync => "uring-wal/group-sync",
             RaftStore::Dsync => "uring-wal/dsync",
+            RaftStore::RaftLog => "raft-log",
+            RaftStore::RaftLogNowait => "raft-log-nowait",
         }
+    }
+
+    /// What `--store` measures when not given: every store this build has.
+    pub fn defaults() -> Vec<RaftStore> {
+        let mut stores = vec![RaftStore::Memory, RaftStore::GroupSync, RaftStore::Dsync];
+        if cfg!(feature = "peers") {
+            stores.extend([RaftStore::RaftLog, RaftStore::RaftLogNowait]);
+        }
+        stores
     }
 }
 
@@ -346,9 +370,15 @@ pub struct RaftArgs {
     /// load per count.
     #[arg(long, value_delimiter = ',', value_parser = writers, default_value = "1,16")]
     pub clients: Vec<usize>,
-    /// Log stores to measure, comma separated, each with its own cluster.
-    #[arg(long = "store", value_delimiter = ',', default_value = "memory,group-sync,dsync")]
+    /// Log stores to measure, comma separated, each with its own cluster
+    /// (default: memory, group-sync, dsync, and with `--features peers`
+    /// raft-log and raft-log-nowait).
+    #[arg(long = "store", value_delimiter = ',')]
     pub stores: Vec<RaftStore>,
+    /// Runs of every load, the stores alternating round by round; the
+    /// tables and JSON give medians (and each figure's spread).
+    #[arg(long, value_parser = runs, default_value = "3")]
+    pub repeat: usize,
     /// Payload bytes of each client write.
     #[arg(long, value_parser = record_bytes, default_value = "256")]
     pub record_bytes: u64,

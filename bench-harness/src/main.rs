@@ -17,6 +17,8 @@ mod model;
 #[cfg(feature = "peers")]
 mod peers;
 mod raft;
+#[cfg(feature = "peers")]
+mod raft_log_store;
 mod random;
 mod raw;
 mod recover;

@@ -234,4 +234,44 @@ pub struct Report {
     pub bandwidth: Vec<BandwidthResult>,
     pub recovery: Vec<RecoveryResult>,
     pub summary: Vec<SummaryRow>,
+    /// `raft`: each store at each client count, medians over the runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<RaftResult>,
+    /// `raft`: what the device alone allows a committed write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_bound: Option<RaftBound>,
+}
+
+/// One store at one client count of `raft`: medians over its runs, and the
+/// spread of the write rate.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RaftResult {
+    pub store: String,
+    /// Raft groups the writes went to (each a 3-node cluster).
+    pub groups: usize,
+    pub clients: usize,
+    pub runs: usize,
+    pub writes_per_s: f64,
+    pub writes_per_s_min: f64,
+    pub writes_per_s_max: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    /// CPU time of the whole process (three nodes, clients) per write.
+    pub cpu_us_per_write: f64,
+    pub error: Option<String>,
+}
+
+/// The device's own limit on a committed write, measured in the same run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RaftBound {
+    /// The faster qd1 durable write of the device (write + fdatasync, or
+    /// RWF_DSYNC), 4 KiB: its name and median latency.
+    pub device_method: String,
+    pub device_p50_us: f64,
+    /// A commit needs the leader's flush and one follower's, on the same
+    /// disk: twice the device's durable write.
+    pub bound_p50_us: f64,
+    /// One client at that latency.
+    pub bound_writes_per_s: f64,
 }

@@ -507,6 +507,23 @@ fn wal_stores(
         .collect()
 }
 
+/// A cluster on raft-log, one directory per node: its defaults, or with
+/// `flush_batch_wait = 0`.
+#[cfg(feature = "peers")]
+async fn start_raft_log(store: RaftStore, dir: &Path) -> Result<Cluster> {
+    let wait = (store == RaftStore::RaftLogNowait).then_some(Duration::ZERO);
+    let stores = (1..=NODES)
+        .map(|id| crate::raft_log_store::RaftLogStore::open(&dir.join(format!("node{id}")), wait))
+        .collect::<io::Result<Vec<_>>>()
+        .context("opening raft-log")?;
+    Cluster::start(stores).await
+}
+
+#[cfg(not(feature = "peers"))]
+async fn start_raft_log(store: RaftStore, _dir: &Path) -> Result<Cluster> {
+    anyhow::bail!("{} needs bench-harness built with --features peers", store.label())
+}
+
 /// Starts a cluster on `store` and runs each client count through it.
 pub async fn measure_store(
     store: RaftStore,
@@ -521,7 +538,8 @@ pub async fn measure_store(
             Cluster::start(wal_stores(d, Durability::GroupSync, args, allow_buffered)?).await?
         }
         (RaftStore::Dsync, Some(d)) => Cluster::start(wal_stores(d, Durability::Dsync, args, allow_buffered)?).await?,
-        (_, None) => unreachable!("a uring-wal store has a directory"),
+        (RaftStore::RaftLog | RaftStore::RaftLogNowait, Some(d)) => start_raft_log(store, d).await?,
+        (_, None) => unreachable!("a store on disk has a directory"),
     };
     let mut out = Vec::new();
     for &clients in &args.clients {

@@ -263,29 +263,48 @@ fn open_loop_with_a_stall_shows_corrected_percentiles_above_uncorrected() {
     assert!(corrected > 5.0 * uncorrected, "corrected p99 {corrected} us vs uncorrected {uncorrected} us");
 }
 
-#[test]
-fn raft_measures_the_three_stores_side_by_side() {
+/// `raft` on `stores` (all the build has if empty), one short run each:
+/// the table's rows and the JSON results, checked, and nothing left behind.
+fn raft_side_by_side(stores: &[&str], flag: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("raft.json");
-    let out = ok(
-        dir.path(),
-        &["raft", "--clients", "1", "--duration", "1s", "--warmup", "100ms", "--json", j.to_str().unwrap()],
-    );
-    for store in ["memory", "uring-wal/group-sync", "uring-wal/dsync"] {
+    let mut args = vec!["raft", "--clients", "1", "--duration", "1s", "--warmup", "100ms", "--repeat", "1"];
+    if let Some(f) = flag {
+        args.extend(["--store", f]);
+    }
+    args.extend(["--json", j.to_str().unwrap()]);
+    let out = ok(dir.path(), &args);
+    for store in stores {
         let row = out.lines().find(|l| l.starts_with(store)).unwrap_or_else(|| panic!("no {store} row:\n{out}"));
-        assert!(row.ends_with('x'), "{store} row lacks its ratio to memory: {row}");
+        assert!(row.contains("1.00x") || *store != "memory", "the memory row is its own baseline: {row}");
     }
-    assert!(out.contains("writes/s vs memory"), "{out}");
-    let loads = json(&j)["loads"].as_array().unwrap().clone();
-    assert_eq!(loads.len(), 3, "{loads:?}");
-    for l in &loads {
-        assert_eq!(l["test"], "raft");
-        assert!(l["ops"].as_u64().unwrap() > 0, "{l}");
-        assert!(l["error"].is_null(), "{l}");
+    assert!(out.contains("bound:"), "the device's bound is printed: {out}");
+    let report = json(&j);
+    let results = report["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), stores.len(), "{results:?}");
+    for (r, store) in results.iter().zip(stores) {
+        assert_eq!(r["store"], *store);
+        assert_eq!((r["clients"].as_u64(), r["groups"].as_u64(), r["runs"].as_u64()), (Some(1), Some(1), Some(1)));
+        for field in ["writes_per_s", "p50_us", "cpu_us_per_write"] {
+            assert!(r[field].as_f64().unwrap() > 0.0, "{field}: {r}");
+        }
+        assert!(r["error"].is_null(), "{r}");
     }
+    assert!(report["raft_bound"]["bound_p50_us"].as_f64().unwrap() > 0.0);
     // The nodes' logs are gone.
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, [std::ffi::OsString::from("raft.json")], "left in the data directory");
+}
+
+#[test]
+fn raft_measures_the_stores_side_by_side() {
+    raft_side_by_side(&["memory", "uring-wal/group-sync", "uring-wal/dsync"], Some("memory,group-sync,dsync"));
+}
+
+#[cfg(feature = "peers")]
+#[test]
+fn raft_measures_raft_log_with_peers() {
+    raft_side_by_side(&["raft-log", "raft-log-nowait"], Some("raft-log,raft-log-nowait"));
 }
 
 #[test]

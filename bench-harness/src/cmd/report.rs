@@ -23,7 +23,6 @@ fn print_tables(report: &Report) {
         report.loads.iter().filter(|l| test(l.test)).cloned().collect()
     };
     let raw = of(|t| t == TestKind::Raw);
-    let raft = of(|t| t == TestKind::Raft);
     let loads = of(|t| t != TestKind::Raw && t != TestKind::Raft);
     if !raw.is_empty() {
         println!("{}", table::sync_methods(&raw));
@@ -34,8 +33,8 @@ fn print_tables(report: &Report) {
     if !loads.is_empty() {
         println!("{}", table::loads(&loads));
     }
-    if !raft.is_empty() {
-        println!("{}", table::raft(&raft));
+    if !report.results.is_empty() {
+        println!("{}", table::raft(&report.results, report.raft_bound.as_ref()));
     }
     if !report.recovery.is_empty() {
         println!("{}", table::recovery(&report.recovery));

@@ -205,6 +205,8 @@ pub(crate) mod fixtures {
                 records_dropped: 3,
                 read_mb_per_sec: None,
             }],
+            results: Vec::new(),
+            raft_bound: None,
             summary: vec![
                 SummaryRow {
                     metric: "p99 append latency, 1 writer".to_string(),

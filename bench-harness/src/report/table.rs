@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use super::{record_bytes, thousands};
-use crate::model::{BandwidthResult, Environment, LatencySummary, LoadResult, RecoveryResult, SummaryRow, TestKind};
+use crate::model::{
+    BandwidthResult, Environment, LatencySummary, LoadResult, RaftBound, RaftResult, RecoveryResult, SummaryRow,
+};
 
 const MISSING: &str = "-";
 
@@ -330,54 +332,69 @@ pub fn spread(results: &[LoadResult], baseline: &str) -> String {
     )
 }
 
-/// The `raft` loads: one row per store and client count, with the ratio of
-/// each figure to the `memory` store's at the same client count (writes/s:
-/// below 1 is slower; p50: above 1 is slower).
-pub fn raft(results: &[LoadResult]) -> String {
+/// `raft`: each store at each client count, medians over the runs, next to
+/// the in-memory store (consensus without a disk), the best peer and the
+/// device's bound.
+pub fn raft(results: &[RaftResult], bound: Option<&RaftBound>) -> String {
     let mut t = Table::new(&[
         ("store", Align::Left),
+        ("groups", Align::Right),
         ("clients", Align::Right),
-        ("record B", Align::Right),
+        ("runs", Align::Right),
         ("writes/s", Align::Right),
+        ("spread", Align::Right),
         ("p50 us", Align::Right),
         ("p99 us", Align::Right),
         ("p99.9 us", Align::Right),
         ("CPU us/write", Align::Right),
-        ("writes/s vs memory", Align::Right),
-        ("p50 vs memory", Align::Right),
+        ("vs memory", Align::Right),
+        ("vs best raft-log", Align::Right),
+        ("p50 vs bound", Align::Right),
     ]);
-    let raft: Vec<&LoadResult> = results.iter().filter(|r| r.test == TestKind::Raft).collect();
-    let mut clients: Vec<usize> = raft.iter().map(|r| r.writers).collect();
-    clients.sort_unstable();
-    clients.dedup();
     let ratio = |a: f64, b: f64| {
         if a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite() { format!("{:.2}x", a / b) } else { MISSING.into() }
     };
-    for c in clients {
-        let base = raft.iter().find(|r| r.writers == c && r.backend == "memory" && r.latency.count > 0);
-        for r in raft.iter().filter(|r| r.writers == c) {
-            let l = &r.latency;
-            let missing = l.count == 0;
-            let lat = |v: f64| if missing { MISSING.to_string() } else { latency(v) };
-            t.row(vec![
-                r.backend.clone(),
-                c.to_string(),
-                record_bytes(r.record_bytes),
-                rate(r.ops_per_sec),
-                lat(l.p50_us),
-                lat(l.p99_us),
-                lat(l.p999_us),
-                number(r.cpu_us_per_op),
-                base.map_or(MISSING.into(), |b| ratio(r.ops_per_sec, b.ops_per_sec)),
-                base.map_or(
-                    MISSING.into(),
-                    |b| if missing { MISSING.into() } else { ratio(l.p50_us, b.latency.p50_us) },
-                ),
-            ]);
-            if let Some(e) = &r.error {
-                t.note(format!("error: {e}"));
-            }
+    for r in results {
+        let same =
+            |store: &str| results.iter().find(|x| x.store == store && x.clients == r.clients && x.groups == r.groups);
+        let memory = same("memory");
+        let peer = [same("raft-log"), same("raft-log-nowait")]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.writes_per_s.total_cmp(&b.writes_per_s));
+        let vs_bound = match bound {
+            Some(b) if r.store != "memory" && r.clients == 1 => ratio(r.p50_us, b.bound_p50_us),
+            _ => MISSING.into(),
+        };
+        t.row(vec![
+            r.store.clone(),
+            r.groups.to_string(),
+            r.clients.to_string(),
+            r.runs.to_string(),
+            rate(r.writes_per_s),
+            format!("{}-{}", rate(r.writes_per_s_min), rate(r.writes_per_s_max)),
+            latency(r.p50_us),
+            latency(r.p99_us),
+            latency(r.p999_us),
+            number(r.cpu_us_per_write),
+            memory.map_or(MISSING.into(), |m| ratio(r.writes_per_s, m.writes_per_s)),
+            peer.filter(|_| !r.store.starts_with("raft-log"))
+                .map_or(MISSING.into(), |p| ratio(r.writes_per_s, p.writes_per_s)),
+            vs_bound,
+        ]);
+        if let Some(e) = &r.error {
+            t.note(format!("{}: error: {e}", r.store));
         }
+    }
+    if let Some(b) = bound {
+        t.note(format!(
+            "bound: a commit needs the leader's flush and one follower's on this disk, 2 x {} us ({}, 4 KiB, qd1 \
+             p50) = {} us, {} writes/s for one client",
+            latency(b.device_p50_us),
+            b.device_method,
+            latency(b.bound_p50_us),
+            rate(b.bound_writes_per_s)
+        ));
     }
     t.render()
 }
@@ -506,22 +523,35 @@ mod tests {
     }
 
     #[test]
-    fn raft_rows_carry_their_ratio_to_the_memory_store() {
-        let mut loads = vec![
-            fixtures::load("memory", 1, 256.0, 20_000.0, 1),
-            fixtures::load("uring-wal/group-sync", 1, 256.0, 2_000.0, 2),
-            fixtures::load("uring-wal/group-sync", 16, 256.0, 9_000.0, 3),
+    fn raft_rows_carry_their_ratios_to_memory_the_best_peer_and_the_bound() {
+        let row = |store: &str, clients, writes_per_s, p50_us| RaftResult {
+            store: store.into(),
+            groups: 1,
+            clients,
+            runs: 3,
+            writes_per_s,
+            writes_per_s_min: writes_per_s,
+            writes_per_s_max: writes_per_s,
+            p50_us,
+            ..RaftResult::default()
+        };
+        let results = vec![
+            row("memory", 1, 20_000.0, 40.0),
+            row("raft-log", 1, 500.0, 2000.0),
+            row("raft-log-nowait", 1, 1_000.0, 900.0),
+            row("uring-wal/group-sync", 1, 2_000.0, 400.0),
+            row("uring-wal/group-sync", 16, 9_000.0, 900.0),
         ];
-        for l in &mut loads {
-            l.test = TestKind::Raft;
-        }
-        let out = raft(&loads);
+        let bound = RaftBound { device_p50_us: 100.0, bound_p50_us: 200.0, ..RaftBound::default() };
+        let out = raft(&results, Some(&bound));
         let rows: Vec<&str> = out.lines().skip(2).collect();
-        assert_eq!(rows.len(), 3, "{out}");
         assert!(rows[0].starts_with("memory") && rows[0].contains("1.00x"), "{out}");
-        assert!(rows[1].contains("2,000") && rows[1].contains("0.10x"), "{out}");
-        // No memory load at 16 clients: no ratio.
-        assert!(rows[2].ends_with('-'), "{out}");
+        let ours = rows[3];
+        assert!(ours.contains("0.10x") && ours.contains("2.00x"), "vs memory and vs raft-log-nowait: {out}");
+        assert!(ours.trim_end().ends_with("2.00x"), "p50 vs the bound: {out}");
+        // No memory, peer or bound at 16 clients: no ratio.
+        assert!(rows[4].trim_end().ends_with('-'), "{out}");
+        assert!(out.contains("bound:"), "{out}");
     }
 
     #[test]
