@@ -341,6 +341,19 @@ impl Ticket {
     }
 }
 
+impl Ticket {
+    /// Calls `f` once the records are durable (synced; under `GroupSync`
+    /// and `Dsync` that is when they are acknowledged), with the last LSN,
+    /// or with the error if the log fails or closes first. It runs on the
+    /// log's I/O thread (or on this one, if that already happened), after
+    /// the callbacks of lower LSNs: keep it short and never block in it
+    /// (send on a channel, wake a task). For callers that would otherwise
+    /// keep a thread waiting on tickets.
+    pub fn on_durable(self, f: impl FnOnce(Result<Lsn>) + Send + 'static) {
+        self.shared.call_when(self.wait.lsn(), Target::Synced, Box::new(f));
+    }
+}
+
 impl Future for Ticket {
     type Output = Result<Lsn>;
 
@@ -738,6 +751,12 @@ impl Wal {
     /// whether it is.
     pub fn wait_durable(&self, lsn: Lsn, timeout: Option<Duration>) -> Result<bool> {
         self.shared.wait_for(lsn, Target::Synced, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Calls `f` once `lsn` is durable, as [`Ticket::on_durable`] does:
+    /// on the I/O thread, in LSN order with the other callbacks.
+    pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<Lsn>) + Send + 'static) {
+        self.shared.call_when(lsn, Target::Synced, Box::new(f));
     }
 
     /// A future that resolves once `lsn` is durable (synced).

@@ -38,11 +38,26 @@ pub(crate) enum Target {
     Marked,
 }
 
-/// How to wake a waiter: a parked thread, or an async task.
-#[derive(Debug)]
+/// A function to call once a watermark reaches an LSN, with that LSN, or
+/// with the error if the log fails or closes first.
+pub(crate) type Callback = Box<dyn FnOnce(Result<u64>) + Send>;
+
+/// How to wake a waiter: a parked thread, an async task, or a callback run
+/// by the thread that publishes (the I/O thread).
 pub(crate) enum Wake {
     Thread(Thread),
     Waker(Waker),
+    Call { lsn: u64, token: u64, f: Callback },
+}
+
+impl std::fmt::Debug for Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wake::Thread(t) => f.debug_tuple("Thread").field(t).finish(),
+            Wake::Waker(w) => f.debug_tuple("Waker").field(w).finish(),
+            Wake::Call { lsn, token, .. } => f.debug_struct("Call").field("lsn", lsn).field("token", token).finish(),
+        }
+    }
 }
 
 impl Wake {
@@ -50,7 +65,24 @@ impl Wake {
         match self {
             Wake::Thread(t) => t.unpark(),
             Wake::Waker(w) => w.wake(),
+            Wake::Call { lsn, f, .. } => call(f, Ok(lsn)),
         }
+    }
+
+    /// Order of callbacks: by LSN, then by registration; others first.
+    fn order(&self) -> (u64, u64) {
+        match self {
+            Wake::Call { lsn, token, .. } => (*lsn, *token),
+            _ => (0, 0),
+        }
+    }
+}
+
+/// Runs a callback; a panic in it must not take down the thread running it
+/// (the I/O thread).
+fn call(f: Callback, result: Result<u64>) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(result))).is_err() {
+        crate::events::event!(error, "a durability callback panicked");
     }
 }
 
@@ -255,21 +287,66 @@ impl Shared {
 
     /// Wakes the waiters `publish` collected.
     pub fn wake(&self, scratch: &mut Vec<Wake>) {
+        // Callbacks run in LSN order (the waiter list is not kept in any).
+        if scratch.iter().any(|w| matches!(w, Wake::Call { .. })) {
+            scratch.sort_by_key(Wake::order);
+        }
         for w in scratch.drain(..) {
             w.wake();
         }
     }
 
     fn wake_all(&self) {
-        let all: Vec<Waiter> = {
+        let mut all: Vec<Waiter> = {
             let mut waiters = self.lock_waiters();
             self.registered.store(0, Ordering::SeqCst);
             std::mem::take(&mut *waiters)
         };
+        all.sort_by_key(|w| w.wake.order());
         for w in all {
-            w.wake.wake();
+            match w.wake {
+                Wake::Call { f, .. } => call(f, Err(self.check_usable().err().unwrap_or(Error::Closed))),
+                wake => wake.wake(),
+            }
         }
         self.admission.wake_all();
+    }
+
+    /// Calls `f` once the `target` watermark reaches `lsn`: now, on this
+    /// thread, if it already has (or the log failed or closed); otherwise
+    /// on the thread that publishes it (the I/O thread), in LSN order with
+    /// the other callbacks.
+    pub fn call_when(&self, lsn: u64, target: Target, f: Callback) {
+        if self.value(target) >= lsn {
+            return call(f, Ok(lsn));
+        }
+        if let Err(e) = self.check_usable() {
+            return call(f, Err(e));
+        }
+        let token = self.new_token();
+        {
+            let mut waiters = self.lock_waiters();
+            waiters.push(Waiter { lsn, target, token, wake: Wake::Call { lsn, token, f } });
+            self.registered.store(waiters.len(), Ordering::SeqCst);
+        }
+        // Re-check after registering (see the module comment): whoever takes
+        // the entry out of the list calls it, exactly once.
+        let reached = self.value(target) >= lsn;
+        if (reached || self.check_usable().is_err())
+            && let Some(Waiter { wake: Wake::Call { f, .. }, .. }) = self.take_waiter(token)
+        {
+            let result = if reached { Ok(lsn) } else { Err(self.check_usable().err().unwrap_or(Error::Closed)) };
+            call(f, result);
+        }
+    }
+
+    /// Removes and returns the waiter registered under `token`, if any.
+    fn take_waiter(&self, token: u64) -> Option<Waiter> {
+        let mut waiters = self.lock_waiters();
+        let i = waiters.iter().position(|w| w.token == token)?;
+        let w = waiters.swap_remove(i);
+        self.registered.store(waiters.len(), Ordering::SeqCst);
+        Some(w)
     }
 
     /// I/O thread: a write or sync failed. Nothing more is acknowledged.
