@@ -1,12 +1,10 @@
 //! The log under one or more stores: one uring-wal log, the state of each
-//! Raft group in it, and two threads of its own, so that no runtime worker
-//! ever waits on the disk:
-//!
-//! - the completion thread waits for each append's ticket, in order, and
-//!   fires its callback once the entries are durable;
-//! - the purge thread drops segments no group needs any more
-//!   (`Wal::truncate_before`, which renames or deletes files and syncs the
-//!   directory).
+//! Raft group in it, and a purge thread, so that no runtime worker ever
+//! waits on the disk. An append's callback is fired by the log's I/O thread
+//! once its entries are durable (`Ticket::on_durable`), in log order; the
+//! purge thread drops segments no group needs any more
+//! (`Wal::truncate_before`, which renames or deletes files and syncs the
+//! directory).
 //!
 //! The last reference to the log closes it on a thread of its own, so that
 //! dropping a store on a runtime worker never waits for the disk either.
@@ -67,18 +65,9 @@ impl<C: Config> Group<C> {
     }
 }
 
-/// Work for the completion thread.
-pub(crate) struct Flushed<C: Config> {
-    /// `None`: an empty append, answered in order with the others.
-    pub ticket: Option<Ticket>,
-    pub callback: IOFlushed<C>,
-    pub group: Arc<Group<C>>,
-}
-
 /// The log and its groups.
 pub(crate) struct Log<C: Config> {
-    // Dropped first: the threads finish what is queued and end.
-    completions: mpsc::Sender<Flushed<C>>,
+    // Dropped first: the purge thread finishes what is queued and ends.
     purges: mpsc::Sender<Lsn>,
     pub wal: Arc<WalHandle>,
     groups: Mutex<BTreeMap<u64, Arc<Group<C>>>>,
@@ -150,14 +139,11 @@ impl<C: Config> Log<C> {
         }
         let record_bytes_max = wal.record_bytes_max() as usize;
         let wal = Arc::new(WalHandle(Some(wal)));
-        let (completions, done_rx) = mpsc::channel::<Flushed<C>>();
         let (purges, purge_rx) = mpsc::channel::<Lsn>();
         let purge_error = Arc::new(Mutex::new(None));
-        spawn_completer(wal.clone(), done_rx, config.cache_bytes)?;
         spawn_purger(wal.clone(), purge_rx, purge_error.clone())?;
         let groups = groups.into_iter().map(|(id, state)| (id, Arc::new(Group { id, state: Mutex::new(state) })));
         Ok(Arc::new(Log {
-            completions,
             purges,
             wal,
             groups: Mutex::new(groups.collect()),
@@ -174,9 +160,26 @@ impl<C: Config> Log<C> {
         groups.entry(id).or_insert_with(|| Arc::new(Group { id, state: Mutex::new(GroupState::new()) })).clone()
     }
 
-    /// Hands an append to the completion thread.
-    pub fn completed_later(&self, flushed: Flushed<C>) -> io::Result<()> {
-        self.completions.send(flushed).map_err(|_| io::Error::other("the completion thread is gone"))
+    /// Fires `callback` once `ticket`'s records are durable, on the log's
+    /// I/O thread, after the callbacks of earlier appends; an empty append
+    /// (`None`) after everything queued so far.
+    /// Once durable, the entries may leave `group`'s cache if it is over
+    /// budget (readers can read them back from now on).
+    pub fn when_durable(&self, ticket: Option<Ticket>, callback: IOFlushed<C>, group: Arc<Group<C>>) {
+        let budget = self.config.cache_bytes;
+        let fire = move |r: uring_wal::Result<Lsn>| {
+            let lsn = r.as_ref().ok().copied();
+            callback.io_completed(r.map(|_| ()).map_err(io_err));
+            // On the I/O thread: never wait for the lock (a reader may be
+            // cloning entries under it); the next append evicts instead.
+            if let (Some(lsn), Ok(mut st)) = (lsn, group.state.try_lock()) {
+                st.entries.evict(budget, lsn);
+            }
+        };
+        match ticket {
+            Some(t) => t.on_durable(fire),
+            None => self.wal.on_durable(self.wal.next_lsn() - 1, fire),
+        }
     }
 
     /// LSN of the newest format record.
@@ -210,32 +213,6 @@ impl<C: Config> Log<C> {
         // this waits for the next sync.
         self.wal.durable(lsn).await.map_err(io_err)
     }
-}
-
-/// The completion thread: waits for each append's ticket, in submission
-/// order, and fires its callback once the entries are durable; then lets
-/// the group's cache drop them if it is over budget.
-fn spawn_completer<C: Config>(
-    wal: Arc<WalHandle>,
-    rx: mpsc::Receiver<Flushed<C>>,
-    cache_bytes: usize,
-) -> io::Result<()> {
-    std::thread::Builder::new().name("uring-wal-raft-done".into()).spawn(move || {
-        while let Ok(Flushed { ticket, callback, group }) = rx.recv() {
-            let Some(ticket) = ticket else {
-                callback.io_completed(Ok(()));
-                continue;
-            };
-            match ticket.wait().and_then(|lsn| wal.wait_durable(lsn, None).map(|_| lsn)) {
-                Ok(lsn) => {
-                    callback.io_completed(Ok(()));
-                    group.lock().entries.evict(cache_bytes, lsn);
-                }
-                Err(e) => callback.io_completed(Err(io_err(e))),
-            }
-        }
-    })?;
-    Ok(())
 }
 
 /// The purge thread: drops the segments below the newest LSN asked for.

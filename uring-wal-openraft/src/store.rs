@@ -20,7 +20,7 @@ use openraft::type_config::alias::{LogIdOf, VoteOf};
 use uring_wal::{Lsn, Wal};
 
 use crate::Config;
-use crate::log::{Flushed, Group, Log, io_err};
+use crate::log::{Group, Log, io_err};
 use crate::records::{StoreFormat, decode, encode, invalid, kinds, push_entry, split_group};
 use crate::state::Slot;
 
@@ -308,7 +308,8 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
         let group = self.group.clone();
         let Some(first) = entries.first().map(RaftEntry::index) else {
             // Answered after every earlier append's callback, in order.
-            return self.log.completed_later(Flushed { ticket: None, callback, group });
+            self.log.when_durable(None, callback, group);
+            return Ok(());
         };
         let mut batch = self.log.wal.batch();
         let mut placed = Vec::with_capacity(entries.len());
@@ -355,7 +356,8 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
             }
             st.entries.evict(self.log.config.cache_bytes, self.log.wal.last_lsn());
         }
-        self.log.completed_later(Flushed { ticket: Some(ticket), callback, group })
+        self.log.when_durable(Some(ticket), callback, group);
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
