@@ -11,89 +11,20 @@
 
 #[path = "../tests/support/kv.rs"]
 mod kv;
+#[path = "../tests/support/net.rs"]
+mod net;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kv::{Kv, KvStateMachine, Set};
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::RPCOption;
-use openraft::network::v2::RaftNetworkV2;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use net::{Raft, Router};
 use openraft::storage::RaftLogStorage;
-use openraft::type_config::alias::VoteOf;
-use openraft::{BasicNode, Config, OptionalSend, RaftNetworkFactory};
+use openraft::{BasicNode, Config};
 use uring_wal::Options;
 use uring_wal_openraft::LogStore;
-
-type Raft = openraft::Raft<Kv, KvStateMachine>;
-
-/// The in-process network: node id to its running `Raft`. A node that is
-/// not in the map is down.
-#[derive(Clone, Default)]
-struct Router {
-    nodes: Arc<Mutex<BTreeMap<u64, Raft>>>,
-}
-
-struct Connection {
-    router: Router,
-    target: u64,
-}
-
-impl Connection {
-    fn target(&self) -> Result<Raft, Unreachable<Kv>> {
-        let nodes = self.router.nodes.lock().unwrap();
-        nodes
-            .get(&self.target)
-            .cloned()
-            .ok_or_else(|| Unreachable::from_string(format!("node {} is down", self.target)))
-    }
-}
-
-impl RaftNetworkFactory<Kv> for Router {
-    type Network = Connection;
-
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Connection {
-        Connection { router: self.clone(), target }
-    }
-}
-
-impl RaftNetworkV2<Kv> for Connection {
-    type SnapshotData = kv::Data;
-
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<Kv>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<Kv>, RPCError<Kv>> {
-        let raft = self.target()?;
-        raft.append_entries(rpc).await.map_err(|e| Unreachable::new(&e).into())
-    }
-
-    async fn vote(&mut self, rpc: VoteRequest<Kv>, _option: RPCOption) -> Result<VoteResponse<Kv>, RPCError<Kv>> {
-        let raft = self.target()?;
-        raft.vote(rpc).await.map_err(|e| Unreachable::new(&e).into())
-    }
-
-    async fn pre_vote(&mut self, rpc: VoteRequest<Kv>, _option: RPCOption) -> Result<VoteResponse<Kv>, RPCError<Kv>> {
-        let raft = self.target()?;
-        raft.pre_vote(rpc).await.map_err(|e| Unreachable::new(&e).into())
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: VoteOf<Kv>,
-        snapshot: kv::Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        _option: RPCOption,
-    ) -> Result<SnapshotResponse<Kv>, StreamingError<Kv>> {
-        let raft = self.target()?;
-        raft.install_full_snapshot(vote, snapshot).await.map_err(|e| Unreachable::new(&e).into())
-    }
-}
 
 /// Opens node `id`'s log in `dir`, says what it recovered, and starts it.
 async fn start(id: u64, dir: &Path, router: &Router, config: &Arc<Config>) -> (Raft, KvStateMachine) {
