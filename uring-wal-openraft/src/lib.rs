@@ -1,7 +1,7 @@
 //! openraft's log storage on a uring-wal write-ahead log.
 //!
-//! [`LogStore`] implements openraft's [`RaftLogStorage`] and its
-//! [`LogReader`] implements [`RaftLogReader`], for any type config whose
+//! [`LogStore`] implements openraft's [`RaftLogStorage`](openraft::storage::RaftLogStorage) and its
+//! [`LogReader`] implements [`RaftLogReader`](openraft::storage::RaftLogReader), for any type config whose
 //! entries, votes and log ids are serde types (openraft's `serde` feature).
 //!
 //! # Design
