@@ -429,6 +429,7 @@ pub struct Wal {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     record_bytes_max: u32,
+    segment_bytes: u64,
     backend: BackendInfo,
     report: RecoveryReport,
     prepare_counters: Arc<PrepareCounters>,
@@ -538,6 +539,7 @@ impl Wal {
             storage,
             dir,
             record_bytes_max: options.record_bytes_max,
+            segment_bytes: options.segment_bytes,
             backend,
             report: recovered.report,
             prepare_counters,
@@ -783,6 +785,13 @@ impl Wal {
         self.record_bytes_max
     }
 
+    /// Size of each segment file this run creates
+    /// ([`Options::segment_bytes`]).
+    #[must_use]
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
     /// The LSN the next append will get.
     #[must_use]
     pub fn next_lsn(&self) -> Lsn {
@@ -793,6 +802,16 @@ impl Wal {
     #[must_use]
     pub fn first_lsn(&self) -> Lsn {
         self.live.first_lsn().unwrap_or_else(|| self.next_lsn())
+    }
+
+    /// The first LSN of each live segment file, oldest first: how the log's
+    /// records are spread over its files (`truncate_before(lsn)` removes
+    /// the files whose records all lie below `lsn`). An application that
+    /// rewrites old records forward to free old files chooses `lsn` from
+    /// this. Each file is [`Wal::segment_bytes`] on disk.
+    #[must_use]
+    pub fn segment_first_lsns(&self) -> Vec<Lsn> {
+        self.live.first_lsns()
     }
 
     /// Backend, I/O mode and device facts of this log.

@@ -90,6 +90,11 @@ impl LiveSegments {
         self.lock().len()
     }
 
+    /// First LSN of each live segment, oldest first.
+    pub fn first_lsns(&self) -> Vec<u64> {
+        self.lock().iter().map(|s| s.first_lsn).collect()
+    }
+
     /// First LSN of the oldest live segment.
     pub fn first_lsn(&self) -> Option<u64> {
         self.lock().front().map(|s| s.first_lsn)
