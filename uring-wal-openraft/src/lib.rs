@@ -57,7 +57,9 @@
 #![deny(missing_docs)]
 
 mod log;
+mod multi;
 mod records;
+mod rewrite;
 mod state;
 mod store;
 
@@ -68,7 +70,8 @@ use openraft::RaftTypeConfig;
 use uring_wal::Options;
 use uring_wal::storage::{OsStorage, Storage};
 
-pub use records::{OPENRAFT_VERSION, STORE_FORMAT_VERSION, StoreFormat, kinds};
+pub use multi::{GROUP_BYTES, Memory, MultiLog, Space};
+pub use records::{OPENRAFT_VERSION, STORE_FORMAT_READ_MIN, STORE_FORMAT_VERSION, StoreFormat, kinds};
 pub use store::{LogReader, LogStore};
 
 /// Default size of the entry cache: 64 MiB of encoded entries.
@@ -77,23 +80,35 @@ pub const CACHE_BYTES_DEFAULT: usize = 64 << 20;
 /// Default largest entry: 64 MiB encoded.
 pub const ENTRY_BYTES_MAX_DEFAULT: usize = 64 << 20;
 
+/// Default of [`StoreConfig::rewrite_segments_min`].
+pub const REWRITE_SEGMENTS_MIN_DEFAULT: usize = 4;
+
 /// Settings of a [`LogStore`] beyond those of its log.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StoreConfig {
-    /// Encoded bytes of the newest entries kept in memory. Entries older
-    /// than that are read back from the log. Entries not yet acknowledged by
-    /// the log are always kept, whatever this says.
+    /// Encoded bytes of the newest entries kept in memory, shared evenly by
+    /// the log's groups. Entries older than that are read back from the
+    /// log. Entries not yet acknowledged by the log are always kept,
+    /// whatever this says.
     pub cache_bytes: usize,
     /// The largest entry `append` takes, encoded: larger ones are refused
     /// (fatal to openraft), and replay refuses an entry whose parts add up
     /// to more. An entry larger than a record is split across records.
     pub entry_bytes_max: usize,
+    /// Segments the log may hold before old ones are freed by rewriting the
+    /// groups that still need them (see [`MultiLog`], "Space"); 0: never
+    /// rewrite (each group's purges alone free segments).
+    pub rewrite_segments_min: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
-        StoreConfig { cache_bytes: CACHE_BYTES_DEFAULT, entry_bytes_max: ENTRY_BYTES_MAX_DEFAULT }
+        StoreConfig {
+            cache_bytes: CACHE_BYTES_DEFAULT,
+            entry_bytes_max: ENTRY_BYTES_MAX_DEFAULT,
+            rewrite_segments_min: REWRITE_SEGMENTS_MIN_DEFAULT,
+        }
     }
 }
 
@@ -109,6 +124,13 @@ impl StoreConfig {
     #[must_use]
     pub fn entry_bytes_max(mut self, bytes: usize) -> StoreConfig {
         self.entry_bytes_max = bytes;
+        self
+    }
+
+    /// Sets [`StoreConfig::rewrite_segments_min`].
+    #[must_use]
+    pub fn rewrite_segments_min(mut self, segments: usize) -> StoreConfig {
+        self.rewrite_segments_min = segments;
         self
     }
 }
@@ -145,7 +167,18 @@ impl<C: Config> LogStore<C> {
         config: StoreConfig,
     ) -> io::Result<LogStore<C>> {
         let log = log::Log::open(options, storage, config)?;
-        let group = log.group(records::SINGLE_GROUP);
+        let others: Vec<u64> =
+            log.all_groups().iter().map(|g| g.id).filter(|&id| id != records::SINGLE_GROUP).take(4).collect();
+        if !others.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} holds the records of several Raft groups (such as {others:?}): open it with MultiLog",
+                    log.wal.dir().display()
+                ),
+            ));
+        }
+        let group = log.take_group(records::SINGLE_GROUP)?;
         Ok(LogStore { log, group })
     }
 

@@ -37,11 +37,41 @@ pub mod kinds {
     /// group, the bytes); the entry's `ENTRY` record follows, in the same
     /// request, so its parts have consecutive LSNs.
     pub const ENTRY_PART: RecordType = RecordType::Application(7);
+    /// A group was removed: every earlier record of it is void (payload:
+    /// group, nothing else). Records of the same id after it start a new
+    /// group.
+    pub const REMOVE: RecordType = RecordType::Application(8);
+    /// The start of a group's rewrite: its whole state, re-stated further
+    /// on in the log so that older files can go (payload: group,
+    /// [`super::RewriteHead`]). The group's live entries follow as `COPY`
+    /// records (each preceded by its `ENTRY_PART`s), with no other record
+    /// of the group between them; a rewrite counts only once its last
+    /// entry is in the log, and then replaces everything the group had.
+    pub const REWRITE: RecordType = RecordType::Application(9);
+    /// One live entry of a group's rewrite, or its last part (payload:
+    /// group, the entry's encoding or its last part, as for `ENTRY`).
+    pub const COPY: RecordType = RecordType::Application(10);
+}
+
+/// What a [`kinds::REWRITE`] record says: the group's vote, committed log
+/// id and purge point at the rewrite, and how many `COPY` entries follow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RewriteHead<V, L> {
+    pub vote: Option<V>,
+    pub committed: Option<L>,
+    pub purged: Option<L>,
+    pub entries: u64,
 }
 
 /// This store's format: how records are laid out. Raised whenever a change
 /// makes an older store unable to read the log.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+pub const STORE_FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build reads: format 1 lacks only the record
+/// kinds of groups removed and rewritten (`REMOVE`, `REWRITE`, `COPY`). A
+/// log of format 1 gets a format record of this build's format at open,
+/// before anything of format 2 is written into it.
+pub const STORE_FORMAT_READ_MIN: u32 = 1;
 
 /// The openraft version the entries, votes and log ids are encoded for.
 /// openraft 0.10 is in alpha: its types may change between alphas, so a
@@ -66,11 +96,12 @@ impl StoreFormat {
         StoreFormat { version: STORE_FORMAT_VERSION, openraft: OPENRAFT_VERSION.to_owned() }
     }
 
-    /// Whether this build reads a log of `self`'s format; the error to give
-    /// if not.
+    /// Whether this build reads a log of `self`'s format (formats
+    /// [`STORE_FORMAT_READ_MIN`] to [`STORE_FORMAT_VERSION`], for the same
+    /// openraft version); the error to give if not.
     pub fn check(&self, lsn: Lsn) -> io::Result<()> {
         let current = StoreFormat::current();
-        if *self == current {
+        if self.openraft == current.openraft && (STORE_FORMAT_READ_MIN..=current.version).contains(&self.version) {
             return Ok(());
         }
         Err(io::Error::new(
@@ -126,14 +157,16 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], lsn: Lsn, what: &str) ->
     postcard::from_bytes(bytes).map_err(|e| invalid(format!("decode the {what} at LSN {lsn}: {e}")))
 }
 
-/// An entry's encoding as records: `ENTRY_PART`s, then one `ENTRY`, each at
-/// most `record_bytes_max` bytes with its group prefix. Returns how many
-/// records it took.
+/// An entry's encoding as records: `ENTRY_PART`s, then one record of
+/// `last` (`ENTRY`, or `COPY` in a rewrite), each at most
+/// `record_bytes_max` bytes with its group prefix. Returns how many records
+/// it took.
 pub(crate) fn push_entry(
     batch: &mut uring_wal::Batch,
     group: u64,
     encoded: &[u8],
     record_bytes_max: usize,
+    last: RecordType,
 ) -> io::Result<u32> {
     let mut prefix = Vec::with_capacity(10);
     put_group(&mut prefix, group);
@@ -144,7 +177,7 @@ pub(crate) fn push_entry(
         record.clear();
         record.extend_from_slice(&prefix);
         record.extend_from_slice(chunk);
-        let kind: RecordType = if i + 1 == parts { kinds::ENTRY } else { kinds::ENTRY_PART };
+        let kind: RecordType = if i + 1 == parts { last } else { kinds::ENTRY_PART };
         batch.push(kind, &record).map_err(|e| io::Error::other(e.to_string()))?;
     }
     u32::try_from(parts).map_err(|_| invalid(format!("an entry of {} bytes takes too many records", encoded.len())))
@@ -171,12 +204,12 @@ mod tests {
     fn a_large_entry_is_split_into_parts_that_end_with_an_entry_record() {
         let encoded: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut batch = uring_wal::Batch::new();
-        assert_eq!(push_entry(&mut batch, 3, &encoded, 4096).unwrap(), 3);
+        assert_eq!(push_entry(&mut batch, 3, &encoded, 4096, kinds::ENTRY).unwrap(), 3);
         assert_eq!(batch.len(), 3);
         let mut batch = uring_wal::Batch::new();
-        assert_eq!(push_entry(&mut batch, 3, &encoded[..100], 4096).unwrap(), 1);
+        assert_eq!(push_entry(&mut batch, 3, &encoded[..100], 4096, kinds::ENTRY).unwrap(), 1);
         let mut batch = uring_wal::Batch::new();
-        assert_eq!(push_entry(&mut batch, 3, &[], 4096).unwrap(), 1, "an empty encoding is one record");
+        assert_eq!(push_entry(&mut batch, 3, &[], 4096, kinds::ENTRY).unwrap(), 1, "an empty encoding is one record");
     }
 
     #[test]
@@ -185,6 +218,9 @@ mod tests {
         let older = StoreFormat { version: 0, ..StoreFormat::current() };
         let err = older.check(1).unwrap_err().to_string();
         assert!(err.contains("store format 0") && err.contains(OPENRAFT_VERSION), "{err}");
+        StoreFormat { version: STORE_FORMAT_READ_MIN, ..StoreFormat::current() }.check(1).unwrap();
+        let newer = StoreFormat { version: STORE_FORMAT_VERSION + 1, ..StoreFormat::current() };
+        assert!(newer.check(1).is_err(), "a newer format may hold records this build cannot read");
         let other = StoreFormat { openraft: "0.10.0-alpha.36".into(), ..StoreFormat::current() };
         assert!(other.check(1).is_err());
     }

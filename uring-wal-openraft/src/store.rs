@@ -13,6 +13,7 @@ use std::ops::{Bound, RangeBounds, RangeInclusive};
 use std::sync::Arc;
 
 use openraft::OptionalSend;
+use openraft::async_runtime::Mutex as _;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
@@ -43,6 +44,13 @@ pub struct LogStore<C: Config> {
     pub(crate) group: Arc<Group<C>>,
 }
 
+impl<C: Config> Drop for LogStore<C> {
+    fn drop(&mut self) {
+        // Another store of the group may be opened from now on.
+        self.log.release(&self.group);
+    }
+}
+
 impl<C: Config> Debug for LogStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogStore").field("dir", &self.log.wal.dir()).field("group", &self.group.id).finish()
@@ -63,20 +71,20 @@ impl<C: Config> LogStore<C> {
         (st.entries.cached_from(), st.entries.cache.len())
     }
 
-    /// Closes the log now, readers or not (they fail from then on), after
-    /// everything queued is written; the callbacks of appends made before
-    /// fire. It waits for the disk: from async code call it on a blocking
-    /// thread, or drop the store instead (the log then closes on a thread
-    /// of its own).
-    pub fn close(self) -> io::Result<()> {
-        self.log.wal.shutdown().map_err(io_err)
+    /// The group of the log this store is for.
+    pub fn group_id(&self) -> u64 {
+        self.group.id
     }
 
-    /// Queues `payload` as one record of `kind`, awaiting room in the log's
-    /// queue; returns once it is durable.
-    async fn write_durably(&self, kind: uring_wal::RecordType, payload: &[u8]) -> io::Result<Lsn> {
-        let ticket = self.log.wal.submit_async(kind, payload).await.map_err(io_err)?;
-        self.log.durable(ticket).await
+    /// Closes the log now, readers or not (they fail from then on), after
+    /// everything queued is written; the callbacks of appends made before
+    /// fire. Every other group's store of a shared log fails from then on
+    /// too. It waits for the disk: from async code call it on a blocking
+    /// thread, or drop the store instead (the log then closes on a thread
+    /// of its own once its last store, reader and [`crate::MultiLog`] are
+    /// gone).
+    pub fn close(self) -> io::Result<()> {
+        self.log.wal.shutdown().map_err(io_err)
     }
 }
 
@@ -112,10 +120,14 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
 type Places = Vec<(Lsn, Lsn)>;
 
 impl<C: Config> LogReader<C> {
+    pub(crate) fn new(log: Arc<Log<C>>, group: Arc<Group<C>>) -> LogReader<C> {
+        LogReader { log, group }
+    }
+
     /// Entries `start..end` (clamped to what the group holds), from the
     /// cache or read back from the log on a blocking thread, with no hole:
     /// a consistent view of one moment.
-    async fn read_entries(&self, start: u64, end: u64) -> io::Result<Vec<C::Entry>> {
+    pub(crate) async fn read_entries(&self, start: u64, end: u64) -> io::Result<Vec<C::Entry>> {
         loop {
             // Under the lock: the cached entries, and where the rest lie.
             let (cached, places): (Vec<C::Entry>, Places) = {
@@ -182,8 +194,13 @@ fn read_places<C: Config>(wal: &Wal, group: u64, places: &Places) -> Result<Vec<
                 continue;
             }
             let (g, body) = split_group(rec.payload, rec.lsn)?;
-            let expected = if lsn == to { kinds::ENTRY } else { kinds::ENTRY_PART };
-            if rec.lsn != lsn || rec.kind != expected || g != group {
+            // An entry's last record is an ENTRY, or a COPY once a rewrite
+            // moved it.
+            let kind_ok = match lsn == to {
+                true => rec.kind == kinds::ENTRY || rec.kind == kinds::COPY,
+                false => rec.kind == kinds::ENTRY_PART,
+            };
+            if rec.lsn != lsn || !kind_ok || g != group {
                 let msg = format!(
                     "LSN {lsn} should hold an entry (or part) of group {group}, found {:?} of group {g} at {}",
                     rec.kind, rec.lsn
@@ -277,7 +294,11 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
-        let lsn = self.write_durably(kinds::VOTE, &encode(self.group.id, vote)?).await?;
+        // The writer lock until the state says so: a rewrite of the group
+        // must not re-state the older vote after this record.
+        let _writer = self.group.writer.lock().await;
+        let ticket = self.log.wal.submit_async(kinds::VOTE, &encode(self.group.id, vote)?).await.map_err(io_err)?;
+        let lsn = self.log.durable(ticket).await?;
         let mut st = self.group.lock();
         st.vote = Some(vote.clone());
         st.vote_lsn = lsn;
@@ -288,7 +309,10 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
     /// applies up to it right after, and a restart must not bring back an
     /// older committed log id than a read was served at.
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
-        let lsn = self.write_durably(kinds::COMMITTED, &encode(self.group.id, &committed)?).await?;
+        let _writer = self.group.writer.lock().await;
+        let payload = encode(self.group.id, &committed)?;
+        let ticket = self.log.wal.submit_async(kinds::COMMITTED, &payload).await.map_err(io_err)?;
+        let lsn = self.log.durable(ticket).await?;
         let mut st = self.group.lock();
         st.committed = committed;
         st.committed_lsn = lsn;
@@ -327,9 +351,10 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
                     encoded.len()
                 )));
             }
-            let parts = push_entry(&mut batch, group.id, &encoded, self.log.record_bytes_max)?;
+            let parts = push_entry(&mut batch, group.id, &encoded, self.log.record_bytes_max, kinds::ENTRY)?;
             placed.push((parts, encoded.len()));
         }
+        let writer = group.writer.lock().await;
         let overwrite = {
             let st = group.lock();
             let overwrite = st.entries.end().is_some_and(|end| first < end);
@@ -340,8 +365,9 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
             }
             overwrite
         };
-        // Only this store writes this group (openraft calls it with `&mut
-        // self`): nothing changes the group between the check and here.
+        // The writer lock: nothing changes the group between the check and
+        // here, nor until the index holds the entries.
+        let bytes = batch.payload_bytes() as u64;
         #[expect(clippy::expect_used, reason = "the batch holds a record per entry, and there is one")]
         let ticket = self.log.wal.submit_batch_async(&mut batch).await.map_err(io_err)?.expect("not empty");
         {
@@ -354,23 +380,27 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
                 lsn += Lsn::from(parts);
                 st.entries.push(entry, lsn, parts, bytes);
             }
-            st.entries.evict(self.log.config.cache_bytes, self.log.wal.last_lsn());
+            st.entries.evict(self.log.cache_budget(), self.log.wal.last_lsn());
         }
+        drop(writer);
         self.log.when_durable(Some(ticket), callback, group);
+        self.log.appended(bytes);
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         let since: u64 = last_log_id.as_ref().map_or(0, |l| l.index() + 1);
+        let _writer = self.group.writer.lock().await;
         if self.group.lock().entries.end().is_none_or(|end| since >= end) {
             return Ok(());
         }
         let ticket =
             self.log.wal.submit_async(kinds::TRUNCATE, &encode(self.group.id, &since)?).await.map_err(io_err)?;
-        // Readers stop seeing the entries now; the record is durable before
-        // this returns.
-        self.group.lock().entries.truncate_from(since);
+        // The index drops the entries once the record is durable: it
+        // decides which segments purges may drop, and the entries must stay
+        // in the log until their truncation is.
         self.log.durable(ticket).await?;
+        self.group.lock().entries.truncate_from(since);
         Ok(())
     }
 
@@ -378,6 +408,9 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
         // What to write: the purge record, and again every record the group
         // (or the log) still needs that lies below its new first live
         // entry, so that dropping whole segments keeps them.
+        let writer = self.group.writer.lock().await;
+        // Before the group's lock: it takes every other group's.
+        let others_need = self.log.groups_need_from(Some(self.group.id));
         let (mut batch, rewrite_vote, rewrite_committed, rewrite_format) = {
             let st = self.group.lock();
             if st.purged.as_ref().is_some_and(|p| p >= &log_id) {
@@ -395,21 +428,31 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
             if rewrite_committed {
                 batch.push(kinds::COMMITTED, &encode(self.group.id, &st.committed)?).map_err(io_err)?;
             }
-            let rewrite_format = self.log.format_lsn() < first_live;
+            // Only if the format record is all that holds the log's first
+            // segments (other groups may still need them anyway).
+            let format_lsn = self.log.format_lsn();
+            let rewrite_format = format_lsn < first_live && format_lsn < others_need;
             if rewrite_format {
                 let format = encode(crate::records::SINGLE_GROUP, &StoreFormat::current())?;
                 batch.push(kinds::FORMAT, &format).map_err(io_err)?;
             }
             (batch, rewrite_vote, rewrite_committed, rewrite_format)
         };
+        let batch_bytes = batch.payload_bytes() as u64;
         #[expect(clippy::expect_used, reason = "the batch holds the purge record")]
         let ticket = self.log.wal.submit_batch_async(&mut batch).await.map_err(io_err)?.expect("not empty");
-        // The records are queued: now the state may say so.
+        self.log.appended(batch_bytes);
+        let lsns = ticket.lsns();
+        self.log.durable(ticket).await?;
+        // Durable: now the state may say so. Not before: the index decides
+        // which segments every group's purges may drop, and the records
+        // this one supersedes must stay until it is durable.
         {
             let mut st = self.group.lock();
             st.entries.purge_to(log_id.index());
             st.purged = Some(log_id);
-            let mut lsns = ticket.lsns().skip(1);
+            st.purged_lsn = *lsns.start();
+            let mut lsns = lsns.skip(1);
             if rewrite_vote {
                 st.vote_lsn = lsns.next().unwrap_or(st.vote_lsn);
             }
@@ -420,10 +463,9 @@ impl<C: Config> RaftLogStorage<C> for LogStore<C> {
                 self.log.set_format_lsn(lsn);
             }
         }
-        let purge_lsn = *ticket.lsns().start();
-        self.log.durable(ticket).await?;
+        drop(writer);
         // Dropping the segments renames or deletes files and syncs the
         // directory: the log's purge thread does it, RaftCore goes on.
-        self.log.purge_before(self.log.needed_from().min(purge_lsn))
+        self.log.purge_before(self.log.needed_from())
     }
 }

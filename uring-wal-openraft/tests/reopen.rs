@@ -200,4 +200,38 @@ async fn a_log_of_another_format_is_refused_naming_both() {
     assert!(err.contains("no format record"), "{err}");
 }
 
+/// A log of the previous store format opens, and gets this build's format
+/// record before anything else is written; one of a newer format is
+/// refused.
+#[tokio::test]
+async fn a_log_of_the_previous_format_is_read_and_marked_with_the_current_one() {
+    use uring_wal::Wal;
+    use uring_wal_openraft::{STORE_FORMAT_READ_MIN, STORE_FORMAT_VERSION, StoreFormat, kinds};
+
+    let format_record = |version: u32| {
+        let mut payload = vec![0u8];
+        payload.extend(postcard::to_stdvec(&StoreFormat { version, ..StoreFormat::current() }).unwrap());
+        payload
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(support::options(dir.path())).unwrap();
+    wal.append(kinds::FORMAT, &format_record(STORE_FORMAT_READ_MIN)).unwrap();
+    wal.close().unwrap();
+    let mut store = open(dir.path());
+    let last = store.wal().read_from(2).unwrap().next().unwrap().unwrap();
+    let mut current = vec![0u8];
+    current.extend(postcard::to_stdvec(&StoreFormat::current()).unwrap());
+    assert_eq!((last.lsn, last.kind, &last.payload[..]), (2, kinds::FORMAT, &current[..]));
+    append(&mut store, entries(1..=2, 1)).await;
+    store.close().unwrap();
+    assert_eq!(contents(&mut open(dir.path())).await, values(1..=2, 1));
+
+    let newer = tempfile::tempdir().unwrap();
+    let wal = Wal::open(support::options(newer.path())).unwrap();
+    wal.append(kinds::FORMAT, &format_record(STORE_FORMAT_VERSION + 1)).unwrap();
+    wal.close().unwrap();
+    let err = LogStoreKv::open(support::options(newer.path())).unwrap_err().to_string();
+    assert!(err.contains(&format!("store format {}", STORE_FORMAT_VERSION + 1)), "{err}");
+}
+
 type LogStoreKv = uring_wal_openraft::LogStore<support::kv::Kv>;
