@@ -20,6 +20,7 @@ Examples:
   bench-harness sweep --backend uring-wal:group-sync,uring-wal:dsync --writers 1,4,16,64 --svg sweep.svg
   bench-harness recovery --bytes 1GiB --kill
   bench-harness raft --clients 1,16 --duration 5s  three openraft nodes: in memory vs uring-wal
+  bench-harness raft --groups 1,16,256 --clients 64   Multi-Raft: one shared log per node vs one per group
   bench-harness report sweep.json --svg sweep.svg  tables and charts of a saved report, again
   bench-harness latency --repeat 3 --backend raw:fdatasync,uring-wal,uring-wal:spin   spreads, ratios
 Backends: uring-wal[:MODE][:PATH][:spin] with MODE group-sync | dsync | periodic[=MS] | none and
@@ -326,6 +327,9 @@ pub enum RaftStore {
     GroupSync,
     /// uring-wal-openraft, `Durability::Dsync`.
     Dsync,
+    /// uring-wal-openraft's `MultiLog`: one log per node shared by all its
+    /// groups (`Durability::GroupSync`).
+    Shared,
     /// raft-log (Databend's meta-service store) with its defaults (needs
     /// `--features peers`).
     RaftLog,
@@ -340,6 +344,7 @@ impl RaftStore {
             RaftStore::Memory => "memory",
             RaftStore::GroupSync => "uring-wal/group-sync",
             RaftStore::Dsync => "uring-wal/dsync",
+            RaftStore::Shared => "uring-wal/shared",
             RaftStore::RaftLog => "raft-log",
             RaftStore::RaftLogNowait => "raft-log-nowait",
         }
@@ -347,11 +352,18 @@ impl RaftStore {
 
     /// What `--store` measures when not given: every store this build has.
     pub fn defaults() -> Vec<RaftStore> {
-        let mut stores = vec![RaftStore::Memory, RaftStore::GroupSync, RaftStore::Dsync];
+        let mut stores = vec![RaftStore::Memory, RaftStore::Shared, RaftStore::GroupSync, RaftStore::Dsync];
         if cfg!(feature = "peers") {
             stores.extend([RaftStore::RaftLog, RaftStore::RaftLogNowait]);
         }
         stores
+    }
+}
+
+fn groups(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=4096) => Ok(n),
+        _ => Err(format!("group count {s:?} is not between 1 and 4096")),
     }
 }
 
@@ -370,9 +382,13 @@ pub struct RaftArgs {
     /// load per count.
     #[arg(long, value_delimiter = ',', value_parser = writers, default_value = "1,16")]
     pub clients: Vec<usize>,
+    /// Raft groups on the three nodes, comma separated; one cluster per
+    /// count. Each client writes to the next group at each write.
+    #[arg(long, value_delimiter = ',', value_parser = groups, default_value = "1")]
+    pub groups: Vec<usize>,
     /// Log stores to measure, comma separated, each with its own cluster
-    /// (default: memory, group-sync, dsync, and with `--features peers`
-    /// raft-log and raft-log-nowait).
+    /// (default: memory, shared, group-sync, dsync, and with
+    /// `--features peers` raft-log and raft-log-nowait).
     #[arg(long = "store", value_delimiter = ',')]
     pub stores: Vec<RaftStore>,
     /// Runs of every load, the stores alternating round by round; the
@@ -394,6 +410,10 @@ pub struct RaftArgs {
     /// uring-wal: how long the idle I/O thread polls for requests before it sleeps (0: never).
     #[arg(long, value_parser = parse_duration_or_zero)]
     pub wal_io_spin: Option<Duration>,
+    /// uring-wal: flushes (each with its sync) in flight at once, at most
+    /// (`Options::flushes_in_flight_max`; default: the library's).
+    #[arg(long)]
+    pub wal_flushes_in_flight: Option<usize>,
 }
 
 /// Options of `report`.

@@ -376,6 +376,7 @@ fn result(backend: &str, spec: &LoadSpec, shared: Shared, window: &Window, laten
         latency_uncorrected: spec.rate.map(|_| LatencySummary::of(&latencies.uncorrected)),
         records_per_flush: flush.and_then(|(a, f, _)| (f > 0).then(|| a as f64 / f as f64)),
         syncs_per_sec: flush.map(|(_, _, s)| s as f64 / seconds),
+        raft_groups: None,
         segments: window.flushes.map(|(a, b)| SegmentActivity {
             activated: b.segments_activated - a.segments_activated,
             created: b.segments_created - a.segments_created,

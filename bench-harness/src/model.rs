@@ -143,6 +143,9 @@ pub struct LoadResult {
     pub records_per_flush: Option<f64>,
     /// Syncs per second, where known.
     pub syncs_per_sec: Option<f64>,
+    /// `raft`: the Raft groups the writes went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_groups: Option<usize>,
     /// What the log's segments did during the measured window (uring-wal
     /// only): whether it grew (fresh, zero-filled files) or reused retired
     /// ones, which changes the tail.
@@ -259,6 +262,17 @@ pub struct RaftResult {
     pub p999_us: f64,
     /// CPU time of the whole process (three nodes, clients) per write.
     pub cpu_us_per_write: f64,
+    /// Syncs of all the uring-wal logs per write (none for other stores).
+    #[serde(default)]
+    pub syncs_per_write: Option<f64>,
+    /// What the cluster cost besides the load: the process's threads, its
+    /// peak resident memory, the stores' bytes on disk (medians).
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default)]
+    pub rss_bytes: u64,
+    #[serde(default)]
+    pub disk_bytes: u64,
     pub error: Option<String>,
 }
 

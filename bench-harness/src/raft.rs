@@ -1,19 +1,30 @@
-//! `raft`: client writes through a three-node openraft cluster in this
-//! process, on two kinds of log store side by side.
+//! `raft`: client writes through three openraft nodes in this process,
+//! hosting one Raft group or many (Multi-Raft), on each kind of log store
+//! side by side.
 //!
 //! - `memory`: a log store that keeps entries in a map and acknowledges each
 //!   append at once. No disk: what consensus itself costs here (the
 //!   in-process network, openraft's tasks, the state machine), the upper
 //!   bound for any durable store.
-//! - `uring-wal/group-sync` and `uring-wal/dsync`: `uring-wal-openraft`'s
-//!   `LogStore`, one log directory per node, each append acknowledged once
-//!   it is durable.
+//! - `uring-wal/group-sync` and `uring-wal/dsync`: `uring-wal-openraft`, one
+//!   log per group on each node, each append acknowledged once durable.
+//! - `uring-wal/shared`: `uring-wal-openraft`'s `MultiLog`, one log per node
+//!   shared by all its groups (group sync).
+//! - `raft-log`, `raft-log-nowait` (`--features peers`): raft-log, one per
+//!   group on each node.
 //!
-//! The three nodes share one tokio runtime, one in-process network and the
-//! same state machine (it counts what it applies); only the log store
-//! differs. Each client is a task calling `client_write` on the leader in a
-//! closed loop; a write's latency is from the call to its return (the entry
-//! committed on a majority and applied on the leader).
+//! With more than one group, the logs of one-per-group stores are small:
+//! uring-wal segments of [`PER_GROUP_SEGMENT_BYTES`], raft-log chunks of
+//! [`PER_GROUP_CHUNK_BYTES`], so that 256 groups x 3 nodes fit.
+//!
+//! The nodes share one tokio runtime, one in-process network (shared by all
+//! groups, through `openraft-multi`) and the same state machine (it counts
+//! what it applies); only the log store differs. Each group's leader is on
+//! another node (group `g` on node `g % 3 + 1`). Each client is a task
+//! calling `client_write` on a group's leader in a closed loop, the next
+//! group at each write (client `c`'s `i`th write goes to group
+//! `(c + i * clients) % groups`); a write's latency is from the call to its
+//! return (the entry committed on a majority and applied on the leader).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,16 +41,16 @@ use hdrhistogram::Histogram;
 use openraft::entry::RaftEntry;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
-use openraft::network::v2::RaftNetworkV2;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::storage::{
     EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftStateMachine, SnapshotMeta,
 };
 use openraft::type_config::alias::{EntryOf, LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf, VoteOf};
 use openraft::{BasicNode, EntryPayload, OptionalSend, RaftNetworkFactory, RaftSnapshotBuilder, StoredMembership};
+use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use serde::{Deserialize, Serialize};
 use uring_wal::{DirectIo, Durability, Options};
-use uring_wal_openraft::LogStore;
+use uring_wal_openraft::{LogStore, MultiLog};
 
 use crate::cli::{RaftArgs, RaftStore};
 use crate::model::{LatencySummary, LoadResult, TestKind, latency_histogram};
@@ -248,76 +259,83 @@ impl RaftLogStorage<Bench> for MemoryStore {
 }
 
 // ---------------------------------------------------------------------------
-// The in-process network.
+// The in-process network, shared by every group.
 
-/// Node id to its running `Raft`.
+/// (node, group) to that group's `Raft` on that node.
 #[derive(Clone, Default)]
 struct Router {
-    nodes: Arc<Mutex<BTreeMap<u64, Raft>>>,
+    rafts: Arc<Mutex<BTreeMap<(u64, u64), Raft>>>,
 }
 
-struct Connection {
-    router: Router,
-    target: u64,
-}
-
-impl Connection {
-    fn target(&self) -> Result<Raft, Unreachable<Bench>> {
-        let nodes = self.router.nodes.lock().unwrap();
-        nodes
-            .get(&self.target)
-            .cloned()
-            .ok_or_else(|| Unreachable::from_string(format!("node {} is down", self.target)))
+impl Router {
+    fn get(&self, node: u64, group: u64) -> Result<Raft, Unreachable<Bench>> {
+        let rafts = self.rafts.lock().unwrap();
+        rafts.get(&(node, group)).cloned().ok_or_else(|| Unreachable::from_string(format!("node {node} is down")))
     }
 }
 
-impl RaftNetworkFactory<Bench> for Router {
-    type Network = Connection;
-
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Connection {
-        Connection { router: self.clone(), target }
-    }
-}
-
-impl RaftNetworkV2<Bench> for Connection {
+impl GroupRouter<Bench, u64> for Router {
     type SnapshotData = Applied;
 
-    async fn append_entries(
-        &mut self,
+    fn append_entries(
+        &self,
+        target: u64,
+        group: u64,
         rpc: AppendEntriesRequest<Bench>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<Bench>, RPCError<Bench>> {
-        let raft = self.target()?;
-        raft.append_entries(rpc).await.map_err(|e| Unreachable::new(&e).into())
+    ) -> impl Future<Output = Result<AppendEntriesResponse<Bench>, RPCError<Bench>>> + OptionalSend {
+        let raft = self.get(target, group);
+        async move { raft?.append_entries(rpc).await.map_err(|e| Unreachable::new(&e).into()) }
     }
 
-    async fn vote(
-        &mut self,
+    fn vote(
+        &self,
+        target: u64,
+        group: u64,
         rpc: VoteRequest<Bench>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<Bench>, RPCError<Bench>> {
-        let raft = self.target()?;
-        raft.vote(rpc).await.map_err(|e| Unreachable::new(&e).into())
+    ) -> impl Future<Output = Result<VoteResponse<Bench>, RPCError<Bench>>> + OptionalSend {
+        let raft = self.get(target, group);
+        async move { raft?.vote(rpc).await.map_err(|e| Unreachable::new(&e).into()) }
     }
 
-    async fn pre_vote(
-        &mut self,
+    fn pre_vote(
+        &self,
+        target: u64,
+        group: u64,
         rpc: VoteRequest<Bench>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<Bench>, RPCError<Bench>> {
-        let raft = self.target()?;
-        raft.pre_vote(rpc).await.map_err(|e| Unreachable::new(&e).into())
+    ) -> impl Future<Output = Result<VoteResponse<Bench>, RPCError<Bench>>> + OptionalSend {
+        let raft = self.get(target, group);
+        async move { raft?.pre_vote(rpc).await.map_err(|e| Unreachable::new(&e).into()) }
     }
 
-    async fn full_snapshot(
-        &mut self,
+    fn full_snapshot(
+        &self,
+        target: u64,
+        group: u64,
         vote: VoteOf<Bench>,
         snapshot: SnapshotOf<Bench, Applied>,
         _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
-    ) -> Result<SnapshotResponse<Bench>, StreamingError<Bench>> {
-        let raft = self.target()?;
-        raft.install_full_snapshot(vote, snapshot).await.map_err(|e| Unreachable::new(&e).into())
+    ) -> impl Future<Output = Result<SnapshotResponse<Bench>, StreamingError<Bench>>> + OptionalSend {
+        let raft = self.get(target, group);
+        async move { raft?.install_full_snapshot(vote, snapshot).await.map_err(|e| Unreachable::new(&e).into()) }
+    }
+}
+
+/// One group's view of the network.
+#[derive(Clone)]
+struct GroupNetwork {
+    router: Router,
+    group: u64,
+}
+
+impl RaftNetworkFactory<Bench> for GroupNetwork {
+    type Network = GroupNetworkAdapter<Bench, u64, Router>;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Self::Network {
+        GroupNetworkAdapter::new(self.router.clone(), target, self.group)
     }
 }
 
@@ -326,68 +344,94 @@ impl RaftNetworkV2<Bench> for Connection {
 
 const NODES: u64 = 3;
 
-/// A running cluster: its nodes (the first one the leader) and the router.
+/// Segment size of each uring-wal log when every group has its own.
+pub const PER_GROUP_SEGMENT_BYTES: u64 = 1 << 20;
+
+/// Chunk size of each raft-log when every group has its own.
+pub const PER_GROUP_CHUNK_BYTES: usize = 4 << 20;
+
+/// Running groups: their nodes, the leader of each, and the logs under
+/// uring-wal stores (for their sync counts).
 struct Cluster {
     router: Router,
-    leader: Raft,
-    nodes: Vec<Raft>,
+    leaders: Vec<Raft>,
+    rafts: Vec<Raft>,
+    logs: Vec<MultiLog<Bench>>,
 }
 
 impl Cluster {
-    /// Starts one node per store, initializes the cluster and waits for a
-    /// leader.
-    async fn start<LS: RaftLogStorage<Bench>>(stores: Vec<LS>) -> Result<Cluster> {
-        // Timeouts far above a write's latency: a busy 2-core machine must
-        // not see elections in the middle of a load.
+    /// Starts `stores[group][node]`, initializes each group from its own
+    /// node and waits until each has a leader that committed a write.
+    async fn start<LS: RaftLogStorage<Bench>>(stores: Vec<Vec<LS>>, logs: Vec<MultiLog<Bench>>) -> Result<Cluster> {
+        // Timeouts far above a write's latency: a busy 2-core machine
+        // running hundreds of groups must not see elections in a load.
         let config = Arc::new(
             openraft::Config {
                 cluster_name: "bench".into(),
-                heartbeat_interval: 100,
-                election_timeout_min: 1000,
-                election_timeout_max: 2000,
+                heartbeat_interval: 250,
+                election_timeout_min: 3000,
+                election_timeout_max: 6000,
                 ..Default::default()
             }
             .validate()
             .context("openraft configuration")?,
         );
         let router = Router::default();
-        let mut nodes = Vec::new();
-        for (id, store) in (1..).zip(stores) {
-            let raft = Raft::new(id, config.clone(), router.clone(), store, Counter::default())
-                .await
-                .map_err(|e| anyhow!("starting node {id}: {e}"))?;
-            router.nodes.lock().unwrap().insert(id, raft.clone());
-            nodes.push(raft);
+        let mut by_group = Vec::new();
+        for (group, nodes) in (0u64..).zip(stores) {
+            let mut rafts = Vec::new();
+            for (id, store) in (1..).zip(nodes) {
+                let network = GroupNetwork { router: router.clone(), group };
+                let raft = Raft::new(id, config.clone(), network, store, Counter::default())
+                    .await
+                    .map_err(|e| anyhow!("starting group {group} on node {id}: {e}"))?;
+                router.rafts.lock().unwrap().insert((id, group), raft.clone());
+                rafts.push(raft);
+            }
+            by_group.push(rafts);
         }
         let members: BTreeMap<u64, BasicNode> = (1..=NODES).map(|id| (id, BasicNode::default())).collect();
-        nodes[0].initialize(members).await.map_err(|e| anyhow!("initializing the cluster: {e}"))?;
-        // A leader is known before it can commit: one empty write through
-        // it says it can.
-        let give_up = Instant::now() + Duration::from_secs(30);
-        let leader = loop {
-            if let Some(id) = nodes[0].current_leader().await {
-                let leader = nodes[(id - 1) as usize].clone();
-                if leader.client_write(Write(Vec::new())).await.is_ok() {
-                    break leader;
+        let leaders = futures_util::future::try_join_all(by_group.iter().enumerate().map(|(group, rafts)| {
+            let members = members.clone();
+            async move {
+                let first = group % rafts.len();
+                rafts[first].initialize(members).await.map_err(|e| anyhow!("initializing group {group}: {e}"))?;
+                // A leader is known before it can commit: one empty write
+                // through it says it can.
+                let give_up = Instant::now() + Duration::from_secs(60);
+                loop {
+                    if let Some(id) = rafts[first].current_leader().await {
+                        let leader = rafts[(id - 1) as usize].clone();
+                        if leader.client_write(Write(Vec::new())).await.is_ok() {
+                            return Ok::<_, anyhow::Error>(leader);
+                        }
+                    }
+                    if Instant::now() > give_up {
+                        anyhow::bail!("group {group}: no leader committed a write within 60 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
-            if Instant::now() > give_up {
-                anyhow::bail!("no leader committed a write within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        Ok(Cluster { router, leader, nodes })
+        }))
+        .await?;
+        Ok(Cluster { router, leaders, rafts: by_group.into_iter().flatten().collect(), logs })
+    }
+
+    /// Syncs of every uring-wal log so far.
+    fn syncs(&self) -> u64 {
+        self.logs.iter().map(|l| l.wal().stats().syncs).sum()
     }
 
     /// Stops every node; their stores are dropped (and logs closed) with them.
     async fn stop(self) -> Result<()> {
-        self.router.nodes.lock().unwrap().clear();
+        self.router.rafts.lock().unwrap().clear();
         let mut first_error = None;
-        for raft in &self.nodes {
+        for raft in &self.rafts {
             if let Err(e) = raft.shutdown().await {
                 first_error.get_or_insert(anyhow!("shutting a node down: {e}"));
             }
         }
+        drop(self.logs);
         first_error.map_or(Ok(()), Err)
     }
 }
@@ -398,41 +442,52 @@ struct Measured {
     writes: u64,
     seconds: f64,
     cpu: Duration,
+    syncs: Option<u64>,
     error: Option<String>,
 }
 
-/// `clients` tasks writing in a closed loop: unmeasured for `warmup`, then
-/// measured for `duration`. A write counts if it started in the measured
-/// window.
-async fn load(leader: &Raft, clients: usize, record_bytes: usize, warmup: Duration, duration: Duration) -> Measured {
+/// `clients` tasks writing in a closed loop, each to the next group at each
+/// write: unmeasured for `warmup`, then measured for `duration`. A write
+/// counts if it started in the measured window.
+async fn load(
+    cluster: &Cluster,
+    clients: usize,
+    record_bytes: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Measured {
     let started = Instant::now();
     let measure_from = started + warmup;
     let end = measure_from + duration;
     let mut tasks = Vec::new();
+    let leaders = Arc::new(cluster.leaders.clone());
     for c in 0..clients {
-        let leader = leader.clone();
+        let leaders = leaders.clone();
         let payload = vec![c as u8; record_bytes];
         tasks.push(tokio::spawn(async move {
             let mut h = latency_histogram();
             let mut last_done = measure_from;
+            let mut group = c % leaders.len();
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
                     return (h, last_done, None);
                 }
-                if let Err(e) = leader.client_write(Write(payload.clone())).await {
-                    return (h, last_done, Some(format!("client {c}: {e}")));
+                if let Err(e) = leaders[group].client_write(Write(payload.clone())).await {
+                    return (h, last_done, Some(format!("client {c}, group {group}: {e}")));
                 }
                 let done = Instant::now();
                 if t0 >= measure_from {
                     let _ = h.record(((done - t0).as_nanos() as u64).max(1));
                     last_done = done;
                 }
+                group = (group + clients) % leaders.len();
             }
         }));
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu0 = sys::cpu_time();
+    let syncs0 = cluster.syncs();
     let mut histogram = latency_histogram();
     let mut last = measure_from;
     let mut error = None;
@@ -451,11 +506,12 @@ async fn load(leader: &Raft, clients: usize, record_bytes: usize, warmup: Durati
         }
     }
     let cpu = sys::cpu_time().saturating_sub(cpu0);
+    let syncs = (!cluster.logs.is_empty()).then(|| cluster.syncs() - syncs0);
     let seconds = (last - measure_from).as_secs_f64().max(duration.as_secs_f64());
-    Measured { writes: histogram.len(), histogram, seconds, cpu, error }
+    Measured { writes: histogram.len(), histogram, seconds, cpu, syncs, error }
 }
 
-fn result(store: RaftStore, clients: usize, record_bytes: usize, m: Measured) -> LoadResult {
+fn result(store: RaftStore, groups: usize, clients: usize, record_bytes: usize, m: Measured) -> LoadResult {
     let ops_per_sec = if m.seconds > 0.0 { m.writes as f64 / m.seconds } else { 0.0 };
     LoadResult {
         test: TestKind::Raft,
@@ -473,7 +529,8 @@ fn result(store: RaftStore, clients: usize, record_bytes: usize, m: Measured) ->
         latency: LatencySummary::of(&m.histogram),
         latency_uncorrected: None,
         records_per_flush: None,
-        syncs_per_sec: None,
+        syncs_per_sec: m.syncs.map(|s| s as f64 / m.seconds),
+        raft_groups: Some(groups),
         segments: None,
         cpu_us_per_op: if m.writes > 0 { m.cpu.as_secs_f64() * 1e6 / m.writes as f64 } else { 0.0 },
         peak_rss_bytes: sys::peak_rss_bytes(),
@@ -482,78 +539,181 @@ fn result(store: RaftStore, clients: usize, record_bytes: usize, m: Measured) ->
     }
 }
 
-/// The three uring-wal log stores of a cluster, one directory per node.
+/// Options of a uring-wal log in `dir`: the defaults, or with `small`
+/// (one log per group of many) segments of [`PER_GROUP_SEGMENT_BYTES`] and
+/// smaller buffers and queues.
+fn wal_options(dir: &Path, durability: Durability, args: &RaftArgs, allow_buffered: bool, small: bool) -> Options {
+    let mut o = Options::durable(dir).durability(durability);
+    if small {
+        o = o.segment_bytes(PER_GROUP_SEGMENT_BYTES).flush_bytes_max(64 << 10).queue_bytes_max(1 << 20);
+    }
+    if !allow_buffered {
+        o = o.direct_io(DirectIo::Required);
+    }
+    if let Some(s) = args.wal_spin {
+        o = o.wait_spin(s);
+    }
+    if let Some(s) = args.wal_io_spin {
+        o = o.io_spin(s);
+    }
+    if let Some(n) = args.wal_flushes_in_flight {
+        o = o.flushes_in_flight_max(n);
+    }
+    o
+}
+
+/// Stores by group, then by node.
+type ByGroup<S> = Vec<Vec<S>>;
+
+/// uring-wal stores by group and node, and the logs under them.
+type WalStores = (ByGroup<LogStore<Bench>>, Vec<MultiLog<Bench>>);
+
+/// The uring-wal stores of `groups` groups on each node: one log per group
+/// (`shared` false), or one per node shared by its groups; and the logs.
 fn wal_stores(
     dir: &Path,
     durability: Durability,
+    groups: usize,
+    shared: bool,
     args: &RaftArgs,
     allow_buffered: bool,
-) -> Result<Vec<LogStore<Bench>>> {
-    (1..=NODES)
-        .map(|id| {
-            let node_dir = dir.join(format!("node{id}"));
-            let mut o = Options::durable(&node_dir).durability(durability);
-            if !allow_buffered {
-                o = o.direct_io(DirectIo::Required);
+) -> Result<WalStores> {
+    let open = |d: &Path, small: bool| {
+        MultiLog::<Bench>::open(wal_options(d, durability, args, allow_buffered, small))
+            .with_context(|| format!("opening the log in {}", d.display()))
+    };
+    let mut stores: ByGroup<LogStore<Bench>> = (0..groups).map(|_| Vec::new()).collect();
+    let mut logs = Vec::new();
+    for node in 1..=NODES {
+        let node_dir = dir.join(format!("node{node}"));
+        if shared {
+            let log = open(&node_dir, false)?;
+            for (group, nodes) in (0u64..).zip(&mut stores) {
+                nodes.push(log.group(group)?);
             }
-            if let Some(s) = args.wal_spin {
-                o = o.wait_spin(s);
+            logs.push(log);
+        } else {
+            for (group, nodes) in stores.iter_mut().enumerate() {
+                let log = open(&node_dir.join(format!("group{group}")), groups > 1)?;
+                nodes.push(log.group(0)?);
+                logs.push(log);
             }
-            if let Some(s) = args.wal_io_spin {
-                o = o.io_spin(s);
-            }
-            LogStore::open(o).with_context(|| format!("opening the log store in {}", node_dir.display()))
-        })
-        .collect()
+        }
+    }
+    Ok((stores, logs))
 }
 
-/// A cluster on raft-log, one directory per node: its defaults, or with
+/// raft-log stores, one per group on each node: its defaults, or with
 /// `flush_batch_wait = 0`.
 #[cfg(feature = "peers")]
-async fn start_raft_log(store: RaftStore, dir: &Path) -> Result<Cluster> {
+fn raft_log_stores(
+    store: RaftStore,
+    dir: &Path,
+    groups: usize,
+) -> Result<ByGroup<crate::raft_log_store::RaftLogStore>> {
     let wait = (store == RaftStore::RaftLogNowait).then_some(Duration::ZERO);
-    let stores = (1..=NODES)
-        .map(|id| crate::raft_log_store::RaftLogStore::open(&dir.join(format!("node{id}")), wait))
+    let chunk = (groups > 1).then_some(PER_GROUP_CHUNK_BYTES);
+    (0..groups)
+        .map(|group| {
+            (1..=NODES)
+                .map(|node| {
+                    let d = dir.join(format!("node{node}")).join(format!("group{group}"));
+                    crate::raft_log_store::RaftLogStore::open(&d, wait, chunk)
+                })
+                .collect::<io::Result<Vec<_>>>()
+        })
         .collect::<io::Result<Vec<_>>>()
-        .context("opening raft-log")?;
-    Cluster::start(stores).await
+        .context("opening raft-log")
 }
 
-#[cfg(not(feature = "peers"))]
-async fn start_raft_log(store: RaftStore, _dir: &Path) -> Result<Cluster> {
-    anyhow::bail!("{} needs bench-harness built with --features peers", store.label())
+/// Starts `groups` groups on `store` (in `dir`, unless in memory).
+async fn start_store(
+    store: RaftStore,
+    groups: usize,
+    args: &RaftArgs,
+    dir: Option<&Path>,
+    allow_buffered: bool,
+) -> Result<Cluster> {
+    let wal = |durability, shared| {
+        let d = dir.context("a store on disk has a directory")?;
+        wal_stores(d, durability, groups, shared, args, allow_buffered)
+    };
+    match store {
+        RaftStore::Memory => {
+            let stores = (0..groups).map(|_| (0..NODES).map(|_| MemoryStore::default()).collect()).collect();
+            Cluster::start(stores, Vec::new()).await
+        }
+        RaftStore::GroupSync | RaftStore::Dsync | RaftStore::Shared => {
+            let durability = if store == RaftStore::Dsync { Durability::Dsync } else { Durability::GroupSync };
+            let (stores, logs) = wal(durability, store == RaftStore::Shared)?;
+            Cluster::start(stores, logs).await
+        }
+        #[cfg(feature = "peers")]
+        RaftStore::RaftLog | RaftStore::RaftLogNowait => {
+            let d = dir.context("a store on disk has a directory")?;
+            Cluster::start(raft_log_stores(store, d, groups)?, Vec::new()).await
+        }
+        #[cfg(not(feature = "peers"))]
+        RaftStore::RaftLog | RaftStore::RaftLogNowait => {
+            anyhow::bail!("{} needs bench-harness built with --features peers", store.label())
+        }
+    }
 }
 
-/// Starts a cluster on `store` and runs each client count through it.
+/// What a run's cluster costs besides the load: threads, disk.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Footprint {
+    /// Threads of the process with the cluster running.
+    pub threads: usize,
+    /// Bytes the stores' directories take on disk (allocated blocks).
+    pub disk_bytes: u64,
+}
+
+/// Threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// Allocated bytes of every file under `dir`.
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Starts `groups` groups on `store` and runs each client count through
+/// them; with what the cluster cost.
 pub async fn measure_store(
     store: RaftStore,
+    groups: usize,
     args: &RaftArgs,
     dir: Option<&Path>,
     allow_buffered: bool,
     quiet: bool,
-) -> Result<Vec<LoadResult>> {
-    let cluster = match (store, dir) {
-        (RaftStore::Memory, _) => Cluster::start((1..=NODES).map(|_| MemoryStore::default()).collect()).await?,
-        (RaftStore::GroupSync, Some(d)) => {
-            Cluster::start(wal_stores(d, Durability::GroupSync, args, allow_buffered)?).await?
-        }
-        (RaftStore::Dsync, Some(d)) => Cluster::start(wal_stores(d, Durability::Dsync, args, allow_buffered)?).await?,
-        (RaftStore::RaftLog | RaftStore::RaftLogNowait, Some(d)) => start_raft_log(store, d).await?,
-        (_, None) => unreachable!("a store on disk has a directory"),
-    };
+) -> Result<(Vec<LoadResult>, Footprint)> {
+    let cluster = start_store(store, groups, args, dir, allow_buffered).await?;
     let mut out = Vec::new();
     for &clients in &args.clients {
         if !quiet {
-            eprintln!("raft: {} with {clients} client{}", store.label(), if clients == 1 { "" } else { "s" });
+            let s = |n: usize| if n == 1 { "" } else { "s" };
+            eprintln!("raft: {} with {groups} group{}, {clients} client{}", store.label(), s(groups), s(clients));
         }
         sys::reset_peak_rss();
-        let m = load(&cluster.leader, clients, args.record_bytes as usize, args.warmup, args.duration).await;
+        let m = load(&cluster, clients, args.record_bytes as usize, args.warmup, args.duration).await;
         let failed = m.error.is_some();
-        out.push(result(store, clients, args.record_bytes as usize, m));
+        out.push(result(store, groups, clients, args.record_bytes as usize, m));
         if failed {
             break;
         }
     }
+    let footprint = Footprint { threads: threads(), disk_bytes: dir.map_or(0, disk_bytes) };
     cluster.stop().await?;
-    Ok(out)
+    Ok((out, footprint))
 }

@@ -109,11 +109,13 @@ pub struct RaftLogStore {
 
 impl RaftLogStore {
     /// Opens raft-log in `dir`; `batch_wait` is its `flush_batch_wait`
-    /// (`None`: its default, 1 ms).
-    pub fn open(dir: &Path, batch_wait: Option<Duration>) -> io::Result<RaftLogStore> {
+    /// (`None`: its default, 1 ms), `chunk_bytes` its `chunk_max_size`
+    /// (`None`: its default, 1 GiB).
+    pub fn open(dir: &Path, batch_wait: Option<Duration>, chunk_bytes: Option<usize>) -> io::Result<RaftLogStore> {
         std::fs::create_dir_all(dir)?;
         let mut config = raft_log::Config::new(dir.display().to_string());
         config.wal.flush_batch_wait = batch_wait;
+        config.wal.chunk_max_size = chunk_bytes;
         let log = RaftLog::<RlTypes>::open(Arc::new(config))?;
         Ok(RaftLogStore { log: Arc::new(Mutex::new(log)) })
     }

@@ -292,6 +292,7 @@ fn qd1_result(method: SyncMethod, write_bytes: usize, seconds: f64, cpu: Duratio
         latency_uncorrected: None,
         records_per_flush: Some(1.0),
         syncs_per_sec: (method != SyncMethod::PwriteNoSync).then(|| measured as f64 / seconds),
+        raft_groups: None,
         segments: None,
         cpu_us_per_op: cpu.as_secs_f64() * 1e6 / measured.max(1) as f64,
         peak_rss_bytes: sys::peak_rss_bytes(),

@@ -301,6 +301,29 @@ fn raft_measures_the_stores_side_by_side() {
     raft_side_by_side(&["memory", "uring-wal/group-sync", "uring-wal/dsync"], Some("memory,group-sync,dsync"));
 }
 
+#[test]
+fn raft_measures_many_groups_on_a_shared_log_and_on_a_log_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("groups.json");
+    let args = ["raft", "--groups", "3", "--clients", "4", "--duration", "500ms", "--warmup", "100ms", "--repeat", "1"];
+    let out =
+        ok(dir.path(), &[&args[..], &["--store", "memory,shared,group-sync", "--json", j.to_str().unwrap()]].concat());
+    assert!(out.contains("What each configuration costs"), "{out}");
+    let results = json(&j)["results"].as_array().unwrap().clone();
+    let stores: Vec<&str> = results.iter().map(|r| r["store"].as_str().unwrap()).collect();
+    assert_eq!(stores, ["memory", "uring-wal/shared", "uring-wal/group-sync"]);
+    for r in &results {
+        assert_eq!((r["groups"].as_u64(), r["clients"].as_u64()), (Some(3), Some(4)), "{r}");
+        assert!(r["writes_per_s"].as_f64().unwrap() > 0.0 && r["threads"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["error"].is_null(), "{r}");
+        let on_disk = r["store"] != "memory";
+        assert_eq!(r["syncs_per_write"].as_f64().is_some_and(|s| s > 0.0), on_disk, "{r}");
+        assert_eq!(r["disk_bytes"].as_u64().unwrap() > 0, on_disk, "{r}");
+    }
+    // One log per node, against one per group on each node: fewer threads.
+    assert!(results[1]["threads"].as_u64() < results[2]["threads"].as_u64(), "{results:?}");
+}
+
 #[cfg(feature = "peers")]
 #[test]
 fn raft_measures_raft_log_with_peers() {

@@ -122,6 +122,7 @@ pub(crate) mod fixtures {
             latency_uncorrected: None,
             records_per_flush: Some(writers as f64 * 0.8),
             syncs_per_sec: Some(ops_per_sec / (writers as f64 * 0.8).max(1.0)),
+            raft_groups: None,
             segments: None,
             cpu_us_per_op: 12.5,
             peak_rss_bytes: 48 << 20,

@@ -347,8 +347,10 @@ pub fn raft(results: &[RaftResult], bound: Option<&RaftBound>) -> String {
         ("p99 us", Align::Right),
         ("p99.9 us", Align::Right),
         ("CPU us/write", Align::Right),
+        ("syncs/write", Align::Right),
         ("vs memory", Align::Right),
         ("vs best raft-log", Align::Right),
+        ("shared vs it", Align::Right),
         ("p50 vs bound", Align::Right),
     ]);
     let ratio = |a: f64, b: f64| {
@@ -377,9 +379,13 @@ pub fn raft(results: &[RaftResult], bound: Option<&RaftBound>) -> String {
             latency(r.p99_us),
             latency(r.p999_us),
             number(r.cpu_us_per_write),
+            r.syncs_per_write.map_or(MISSING.into(), |s| format!("{s:.2}")),
             memory.map_or(MISSING.into(), |m| ratio(r.writes_per_s, m.writes_per_s)),
             peer.filter(|_| !r.store.starts_with("raft-log"))
                 .map_or(MISSING.into(), |p| ratio(r.writes_per_s, p.writes_per_s)),
+            same("uring-wal/shared")
+                .filter(|_| r.store != "uring-wal/shared" && r.store != "memory")
+                .map_or(MISSING.into(), |sh| ratio(sh.writes_per_s, r.writes_per_s)),
             vs_bound,
         ]);
         if let Some(e) = &r.error {
@@ -395,6 +401,39 @@ pub fn raft(results: &[RaftResult], bound: Option<&RaftBound>) -> String {
             latency(b.bound_p50_us),
             rate(b.bound_writes_per_s)
         ));
+    }
+    let mut out = t.render();
+    if results.iter().any(|r| r.threads > 0) {
+        out.push_str("\nWhat each configuration costs (three nodes, with the cluster running)\n");
+        out.push_str(&raft_costs(results));
+    }
+    out
+}
+
+/// `raft`: the threads, memory and disk of each store and group count.
+fn raft_costs(results: &[RaftResult]) -> String {
+    let mut t = Table::new(&[
+        ("store", Align::Left),
+        ("groups", Align::Right),
+        ("threads", Align::Right),
+        ("peak RSS MiB", Align::Right),
+        ("disk MiB", Align::Right),
+    ]);
+    let mut seen = Vec::new();
+    for r in results {
+        if seen.contains(&(&r.store, r.groups)) {
+            continue;
+        }
+        seen.push((&r.store, r.groups));
+        let same = || results.iter().filter(|x| x.store == r.store && x.groups == r.groups);
+        let mib = |b: u64| format!("{:.0}", b as f64 / f64::from(1 << 20));
+        t.row(vec![
+            r.store.clone(),
+            r.groups.to_string(),
+            r.threads.to_string(),
+            mib(same().map(|x| x.rss_bytes).max().unwrap_or(0)),
+            mib(r.disk_bytes),
+        ]);
     }
     t.render()
 }
