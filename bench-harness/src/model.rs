@@ -265,8 +265,9 @@ pub struct RaftResult {
     /// Syncs of all the uring-wal logs per write (none for other stores).
     #[serde(default)]
     pub syncs_per_write: Option<f64>,
-    /// What the cluster cost besides the load: the process's threads, its
-    /// peak resident memory, the stores' bytes on disk (medians).
+    /// What the cluster cost besides the load: the process's threads, the
+    /// resident memory the cluster added, the stores' bytes on disk
+    /// (medians).
     #[serde(default)]
     pub threads: usize,
     #[serde(default)]

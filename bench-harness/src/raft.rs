@@ -660,13 +660,35 @@ async fn start_store(
     }
 }
 
-/// What a run's cluster costs besides the load: threads, disk.
+/// What a run's cluster costs besides the load: threads, memory, disk.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Footprint {
     /// Threads of the process with the cluster running.
     pub threads: usize,
+    /// Resident memory the cluster added to the process, after its loads
+    /// (from a baseline taken with the allocator's free memory returned).
+    pub rss_bytes: u64,
     /// Bytes the stores' directories take on disk (allocated blocks).
     pub disk_bytes: u64,
+}
+
+/// Resident memory of this process now.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        // SAFETY: sysconf has no preconditions.
+        .map_or(0, |pages| pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64)
+}
+
+/// Gives the allocator's free memory back to the kernel, so that resident
+/// memory measures what is in use (glibc keeps what earlier runs freed).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Threads of this process.
@@ -698,6 +720,8 @@ pub async fn measure_store(
     allow_buffered: bool,
     quiet: bool,
 ) -> Result<(Vec<LoadResult>, Footprint)> {
+    trim_heap();
+    let rss_before = rss_bytes();
     let cluster = start_store(store, groups, args, dir, allow_buffered).await?;
     let mut out = Vec::new();
     for &clients in &args.clients {
@@ -713,7 +737,11 @@ pub async fn measure_store(
             break;
         }
     }
-    let footprint = Footprint { threads: threads(), disk_bytes: dir.map_or(0, disk_bytes) };
+    let footprint = Footprint {
+        threads: threads(),
+        rss_bytes: rss_bytes().saturating_sub(rss_before),
+        disk_bytes: dir.map_or(0, disk_bytes),
+    };
     cluster.stop().await?;
     Ok((out, footprint))
 }

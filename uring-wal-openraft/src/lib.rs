@@ -1,4 +1,5 @@
-//! openraft's log storage on a uring-wal write-ahead log.
+//! openraft's log storage on a uring-wal write-ahead log: one log per Raft
+//! group, or one log shared by many groups.
 //!
 //! [`LogStore`] implements openraft's [`RaftLogStorage`](openraft::storage::RaftLogStorage) and its
 //! [`LogReader`] implements [`RaftLogReader`](openraft::storage::RaftLogReader), for any type config whose
@@ -29,13 +30,23 @@
 //!
 //! `append` queues its entries as one batch (awaiting room if the log's
 //! queue is full, never blocking the thread) and returns once they are in
-//! the index and the cache, so readers see them at once; the log's
-//! completion thread waits for the batches' tickets in order and fires each
-//! callback once its entries are durable. `save_vote`, `save_committed` and
-//! `truncate_after` await their record's durability. `purge` writes its
-//! record and leaves dropping segments (renames, deletes, a directory sync)
-//! to the log's purge thread. A dropped store closes its log on a thread of
-//! its own.
+//! the index and the cache, so readers see them at once; the log's I/O
+//! thread fires each callback once its entries are durable, in log order.
+//! `save_vote`, `save_committed`, `truncate_after` and `purge` await their
+//! records' durability; the index changes only then, so that no purge ever
+//! drops a record that a newer, not yet durable one supersedes. `purge`
+//! leaves dropping segments (renames, deletes, a directory sync) to the
+//! log's purge thread. A dropped store closes its log on a thread of its
+//! own, once the log's last store, reader and [`MultiLog`] are gone.
+//!
+//! # Many groups (Multi-Raft)
+//!
+//! [`MultiLog`] shares one log, one I/O thread and each sync among many
+//! Raft groups, with a [`LogStore`] per group; every record carries its
+//! group. It creates and removes groups at run time, and rewrites groups
+//! that hold old segments forward so that the log's size stays bounded
+//! (its documentation states the bound, and the memory per group).
+//! [`LogStore::open`] is a log of one group (group 0).
 //!
 //! # Large entries
 //!
@@ -50,7 +61,8 @@
 //! The first record of a log (and the first after a purge that dropped it)
 //! states the store's format version and the openraft version the entries
 //! are encoded for; a log written by another is refused with an error that
-//! names both.
+//! names both. Format 2 (removed and rewritten groups) reads logs of format
+//! 1 and marks them with its own format record at open.
 //!
 //! [`RecordType::Application`]: uring_wal::RecordType::Application
 

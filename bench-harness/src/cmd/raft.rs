@@ -150,7 +150,7 @@ fn medians(stores: &[RaftStore], groups: &[usize], clients: &[usize], runs: &[Ru
                     cpu_us_per_write: of(|r| r.cpu_us_per_op),
                     syncs_per_write: (!syncs.is_empty()).then(|| median(syncs)),
                     threads: median(mine.iter().map(|r| r.footprint.threads as f64).collect()) as usize,
-                    rss_bytes: of(|r| r.peak_rss_bytes as f64) as u64,
+                    rss_bytes: median(mine.iter().map(|r| r.footprint.rss_bytes as f64).collect()) as u64,
                     disk_bytes: median(mine.iter().map(|r| r.footprint.disk_bytes as f64).collect()) as u64,
                     error: mine.iter().find_map(|r| r.result.error.clone()),
                 });

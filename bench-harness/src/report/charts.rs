@@ -46,7 +46,7 @@ fn colours(report: &Report) -> Vec<(String, &'static str)> {
 }
 
 /// What tells a load apart from the same backend's others at the same
-/// writer count: record size, batch, pipeline, open-loop rate.
+/// writer count: record size, batch, pipeline, open-loop rate, Raft groups.
 fn variant(l: &LoadResult) -> String {
     let mut v = format!("{} B", record_bytes(l.record_bytes));
     if l.batch > 1 {
@@ -57,6 +57,9 @@ fn variant(l: &LoadResult) -> String {
     }
     if let Some(rate) = l.rate_ops_per_sec {
         v.push_str(&format!(", open loop {}/s", thousands(rate)));
+    }
+    if let Some(groups) = l.raft_groups {
+        v.push_str(&format!(", {groups} Raft group{}", if groups == 1 { "" } else { "s" }));
     }
     v
 }

@@ -404,7 +404,10 @@ pub fn raft(results: &[RaftResult], bound: Option<&RaftBound>) -> String {
     }
     let mut out = t.render();
     if results.iter().any(|r| r.threads > 0) {
-        out.push_str("\nWhat each configuration costs (three nodes, with the cluster running)\n");
+        out.push_str(
+            "\nWhat each configuration costs: threads of the process, resident memory the cluster added (after \
+             its loads), the logs on disk\n",
+        );
         out.push_str(&raft_costs(results));
     }
     out
@@ -416,7 +419,7 @@ fn raft_costs(results: &[RaftResult]) -> String {
         ("store", Align::Left),
         ("groups", Align::Right),
         ("threads", Align::Right),
-        ("peak RSS MiB", Align::Right),
+        ("memory MiB", Align::Right),
         ("disk MiB", Align::Right),
     ]);
     let mut seen = Vec::new();
