@@ -42,8 +42,9 @@ pub mod kinds {
     /// group.
     pub const REMOVE: RecordType = RecordType::Application(8);
     /// The start of a group's rewrite: its whole state, re-stated further
-    /// on in the log so that older files can go (payload: group,
-    /// [`super::RewriteHead`]). The group's live entries follow as `COPY`
+    /// on in the log so that older files can go (payload: group, then its
+    /// vote, committed log id and purge point, each an `Option`, and the
+    /// number of entries that follow, a `u64`). The live entries follow as `COPY`
     /// records (each preceded by its `ENTRY_PART`s), with no other record
     /// of the group between them; a rewrite counts only once its last
     /// entry is in the log, and then replaces everything the group had.
