@@ -348,6 +348,7 @@ const NODES: u64 = 3;
 pub const PER_GROUP_SEGMENT_BYTES: u64 = 1 << 20;
 
 /// Chunk size of each raft-log when every group has its own.
+#[cfg_attr(not(feature = "peers"), expect(dead_code, reason = "raft-log is built with --features peers"))]
 pub const PER_GROUP_CHUNK_BYTES: usize = 4 << 20;
 
 /// Running groups: their nodes, the leader of each, and the logs under
