@@ -144,19 +144,7 @@ fn run(stalled: Stalled) {
         fs.set_faults(Faults { hang_fsync: Some(fs.stats().segment_fsyncs), ..Faults::default() });
         let stop = Arc::new(AtomicBool::new(false));
         let late_us = Arc::new(AtomicU64::new(0));
-        let ticker = {
-            let (stop, late_us) = (stop.clone(), late_us.clone());
-            tokio::spawn(async move {
-                let mut due = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    due += Duration::from_millis(10);
-                    tokio::time::sleep_until(due.into()).await;
-                    let late = Instant::now().saturating_duration_since(due);
-                    late_us.fetch_max(late.as_micros() as u64, Ordering::Relaxed);
-                    due = Instant::now().max(due);
-                }
-            })
-        };
+        let ticker = tokio::spawn(support::tick_every_10ms(stop.clone(), late_us.clone()));
         let watcher = stalled == Stalled::Follower;
         let watch = {
             let (stop, follower) = (stop.clone(), nodes[&healthy_follower].clone());

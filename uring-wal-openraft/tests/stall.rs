@@ -15,7 +15,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fusefs::{Faults, FsOptions};
 use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
@@ -51,19 +51,7 @@ fn stalled(queue_requests_max: usize) {
         let stop = Arc::new(AtomicBool::new(false));
         // The timer: how late its ticks come.
         let late_us = Arc::new(AtomicU64::new(0));
-        let ticker = {
-            let (stop, late_us) = (stop.clone(), late_us.clone());
-            tokio::spawn(async move {
-                let mut due = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    due += Duration::from_millis(10);
-                    tokio::time::sleep_until(due.into()).await;
-                    let late = Instant::now().saturating_duration_since(due);
-                    late_us.fetch_max(late.as_micros() as u64, Ordering::Relaxed);
-                    due = Instant::now().max(due);
-                }
-            })
-        };
+        let ticker = tokio::spawn(support::tick_every_10ms(stop.clone(), late_us.clone()));
         let readers = {
             let stop = stop.clone();
             tokio::spawn(async move {

@@ -88,3 +88,21 @@ pub fn reopen_after_kill(dir: &Path) -> LogStore<kv::Kv> {
 pub async fn read_vote(store: &mut LogStore<kv::Kv>) -> Option<VoteT> {
     store.get_log_reader().await.read_vote().await.expect("read the vote")
 }
+
+/// A 10 ms timer on the runtime until `stop`: records in `late_us` how late
+/// its latest tick came (a worker blocked on the disk shows as seconds).
+pub async fn tick_every_10ms(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    late_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let mut due = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        due += Duration::from_millis(10);
+        tokio::time::sleep_until(due.into()).await;
+        let late = Instant::now().saturating_duration_since(due);
+        late_us.fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+        due = Instant::now().max(due);
+    }
+}
