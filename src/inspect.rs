@@ -196,7 +196,12 @@ pub fn segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
     let storage: Arc<dyn Storage> = Arc::new(OsStorage);
     let _lock = lock(storage.as_ref(), dir)?;
     let cfg = config(dir, RecoveryMode::TolerateTornTail, storage);
-    let (files, _) = recovery::survey(&cfg, &mut RecoveryReport::default())?;
+    survey_segments(&cfg)
+}
+
+/// The segment files `cfg` finds, each with its records walked.
+fn survey_segments(cfg: &RecoverConfig) -> Result<Vec<SegmentInfo>> {
+    let (files, _) = recovery::survey(cfg, &mut RecoveryReport::default())?;
     files
         .iter()
         .map(|f| {
@@ -218,15 +223,7 @@ pub fn segments_while_written(dir: &Path) -> Result<Vec<SegmentInfo>> {
     let mut tries = 0;
     loop {
         let cfg = RecoverConfig { direct, ..config(dir, RecoveryMode::TolerateTornTail, storage.clone()) };
-        let looked = recovery::survey(&cfg, &mut RecoveryReport::default()).and_then(|(files, _)| {
-            files
-                .iter()
-                .map(|f| {
-                    let (records, last, end) = walk_segment(f, |_| true)?;
-                    Ok(info_of(f, records, last, end))
-                })
-                .collect()
-        });
+        let looked = survey_segments(&cfg);
         match looked {
             Err(Error::Io { source, .. }) if direct && source.raw_os_error() == Some(libc::EINVAL) => direct = false,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
