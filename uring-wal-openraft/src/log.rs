@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 
 use openraft::async_runtime::Mutex as _;
@@ -92,8 +92,11 @@ pub(crate) struct Log<C: Config> {
     pub appended_bytes: AtomicU64,
     /// A rewrite task is running.
     pub rewriting: AtomicBool,
+    /// How many groups `groups` holds, read on every append (the cache
+    /// budget) without taking the map's lock.
+    group_count: AtomicUsize,
     /// The number of groups when caches were last trimmed.
-    caches_trimmed_at: std::sync::atomic::AtomicUsize,
+    caches_trimmed_at: AtomicUsize,
     /// What rewrites did since opening.
     pub rewrites: crate::rewrite::Counters,
     /// LSN of the newest format record.
@@ -179,6 +182,7 @@ impl<C: Config> Log<C> {
         let (purges, purge_rx) = mpsc::channel::<Lsn>();
         let purge_error = Arc::new(Mutex::new(None));
         spawn_purger(wal.clone(), purge_rx, purge_error.clone())?;
+        let group_count = groups.len();
         let groups = groups.into_iter().map(|(id, state)| (id, Arc::new(Group::new(id, state))));
         Ok(Arc::new(Log {
             purges,
@@ -186,7 +190,8 @@ impl<C: Config> Log<C> {
             groups: Mutex::new(groups.collect()),
             appended_bytes: AtomicU64::new(0),
             rewriting: AtomicBool::new(false),
-            caches_trimmed_at: std::sync::atomic::AtomicUsize::new(0),
+            group_count: AtomicUsize::new(group_count),
+            caches_trimmed_at: AtomicUsize::new(0),
             rewrites: crate::rewrite::Counters::default(),
             format_lsn: AtomicU64::new(format_lsn),
             purge_error,
@@ -204,14 +209,15 @@ impl<C: Config> Log<C> {
     /// removed. [`Log::release`] gives it back.
     pub fn take_group(&self, id: u64) -> io::Result<Arc<Group<C>>> {
         let mut groups = self.groups();
-        let group = groups.entry(id).or_insert_with(|| Arc::new(Group::new(id, GroupState::new())));
+        let group = groups.entry(id).or_insert_with(|| Arc::new(Group::new(id, GroupState::new()))).clone();
+        self.group_count.store(groups.len(), Ordering::Relaxed);
         if group.taken.swap(true, Ordering::AcqRel) {
             return Err(io::Error::new(
                 io::ErrorKind::ResourceBusy,
                 format!("group {id} of {} has a store open already, or is being removed", self.wal.dir().display()),
             ));
         }
-        Ok(group.clone())
+        Ok(group)
     }
 
     /// A store of `group` was dropped.
@@ -257,7 +263,9 @@ impl<C: Config> Log<C> {
             if rewrite_format {
                 self.set_format_lsn(last);
             }
-            self.groups().remove(&id);
+            let mut groups = self.groups();
+            groups.remove(&id);
+            self.group_count.store(groups.len(), Ordering::Relaxed);
             Ok::<_, io::Error>(())
         }
         .await;
@@ -265,13 +273,15 @@ impl<C: Config> Log<C> {
             group.taken.store(false, Ordering::Release);
             return Err(e);
         }
-        self.purge_before(self.needed_from())?;
+        // The removal is durable: a purge failing earlier is for a purge to
+        // report, not this.
+        self.schedule_purge(self.needed_from());
         Ok(true)
     }
 
     /// How many groups the log holds.
     pub fn group_count(&self) -> usize {
-        self.groups().len()
+        self.group_count.load(Ordering::Relaxed)
     }
 
     /// Once the number of groups doubled since the last time, trims every
@@ -279,11 +289,11 @@ impl<C: Config> Log<C> {
     /// share it had when it last wrote, and this bounds the sum to twice
     /// the budget at a cost amortized over the groups created.
     pub fn trim_caches(&self) {
-        let groups = self.all_groups();
         let at = self.caches_trimmed_at.load(Ordering::Relaxed);
-        if groups.len() < at.saturating_mul(2).max(2) {
+        if self.group_count() < at.saturating_mul(2).max(2) {
             return;
         }
+        let groups = self.all_groups();
         self.caches_trimmed_at.store(groups.len(), Ordering::Relaxed);
         let budget = self.config.cache_bytes / groups.len();
         let acked = self.wal.last_lsn();
@@ -341,7 +351,7 @@ impl<C: Config> Log<C> {
 
     /// The cache budget of each group: `cache_bytes` shared by all.
     pub fn cache_budget(&self) -> usize {
-        self.config.cache_bytes / self.groups.lock().unwrap_or_else(PoisonError::into_inner).len().max(1)
+        self.config.cache_bytes / self.group_count().max(1)
     }
 
     /// Counts `bytes` appended; past a quarter segment since the last look,
@@ -373,6 +383,13 @@ impl<C: Config> Log<C> {
             return Err(io::Error::other(e));
         }
         self.purges.send(lsn).map_err(|_| io::Error::other("the purge thread is gone"))
+    }
+
+    /// Asks the purge thread to drop the segments below `lsn`, leaving the
+    /// failure of an earlier purge to the next [`Log::purge_before`]. The
+    /// thread is gone only once the log is being dropped: nothing to do.
+    pub fn schedule_purge(&self, lsn: Lsn) {
+        let _ = self.purges.send(lsn);
     }
 
     /// Waits until `ticket`'s records are durable; returns the last LSN.

@@ -94,7 +94,8 @@ pub(crate) async fn run<C: Config>(log: &Arc<Log<C>>) -> io::Result<()> {
         let ticket = log.wal.submit_async(kinds::FORMAT, &payload).await.map_err(io_err)?;
         log.set_format_lsn(log.durable(ticket).await?);
     }
-    log.purge_before(log.needed_from())
+    log.schedule_purge(log.needed_from());
+    Ok(())
 }
 
 /// Where a group's vote, committed id and purge point were when its

@@ -107,8 +107,8 @@ async fn child(dir: &Path, round: u64, groups: u64) {
         if let Some(multi) = &multi
             && multi.space().rewrites > rewrites
         {
-            rewrites = multi.space().rewrites;
-            println!("rewrites 0 {rewrites}");
+            rewrites += 1;
+            println!("rewrites {rewrites}");
         }
         // Most writes go to the first few groups; the rest are nearly idle.
         let group = if groups == 1 || rng.below(10) < 9 { rng.below(groups.min(3)) } else { rng.below(groups) };
@@ -211,7 +211,7 @@ struct Models {
     truncations: usize,
     purges: usize,
     removals: usize,
-    /// Rewrites the children's shared logs made.
+    /// Rewrites the children's shared logs made (the most any child made).
     rewrites: u64,
 }
 
@@ -220,7 +220,7 @@ impl Models {
         let f: Vec<&str> = line.split(' ').collect();
         let num = |i: usize| f[i].parse::<u64>().unwrap();
         if f[0] == "rewrites" {
-            self.rewrites += 1;
+            self.rewrites = self.rewrites.max(num(1));
             return;
         }
         let m = self.groups.entry(num(1)).or_default();
