@@ -15,6 +15,8 @@ Examples:
   bench-harness probe                             what the device and file system offer
   bench-harness raw --record-bytes 4KiB           device ceiling: qd1 durable writes, bandwidth
   bench-harness latency --writers 1 --duration 10s --hgrm lat.hgrm
+  bench-harness latency --interval 1s --duration 1h --json long.json --svg long.svg   over time; Ctrl-C ends it
+  bench-harness throughput --dir /mnt/a/wal,/mnt/b/wal --writers 16   two devices side by side
   bench-harness latency --rate 5000 --writers 8   open loop, coordinated omission corrected
   bench-harness throughput --writers 1,16,64 --record-bytes 128..4096 --json out.json
   bench-harness sweep --backend uring-wal:group-sync,uring-wal:dsync --writers 1,4,16,64 --svg sweep.svg
@@ -44,9 +46,10 @@ pub struct Cli {
 #[derive(Args, Debug, Serialize, Clone)]
 pub struct Global {
     /// Data directory; created if missing. What the harness writes there is
-    /// removed at the end unless --keep.
-    #[arg(long, global = true, default_value = "wal-bench-data")]
-    pub dir: PathBuf,
+    /// removed at the end unless --keep. Several, comma separated (`latency`,
+    /// `throughput`, `sweep`): each load runs on each, side by side.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "wal-bench-data")]
+    pub dir: Vec<PathBuf>,
     /// Write configuration, environment and results as JSON.
     #[arg(long, global = true, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -244,6 +247,11 @@ pub struct LoadArgs {
     /// recycled); 0 keeps everything.
     #[arg(long, value_parser = parse_bytes, default_value = "1GiB")]
     pub wal_retain: u64,
+    /// Cut each load's measured time into intervals this long (e.g. 1s): a
+    /// line per interval while it runs (records/s, MB/s, percentiles, what
+    /// the log did), `intervals` in the JSON, a chart over time with --svg.
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
     /// (testing) Make the N-th append stall for --debug-stall-ms.
     #[arg(long, hide = true)]
     pub debug_stall_after: Option<u64>,
@@ -432,4 +440,8 @@ pub struct RunArgs {
     /// Log size for the recovery measurement (topped up after the loads).
     #[arg(long, value_parser = positive_u64, default_value = "512MiB")]
     pub recovery_bytes: u64,
+    /// Cut each load's measured time into intervals this long: a line per
+    /// interval while it runs, `intervals` in the JSON, a chart over time.
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
 }

@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use uring_wal::Ticket;
 
-use crate::model::{LATENCY_NS_MAX, LatencySummary, LoadResult, SegmentActivity, TestKind, latency_histogram};
+use crate::model::{
+    IntervalPoint, LATENCY_NS_MAX, LatencySummary, LoadResult, SegmentActivity, TestKind, latency_histogram,
+};
 use crate::random::{self, Pool};
 use crate::sys::{self, Progress, SizeRange};
 use crate::target::{FlushStats, Target};
+use crate::timeline::{self, OPS_RUN_MAX, Sampler, Slot};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -37,14 +40,19 @@ pub struct LoadSpec {
     /// Debug: the `n`-th append stalls this long (to demonstrate coordinated
     /// omission correction).
     pub stall: Option<(u64, Duration)>,
+    /// Cut the measured window into intervals this long, printing a line
+    /// for each (see [`timeline`]).
+    pub interval: Option<Duration>,
+    /// The directory measured, when a run measures several.
+    pub dir: Option<String>,
 }
 
-/// Longest a load may run when bounded by operations only.
-const OPS_RUN_MAX: Duration = Duration::from_secs(3600);
+fn nanos(d: Duration) -> u64 {
+    (d.as_nanos().min(u128::from(LATENCY_NS_MAX)) as u64).max(1)
+}
 
 fn record(h: &mut Histogram<u64>, d: Duration) {
-    let ns = d.as_nanos().min(u128::from(LATENCY_NS_MAX)) as u64;
-    h.saturating_record(ns.max(1));
+    h.saturating_record(nanos(d));
 }
 
 /// Wraps a target so that one append stalls.
@@ -86,7 +94,7 @@ struct Shared {
     /// Operations that start (or are due) before this are warmup.
     measure_from: Instant,
     /// Open loop: time between two operations' intended starts.
-    interval: Option<Duration>,
+    spacing: Option<Duration>,
     /// Open loop: the next slot of the schedule.
     next_op: AtomicU64,
     measuring: AtomicBool,
@@ -102,7 +110,7 @@ impl Shared {
         Shared {
             started,
             measure_from: started + spec.warmup,
-            interval: spec.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            spacing: spec.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
             next_op: AtomicU64::new(0),
             measuring: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -157,12 +165,14 @@ struct Writer<'a> {
     pool: &'a Pool,
     rng: fastrand::Rng,
     latencies: Latencies,
+    /// With `--interval`: this writer's latencies of the current interval.
+    slot: Option<&'a Slot>,
 }
 
 impl<'a> Writer<'a> {
     /// Appends until the load stops; returns what it measured.
     fn run(mut self) -> Latencies {
-        if self.spec.pipeline > 1 && self.shared.interval.is_none() {
+        if self.spec.pipeline > 1 && self.shared.spacing.is_none() {
             self.pipelined();
         } else {
             self.one_at_a_time();
@@ -215,7 +225,7 @@ impl<'a> Writer<'a> {
         match ticket.wait() {
             Ok(_) => {
                 if self.shared.counts(t0) {
-                    record(&mut self.latencies.corrected, t0.elapsed());
+                    self.measured(t0.elapsed());
                     self.shared.ops.fetch_add(self.spec.batch as u64, Ordering::Relaxed);
                 }
                 true
@@ -233,8 +243,8 @@ impl<'a> Writer<'a> {
         let pool: &'a Pool = self.pool;
         let mut slices: Vec<&[u8]> = Vec::with_capacity(self.spec.batch);
         while !self.shared.stopped() {
-            let intended = match self.shared.interval {
-                Some(interval) => match self.wait_for_slot(interval) {
+            let intended = match self.shared.spacing {
+                Some(spacing) => match self.wait_for_slot(spacing) {
                     Some(at) => Some(at),
                     None => break,
                 },
@@ -258,9 +268,9 @@ impl<'a> Writer<'a> {
 
     /// Open loop: takes the next slot of the schedule and waits for its
     /// time; `None` if the load stopped meanwhile.
-    fn wait_for_slot(&self, interval: Duration) -> Option<Instant> {
+    fn wait_for_slot(&self, spacing: Duration) -> Option<Instant> {
         let k = self.shared.next_op.fetch_add(1, Ordering::Relaxed);
-        let at = self.shared.started + interval.mul_f64(k as f64);
+        let at = self.shared.started + spacing.mul_f64(k as f64);
         loop {
             if self.shared.stopped() {
                 return None;
@@ -283,7 +293,7 @@ impl<'a> Writer<'a> {
     fn count(&mut self, intended: Option<Instant>, t0: Instant, t1: Instant) {
         let from = intended.unwrap_or(t0);
         if self.shared.counts(from) {
-            record(&mut self.latencies.corrected, t1 - from);
+            self.measured(t1 - from);
             if intended.is_some() {
                 record(&mut self.latencies.uncorrected, t1 - t0);
             }
@@ -292,35 +302,77 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// The measured window: its length, the process's CPU time in it, and the
-/// target's flush counters at its start and end.
+impl Writer<'_> {
+    /// Records a measured latency, also in the current interval's.
+    fn measured(&mut self, d: Duration) {
+        record(&mut self.latencies.corrected, d);
+        if let Some(slot) = self.slot {
+            slot.record(nanos(d));
+        }
+    }
+}
+
+/// The measured window: its length, the process's CPU time in it, the
+/// target's flush counters at its start and end, and its intervals.
 struct Window {
     seconds: f64,
     cpu: Duration,
     flushes: Option<(FlushStats, FlushStats)>,
+    intervals: Vec<IntervalPoint>,
 }
 
-/// Waits out the warmup, measures until the duration has passed or the
-/// records are written (or a writer fails), then stops the writers.
-fn measure(target: &dyn Target, spec: &LoadSpec, shared: &Shared) -> Window {
-    std::thread::sleep(spec.warmup.saturating_sub(shared.started.elapsed()));
+/// Waits out the warmup, measures until the duration has passed, the
+/// records are written, a writer fails or the run is interrupted, then stops
+/// the writers. With an interval, samples at each interval's end (and at
+/// the window's end) and prints a line for each.
+fn measure(target: &dyn Target, spec: &LoadSpec, shared: &Shared, slots: &[Slot], progress: &Progress) -> Window {
+    while shared.started.elapsed() < spec.warmup && !sys::interrupted() && !shared.stopped() {
+        std::thread::sleep(Duration::from_millis(10).min(spec.warmup.saturating_sub(shared.started.elapsed())));
+    }
     let flush0 = target.flush_stats();
     sys::reset_peak_rss();
     let cpu0 = sys::cpu_time();
     let t0 = Instant::now();
     shared.ops.store(0, Ordering::SeqCst);
     shared.measuring.store(true, Ordering::SeqCst);
+    let mut sampler = spec.interval.map(|_| {
+        progress.println(&timeline::header());
+        Sampler::new(spec.size.mean(), flush0)
+    });
+    let mut next_sample = spec.interval.map(|i| t0 + i);
     let limit = spec.duration.unwrap_or(OPS_RUN_MAX);
-    while t0.elapsed() < limit && !shared.stopped() {
+    while t0.elapsed() < limit && !shared.stopped() && !sys::interrupted() {
         if spec.ops.is_some_and(|n| shared.ops.load(Ordering::Relaxed) >= n) {
             break;
+        }
+        if let (Some(sampler), Some(at), Some(interval)) = (&mut sampler, &mut next_sample, spec.interval)
+            && Instant::now() >= *at
+        {
+            let ops = shared.ops.load(Ordering::Relaxed);
+            let point = sampler.sample(*at - t0, ops, target.flush_stats(), slots);
+            progress.println(&timeline::line(&point));
+            *at += interval;
         }
         std::thread::sleep(Duration::from_millis(1).min(limit.saturating_sub(t0.elapsed())));
     }
     shared.stop.store(true, Ordering::SeqCst);
-    let seconds = t0.elapsed().as_secs_f64().max(1e-9);
+    let elapsed = t0.elapsed();
+    let seconds = elapsed.as_secs_f64().max(1e-9);
     let cpu = sys::cpu_time().saturating_sub(cpu0);
-    Window { seconds, cpu, flushes: flush0.zip(target.flush_stats()) }
+    let flushes = target.flush_stats();
+    let intervals = match sampler {
+        Some(mut sampler) => {
+            // The last, partial interval, unless nothing of it passed.
+            let last = sampler.points.last().map_or(0.0, |p| p.end_s);
+            if seconds - last > 1e-3 {
+                let point = sampler.sample(elapsed, shared.ops.load(Ordering::SeqCst), flushes, slots);
+                progress.println(&timeline::line(&point));
+            }
+            sampler.points
+        }
+        None => Vec::new(),
+    };
+    Window { seconds, cpu, flushes: flush0.zip(flushes), intervals }
 }
 
 /// Runs `spec` against `target` and measures it.
@@ -335,26 +387,33 @@ pub fn run(target: &dyn Target, backend: &str, spec: &LoadSpec, quiet: bool) -> 
     };
     let pool = Pool::new(spec.size.max);
     let shared = Shared::new(spec);
-    let label = format!("{} {backend}, {} writers, {} B", spec.test, spec.writers, spec.size);
-    let progress = Progress::start(label, spec.duration.map(|d| d + spec.warmup), shared.ops.clone(), quiet);
+    let slots: Vec<Slot> = (0..if spec.interval.is_some() { spec.writers } else { 0 }).map(|_| Slot::new()).collect();
+    let at = spec.dir.as_ref().map(|d| format!(" on {d}")).unwrap_or_default();
+    let label = format!("{} {backend}{at}, {} writers, {} B", spec.test, spec.writers, spec.size);
+    let progress = Progress::start(label.clone(), spec.duration.map(|d| d + spec.warmup), shared.ops.clone(), quiet);
+    if spec.interval.is_some() {
+        progress.println(&format!("\n{label}"));
+    }
     let (latencies, window) = std::thread::scope(|s| {
         let writers: Vec<_> = (0..spec.writers)
             .map(|w| {
                 let rng = random::rng(w as u64);
-                let writer = Writer { target, spec, shared: &shared, pool: &pool, rng, latencies: Latencies::new() };
+                let latencies = Latencies::new();
+                let slot = slots.get(w);
+                let writer = Writer { target, spec, shared: &shared, pool: &pool, rng, latencies, slot };
                 s.spawn(move || writer.run())
             })
             .collect();
-        let window = measure(target, spec, &shared);
+        let window = measure(target, spec, &shared, &slots, &progress);
         let latencies = writers.into_iter().map(|w| w.join().expect("load worker panicked"));
         (Latencies::merge(latencies), window)
     });
     drop(progress);
-    result(backend, spec, shared, &window, latencies)
+    result(backend, spec, shared, window, latencies)
 }
 
 /// The figures of a finished load.
-fn result(backend: &str, spec: &LoadSpec, shared: Shared, window: &Window, latencies: Latencies) -> LoadResult {
+fn result(backend: &str, spec: &LoadSpec, shared: Shared, window: Window, latencies: Latencies) -> LoadResult {
     let seconds = window.seconds;
     let ops = shared.ops.load(Ordering::SeqCst);
     let flush = window.flushes.map(|(a, b)| (b.appends - a.appends, b.flushes - a.flushes, b.syncs - a.syncs));
@@ -387,6 +446,8 @@ fn result(backend: &str, spec: &LoadSpec, shared: Shared, window: &Window, laten
         cpu_us_per_op: window.cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         peak_rss_bytes: sys::peak_rss_bytes(),
         error: shared.error.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+        dir: spec.dir.clone(),
+        intervals: window.intervals,
         histogram: latencies.corrected,
     }
 }
@@ -422,6 +483,8 @@ mod tests {
             batch: 1,
             pipeline: 1,
             stall,
+            interval: None,
+            dir: None,
         }
     }
 

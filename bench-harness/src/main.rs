@@ -25,6 +25,7 @@ mod recover;
 mod report;
 mod sys;
 mod target;
+mod timeline;
 
 use std::process::ExitCode;
 
@@ -37,7 +38,10 @@ use cmd::load::LoadKind;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    sys::handle_interrupts();
     match dispatch(&cli) {
+        // Interrupted: what was measured is written, but the run is not whole.
+        Ok(()) if sys::interrupted() => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -157,10 +157,44 @@ pub struct LoadResult {
     pub peak_rss_bytes: u64,
     /// Errors (a failed load keeps its partial results).
     pub error: Option<String>,
+    /// With `--dir A,B`: the directory measured (its path as given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// With `--interval`: the measured window cut into intervals, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<IntervalPoint>,
     /// The latency histogram (nanoseconds), for `.hgrm` and SVG output; not
     /// in the JSON, so empty in a report read back from it.
     #[serde(skip, default = "latency_histogram")]
     pub histogram: Histogram<u64>,
+}
+
+/// One interval of a load (`--interval`): what it wrote, how fast, the
+/// latency of the appends that completed in it, and what the log did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalPoint {
+    /// End of the interval, seconds since the measured window began.
+    pub end_s: f64,
+    /// Its length (the last one of a run may be shorter).
+    pub seconds: f64,
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    pub mb_per_sec: f64,
+    /// Latency of the appends completed in the interval; zero when none did.
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// Flushes and syncs the log issued in the interval (uring-wal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flushes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syncs: Option<u64>,
+    /// Segment activity in the interval (uring-wal only): fresh files,
+    /// reused ones, and waits for a segment not yet prepared (zero-fills
+    /// the appends waited for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<SegmentActivity>,
 }
 
 /// Segment activity of a uring-wal load, over its measured window.
@@ -233,6 +267,10 @@ pub struct Report {
     /// The command line and every option as parsed.
     pub config: serde_json::Value,
     pub environment: Environment,
+    /// With `--dir A,B`: each directory's environment, in the order given
+    /// (`environment` is the first's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<Environment>,
     pub loads: Vec<LoadResult>,
     pub bandwidth: Vec<BandwidthResult>,
     pub recovery: Vec<RecoveryResult>,

@@ -536,6 +536,8 @@ fn result(store: RaftStore, groups: usize, clients: usize, record_bytes: usize, 
         cpu_us_per_op: if m.writes > 0 { m.cpu.as_secs_f64() * 1e6 / m.writes as f64 } else { 0.0 },
         peak_rss_bytes: sys::peak_rss_bytes(),
         error: m.error,
+        dir: None,
+        intervals: Vec::new(),
         histogram: m.histogram,
     }
 }

@@ -297,6 +297,8 @@ fn qd1_result(method: SyncMethod, write_bytes: usize, seconds: f64, cpu: Duratio
         cpu_us_per_op: cpu.as_secs_f64() * 1e6 / measured.max(1) as f64,
         peak_rss_bytes: sys::peak_rss_bytes(),
         error: None,
+        dir: None,
+        intervals: Vec::new(),
         histogram: hist,
     }
 }

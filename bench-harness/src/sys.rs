@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
@@ -37,6 +37,30 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Set by the first Ctrl-C (SIGINT, SIGTERM): the running load ends at once,
+/// no further load starts, and the report is written.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler: the first ends the run early with its
+/// report; a second exits at once (status 130).
+pub fn handle_interrupts() {
+    let installed = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted twice: exiting without a report");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: ending the run and writing what was measured (Ctrl-C again to exit at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("note: Ctrl-C will end the process without a report ({e})");
+    }
+}
+
+/// Whether the run was interrupted.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
 /// A progress line on stderr (indicatif), only when stderr is a terminal and
 /// not --quiet: `label: 3.2 s / 6 s, 41234 ops`, elapsed time against
 /// `expected` and the counter `ops`. Cleared when dropped.
@@ -62,13 +86,20 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// Prints `line` on stdout without tearing the progress line.
+    pub fn println(&self, line: &str) {
+        self.0.suspend(|| println!("{line}"));
+    }
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         self.0.finish_and_clear();
     }
 }
 
-/// Parses `50us`, `250ms`, `10s`, `2m`, or a bare number of seconds.
+/// Parses `50us`, `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration_or_zero(s)?;
     if d.is_zero() {
@@ -85,7 +116,7 @@ pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let value: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 10s or 2m"))?;
+    let value: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 10s, 2m or 1h"))?;
     if !value.is_finite() || value < 0.0 {
         return Err(format!("duration {s:?} must not be negative"));
     }
@@ -94,7 +125,8 @@ pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" | "min" => value * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use us, ms, s or m")),
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use us, ms, s, m or h")),
     };
     if secs > 24.0 * 3600.0 {
         return Err(format!("duration {s:?} is longer than a day"));
@@ -193,7 +225,9 @@ mod tests {
         assert_eq!(parse_duration("50us").unwrap(), Duration::from_micros(50));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("0s").is_err() && parse_duration("-1s").is_err() && parse_duration("1h").is_err());
+        assert!(parse_duration("0s").is_err() && parse_duration("-1s").is_err() && parse_duration("1d").is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("25h").is_err(), "longer than a day");
         assert_eq!(parse_duration_or_zero("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration_or_zero("0us").unwrap(), Duration::ZERO);
         assert!(parse_duration_or_zero("-1ms").is_err() && parse_duration_or_zero("x").is_err());

@@ -382,3 +382,87 @@ fn a_pipelined_batch_load_submits_whole_batches() {
     let per_flush = load["records_per_flush"].as_f64().unwrap();
     assert!(per_flush >= 32.0, "{per_flush} records per flush");
 }
+
+#[test]
+fn intervals_print_lines_and_land_in_the_json_and_a_chart_over_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("t.json");
+    let s = dir.path().join("t.svg");
+    let (j_arg, s_arg) = (j.to_str().unwrap(), s.to_str().unwrap());
+    let args =
+        ["latency", "--interval", "200ms", "--duration", "1s", "--warmup", "100ms", "--json", j_arg, "--svg", s_arg];
+    let stdout = ok(dir.path(), &args);
+    assert!(stdout.contains("records/s") && stdout.contains("p99.9 us"), "no interval header:\n{stdout}");
+    let lines = stdout.lines().filter(|l| l.contains(" new, ")).count();
+    assert!((5..=6).contains(&lines), "{lines} interval lines for 1 s at 200 ms:\n{stdout}");
+    let load = &json(&j)["loads"][0];
+    let intervals = load["intervals"].as_array().expect("intervals in the JSON");
+    assert_eq!(intervals.len(), lines);
+    let ops: u64 = intervals.iter().map(|p| p["ops"].as_u64().unwrap()).sum();
+    assert_eq!(ops, load["ops"].as_u64().unwrap(), "the intervals add up to the load");
+    assert!(intervals.iter().all(|p| p["p999_us"].as_f64().unwrap() > 0.0 && p["syncs"].as_u64().unwrap() > 0));
+    let ends: Vec<f64> = intervals.iter().map(|p| p["end_s"].as_f64().unwrap()).collect();
+    assert!(ends.windows(2).all(|w| w[0] < w[1]) && (ends[0] - 0.2).abs() < 0.05, "{ends:?}");
+    let chart = std::fs::read_to_string(dir.path().join("t-over-time.svg")).expect("the chart over time");
+    roxmltree::Document::parse(&chart).expect("well-formed SVG");
+    assert!(chart.contains("Throughput over time") && chart.contains("Append latency over time"));
+    assert!(fails(dir.path(), &["latency", "--interval", "1ms"]).contains("shorter than"));
+    assert!(fails(dir.path(), &["latency", "--interval", "10ms", "--duration", "1h"]).contains("more than 100000"));
+}
+
+#[test]
+fn several_directories_are_measured_side_by_side_each_with_its_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let j = dir.path().join("dirs.json");
+    let dirs = format!("{},{}", a.display(), b.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-harness"))
+        .args(["--quiet", "--dir", &dirs, "latency", "--duration", "200ms", "--warmup", "50ms", "--json"])
+        .arg(&j)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("file system:").count(), 2, "an environment block per directory:\n{stdout}");
+    let report = json(&j);
+    assert_eq!(report["environments"].as_array().unwrap().len(), 2);
+    let loads = report["loads"].as_array().unwrap();
+    let on: Vec<&str> = loads.iter().map(|l| l["dir"].as_str().unwrap()).collect();
+    assert_eq!(on, [a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(loads.iter().all(|l| l["ops"].as_u64().unwrap() > 0));
+    let raft = Command::new(env!("CARGO_BIN_EXE_bench-harness")).args(["--dir", &dirs, "raft"]).output().unwrap();
+    assert!(!raft.status.success() && String::from_utf8_lossy(&raft.stderr).contains("several --dir"));
+}
+
+#[test]
+fn ctrl_c_ends_a_long_run_early_and_still_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("long.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-harness"))
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--quiet", "latency", "--duration", "1h", "--interval", "500ms", "--warmup", "100ms", "--json"])
+        .arg(&j)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the run did not end within 30 s of Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "an interrupted run says so in its exit status");
+    let load = &json(&j)["loads"][0];
+    let seconds = load["seconds"].as_f64().unwrap();
+    assert!(seconds > 1.0 && seconds < 30.0, "measured {seconds} s");
+    assert!(load["ops"].as_u64().unwrap() > 0 && load["intervals"].as_array().unwrap().len() >= 3);
+}

@@ -12,8 +12,10 @@ use crate::load::{self, LoadSpec};
 use crate::model::TestKind;
 use crate::raw::{self, RawFile, SyncMethod, padded_write_bytes};
 use crate::report::table;
+use crate::sys;
 use crate::sys::SizeRange;
 use crate::target::{OpenOptions, TargetSpec};
+use crate::timeline;
 
 /// The three load commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +47,7 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    fn load(&self, writers: usize, size: SizeRange) -> LoadSpec {
+    fn load(&self, writers: usize, size: SizeRange, dir: Option<String>) -> LoadSpec {
         let args = self.args;
         LoadSpec {
             test: self.kind.test(),
@@ -58,6 +60,8 @@ impl Plan<'_> {
             batch: args.batch,
             pipeline: args.pipeline,
             stall: args.debug_stall_after.map(|n| (n, Duration::from_millis(args.debug_stall_ms))),
+            interval: args.interval,
+            dir,
         }
     }
 }
@@ -76,37 +80,63 @@ pub fn run(kind: LoadKind, args: &LoadArgs, ctx: &mut Ctx) -> Result<()> {
         (true, _) => vec![1, 4, 16, 64],
     };
     let duration = args.duration.or(if args.ops.is_some() { None } else { Some(Duration::from_secs(5)) });
+    if let Some(interval) = args.interval {
+        timeline::check_interval(interval, duration).map_err(anyhow::Error::msg)?;
+    }
     let plan = Plan { kind, args, writers, duration };
     let mut first_error = None;
-    // Round by round, so that slow drifts of a shared machine hit every
-    // backend alike.
-    for _ in 0..args.repeat {
+    let dirs = ctx.dir_labels();
+    // Round by round, and each backend on every directory before the next,
+    // so that slow drifts of a shared machine hit every backend and every
+    // device alike.
+    'rounds: for _ in 0..args.repeat {
         for spec in &args.backends {
-            match spec {
-                TargetSpec::Raw(method) => device_alone(*method, &plan, ctx, &mut first_error)?,
-                _ => one_backend(spec, &plan, ctx, &mut first_error)?,
+            for (i, dir) in dirs.iter().enumerate() {
+                if sys::interrupted() {
+                    break 'rounds;
+                }
+                ctx.select(i);
+                match spec {
+                    TargetSpec::Raw(method) => device_alone(*method, &plan, dir, ctx, &mut first_error)?,
+                    _ => one_backend(spec, &plan, dir, ctx, &mut first_error)?,
+                }
             }
         }
     }
-    if kind == LoadKind::Sweep {
+    ctx.select(0);
+    if kind == LoadKind::Sweep && !sys::interrupted() {
         sync_methods(args.record_bytes[0].max, duration, ctx)?;
     }
     println!("{}", table::loads(&ctx.report.loads));
-    if args.repeat > 1 {
+    if args.repeat > 1 || dirs.len() > 1 {
         let baseline = args.baseline.as_ref().or(args.backends.first()).map(ToString::to_string).unwrap_or_default();
+        let baseline = labelled(&baseline, dirs.first().and_then(Option::as_deref));
         println!("{}", table::spread(&ctx.report.loads, &baseline));
     }
     first_error.map_or(Ok(()), Err)
 }
 
-/// Every writer count and record size of `plan` on `spec`; a failure to open,
-/// measure or close goes to `first_error` (if it is the first).
+/// A backend's name in results: with several data directories, also the
+/// directory's (`uring-wal/group-sync @ /mnt/a`), so that tables, spreads
+/// and charts keep them apart.
+fn labelled(backend: &str, dir: Option<&str>) -> String {
+    match dir {
+        Some(d) => format!("{backend} @ {d}"),
+        None => backend.to_string(),
+    }
+}
+
+/// Every writer count and record size of `plan` on `spec`, in the current
+/// data directory (`dir` names it when there are several); a failure to
+/// open, measure or close goes to `first_error` (if it is the first).
 fn one_backend(
     spec: &TargetSpec,
     plan: &Plan<'_>,
+    dir_label: &Option<String>,
     ctx: &mut Ctx,
     first_error: &mut Option<anyhow::Error>,
 ) -> Result<()> {
+    let name = labelled(&spec.to_string(), dir_label.as_deref());
     let dir = ctx.subdir(&spec.to_string())?;
     let record_max = plan.args.record_bytes.iter().map(|s| s.max).max().unwrap_or(256);
     let opts = OpenOptions { wal: plan.args.tuning(), ..ctx.open_options(record_max) };
@@ -122,9 +152,12 @@ fn one_backend(
     if !spec.is_durable() {
         eprintln!("note: {spec} acknowledges appends before they are synced; its figures are not durable appends");
     }
-    for &size in &plan.args.record_bytes {
+    'loads: for &size in &plan.args.record_bytes {
         for &w in &plan.writers {
-            let r = load::run(target.as_ref(), &spec.to_string(), &plan.load(w, size), ctx.global.quiet);
+            if sys::interrupted() {
+                break 'loads;
+            }
+            let r = load::run(target.as_ref(), &name, &plan.load(w, size, dir_label.clone()), ctx.global.quiet);
             if let Some(e) = &r.error {
                 first_error.get_or_insert(anyhow::anyhow!("{spec}: {e}"));
             }
@@ -143,6 +176,7 @@ fn one_backend(
 fn device_alone(
     method: SyncMethod,
     plan: &Plan<'_>,
+    dir_label: &Option<String>,
     ctx: &mut Ctx,
     first_error: &mut Option<anyhow::Error>,
 ) -> Result<()> {
@@ -158,7 +192,11 @@ fn device_alone(
     for size in &plan.args.record_bytes {
         let write_bytes = padded_write_bytes(size.max, ctx.block_bytes);
         match raw::qd1(&file, method, write_bytes, plan.args.warmup, duration) {
-            Ok(r) => ctx.report.loads.push(r),
+            Ok(mut r) => {
+                r.backend = labelled(&r.backend, dir_label.as_deref());
+                r.dir.clone_from(dir_label);
+                ctx.report.loads.push(r);
+            }
             Err(e) => {
                 eprintln!("error: {}: {e:#}", method.name());
                 first_error.get_or_insert(e);

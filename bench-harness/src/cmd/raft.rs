@@ -38,6 +38,10 @@ pub fn run(args: &RaftArgs, ctx: &mut Ctx) -> Result<()> {
             let mut order = stores.clone();
             order.rotate_left(round % stores.len());
             for &store in &order {
+                // Ctrl-C: no further cluster starts; what ran is reported.
+                if crate::sys::interrupted() {
+                    break;
+                }
                 if !ctx.global.quiet && args.repeat > 1 {
                     eprintln!("raft: {groups} groups, round {} of {}", round + 1, args.repeat);
                 }

@@ -12,7 +12,12 @@ pub fn run(args: &ReportArgs, global: &Global) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let report: Report =
         serde_json::from_str(&text).with_context(|| format!("{}: not a report written by --json", path.display()))?;
-    println!("{}", table::environment(&report.environment));
+    if report.environments.is_empty() {
+        println!("{}", table::environment(&report.environment));
+    }
+    for environment in &report.environments {
+        println!("{}", table::environment(environment));
+    }
     print_tables(&report);
     super::write_outputs(global, &report)
 }

@@ -18,6 +18,7 @@ use crate::recover;
 use crate::report::table;
 use crate::sys::SizeRange;
 use crate::target::{self, IoPath, OpenOptions, TargetSpec};
+use crate::timeline;
 
 /// How much a streaming load of the suite keeps behind its durable end.
 const STREAM_RETAIN_BYTES: u64 = 1 << 30;
@@ -26,16 +27,24 @@ const STREAM_RETAIN_BYTES: u64 = 1 << 30;
 const RECORD_BYTES: usize = 256;
 
 /// Durations of the suite: as given, or a tenth with --quick.
-struct Scale(f64);
+/// How long the suite's loads run (a factor on their durations), and the
+/// interval they are cut into, if asked.
+struct Scale {
+    factor: f64,
+    interval: Option<Duration>,
+}
 
 impl Scale {
     fn secs(&self, s: f64) -> Duration {
-        Duration::from_secs_f64(s * self.0)
+        Duration::from_secs_f64(s * self.factor)
     }
 }
 
 pub fn run(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
-    let scale = Scale(if args.quick { 0.1 } else { 1.0 });
+    let scale = Scale { factor: if args.quick { 0.1 } else { 1.0 }, interval: args.interval };
+    if let Some(interval) = args.interval {
+        timeline::check_interval(interval, Some(scale.secs(5.0))).map_err(anyhow::Error::msg)?;
+    }
     device_alone(args.quick, &scale, ctx)?;
     let recovery_dir = latency_and_throughput(&scale, ctx)?;
     streams(&scale, ctx)?;
@@ -89,6 +98,8 @@ fn latency_and_throughput(scale: &Scale, ctx: &mut Ctx) -> Result<PathBuf> {
                 batch: 1,
                 pipeline: 1,
                 stall: None,
+                interval: scale.interval,
+                dir: None,
             };
             push_or_fail(ctx, &spec, load::run(target.as_ref(), &spec.to_string(), &load, ctx.global.quiet))?;
         }
@@ -133,6 +144,8 @@ fn streams(scale: &Scale, ctx: &mut Ctx) -> Result<()> {
             batch,
             pipeline,
             stall: None,
+            interval: scale.interval,
+            dir: None,
         };
         let r = load::run(target.as_ref(), &spec.to_string(), &load, ctx.global.quiet);
         let closed = target.close();

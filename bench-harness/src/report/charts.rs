@@ -11,26 +11,132 @@ use hdrhistogram::Histogram;
 
 use super::svg::{self, Axis, Chart, Panel, STYLES, Series};
 use super::{hgrm, record_bytes, thousands};
-use crate::model::{LatencySummary, LoadResult, Report, TestKind};
+use crate::model::{IntervalPoint, LatencySummary, LoadResult, Report, TestKind};
 
 /// Series a panel holds at most, where the data allows.
 pub const SERIES_PER_PANEL: usize = 8;
 
 /// Writes the latency-by-percentile chart to `path` (always, with "no data"
-/// if there is none), and, if a backend has closed-loop results at two or
-/// more writer counts, `<stem>-throughput.svg` next to it. Returns the paths
-/// written.
+/// if there is none); if a backend has closed-loop results at two or more
+/// writer counts, `<stem>-throughput.svg` next to it; and if loads were cut
+/// into intervals, `<stem>-over-time.svg`. Returns the paths written.
 pub fn write_charts(path: &Path, report: &Report) -> Result<Vec<PathBuf>> {
     let colours = colours(report);
     super::write_file(path, &svg::render(&latency(report, &colours)))?;
     let mut written = vec![path.to_path_buf()];
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(chart) = throughput(report, &colours) {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let throughput = path.with_file_name(format!("{stem}-throughput.svg"));
         super::write_file(&throughput, &svg::render(&chart))?;
         written.push(throughput);
     }
+    if let Some(charts) = over_time(report, &colours) {
+        let over_time = path.with_file_name(format!("{stem}-over-time.svg"));
+        super::write_file(&over_time, &svg::render_stacked(&charts))?;
+        written.push(over_time);
+    }
     Ok(written)
+}
+
+/// The percentiles drawn over time, each in a colour of its own.
+const OVER_TIME_PERCENTILES: [(&str, &str); 4] =
+    [("p50", "#1f77b4"), ("p99", "#ff7f0e"), ("p99.9", "#d62728"), ("max", "#7f7f7f")];
+
+/// Loads cut into intervals (`--interval`), over time: records per second,
+/// then latency percentiles (log scale), one panel per load in each, the
+/// two charts stacked in one document.
+fn over_time(report: &Report, colours: &[(String, &'static str)]) -> Option<Vec<Chart>> {
+    let loads: Vec<&LoadResult> = report.loads.iter().filter(|l| !l.intervals.is_empty()).collect();
+    if loads.is_empty() {
+        return None;
+    }
+    let title = |l: &LoadResult| format!("{}, {}, {}", l.backend, writers(l.writers), variant(l));
+    let end = loads.iter().flat_map(|l| &l.intervals).map(|p| p.end_s).fold(0.0, f64::max);
+    let (step, top) = nice_ticks(end);
+    let ticks = (0..=(top / step).round() as usize).map(|i| (i as f64 * step, tick_value(i as f64 * step, step)));
+    let x = Axis { lo: 0.0, hi: top, ticks: ticks.collect(), minor: Vec::new(), title: "Time (s)".into() };
+    let count = loads.iter().map(|l| l.intervals.len()).max().unwrap_or(0);
+    let columns = match loads.len() {
+        1 => 1,
+        2..=4 => 2,
+        _ => 3,
+    };
+    // Each interval's point at its middle.
+    let at = |p: &IntervalPoint| p.end_s - p.seconds / 2.0;
+    let rate_panels: Vec<Panel> = loads
+        .iter()
+        .map(|l| {
+            let label = title(l);
+            let points = l.intervals.iter().map(|p| (at(p), p.ops_per_sec)).collect();
+            let point_titles = l
+                .intervals
+                .iter()
+                .map(|p| format!("{label}: {:.1} s, {} records/s", p.end_s, thousands(p.ops_per_sec)));
+            let series = Series {
+                backend: l.backend.clone(),
+                variant: String::new(),
+                label: label.clone(),
+                points,
+                point_titles: point_titles.collect(),
+            };
+            Panel { title: label, series: vec![series] }
+        })
+        .collect();
+    let rate_max = loads.iter().flat_map(|l| &l.intervals).map(|p| p.ops_per_sec).fold(0.0, f64::max);
+    let interval_s = loads[0].intervals[0].seconds;
+    let rates = Chart {
+        title: "Throughput over time".into(),
+        note: Some(format!("One point per interval of {interval_s:.3} s, at its middle")),
+        x: Axis { ticks: x.ticks.clone(), minor: Vec::new(), title: x.title.clone(), ..x },
+        y: rate_axis(rate_max),
+        panels: rate_panels,
+        columns,
+        references: Vec::new(),
+        styles: Vec::new(),
+        markers: count <= 60,
+        colours: colours.to_vec(),
+    };
+    let latency_panels: Vec<Panel> = loads
+        .iter()
+        .map(|l| {
+            let label = title(l);
+            let series = OVER_TIME_PERCENTILES.iter().map(|&(name, _)| {
+                let value = |p: &IntervalPoint| match name {
+                    "p50" => p.p50_us,
+                    "p99" => p.p99_us,
+                    "p99.9" => p.p999_us,
+                    _ => p.max_us,
+                };
+                // An interval in which no append completed has no latency.
+                let measured: Vec<&IntervalPoint> = l.intervals.iter().filter(|p| p.ops > 0).collect();
+                Series {
+                    backend: name.to_string(),
+                    variant: String::new(),
+                    label: format!("{label}: {name}"),
+                    points: measured.iter().map(|p| (at(p), value(p).max(0.001).log10())).collect(),
+                    point_titles: measured
+                        .iter()
+                        .map(|p| format!("{label}: {:.1} s, {name} {} µs", p.end_s, thousands(value(p))))
+                        .collect(),
+                }
+            });
+            let series = series.collect();
+            Panel { title: label, series }
+        })
+        .collect();
+    let latencies = Chart {
+        title: "Append latency over time".into(),
+        note: Some("Percentiles of the appends completed in each interval".into()),
+        y: latency_axis(latency_panels.iter().flat_map(|p| &p.series)),
+        x,
+        panels: latency_panels,
+        columns,
+        references: Vec::new(),
+        styles: Vec::new(),
+        markers: false,
+        colours: OVER_TIME_PERCENTILES.iter().map(|&(n, c)| (n.to_string(), c)).collect(),
+    };
+    Some(vec![rates, latencies])
 }
 
 /// One colour per backend, in the order the report has them, for every

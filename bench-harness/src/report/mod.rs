@@ -127,6 +127,8 @@ pub(crate) mod fixtures {
             cpu_us_per_op: 12.5,
             peak_rss_bytes: 48 << 20,
             error: None,
+            dir: None,
+            intervals: Vec::new(),
             histogram,
         }
     }
@@ -184,6 +186,7 @@ pub(crate) mod fixtures {
         Report {
             config: serde_json::json!({"command": "all", "seconds": 5}),
             environment: environment(),
+            environments: Vec::new(),
             loads: loads(),
             bandwidth: vec![BandwidthResult {
                 direction: "write".to_string(),

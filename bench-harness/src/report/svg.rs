@@ -188,33 +188,65 @@ impl Grid {
 
 /// The chart as an SVG document.
 pub fn render(chart: &Chart) -> String {
-    let grid = Grid::new(chart);
-    let legend = Legend::new(chart, &grid);
-    let height = (grid.bottom + AXIS_TITLE + legend.rows() as f64 * LEGEND_ROW + 4.0).ceil();
-    let mut out = String::new();
-    header(&mut out, chart, grid.width, height);
-    for (i, panel) in chart.panels.iter().enumerate() {
-        draw_panel(&mut out, chart, panel, &grid.rect(i), i);
-    }
-    if chart.panels.is_empty() {
-        let empty = Panel { title: String::new(), series: Vec::new() };
-        draw_panel(&mut out, chart, &empty, &grid.rect(0), 0);
-    }
-    axis_titles(&mut out, chart, &grid);
-    legend.draw(&mut out, grid.bottom + AXIS_TITLE);
-    out.push_str("</svg>\n");
-    out
+    render_stacked(std::slice::from_ref(chart))
 }
 
-fn header(out: &mut String, chart: &Chart, width: f64, height: f64) {
+/// Charts one above the other in one SVG document (each keeps its own axes
+/// and legend), the first chart's title the document's.
+pub fn render_stacked(charts: &[Chart]) -> String {
+    let bodies: Vec<(String, f64, f64)> = charts
+        .iter()
+        .enumerate()
+        .map(|(k, c)| body(c, if k == 0 { String::new() } else { format!("c{k}-") }))
+        .collect();
+    let width = bodies.iter().map(|b| b.1).fold(0.0, f64::max);
+    let height: f64 = bodies.iter().map(|b| b.2).sum();
+    let mut out = String::new();
     let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8" standalone="no"?>"#);
     let _ = writeln!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
-    let title = escape(&chart.title);
+    let title = charts.first().map(|c| escape(&c.title)).unwrap_or_default();
     let _ = writeln!(out, "<title>{title}</title>");
     let _ = writeln!(out, r#"<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>"#);
+    let mut y = 0.0;
+    for (k, (text, w, h)) in bodies.iter().enumerate() {
+        if k == 0 {
+            out.push_str(text);
+        } else {
+            let _ = writeln!(out, r#"<svg x="0" y="{y}" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#);
+            out.push_str(text);
+            out.push_str("</svg>\n");
+        }
+        y += h;
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// A chart's elements, its clip paths' ids starting with `ids`, and its
+/// width and height.
+fn body(chart: &Chart, ids: String) -> (String, f64, f64) {
+    let grid = Grid::new(chart);
+    let legend = Legend::new(chart, &grid);
+    let height = (grid.bottom + AXIS_TITLE + legend.rows() as f64 * LEGEND_ROW + 4.0).ceil();
+    let mut out = String::new();
+    heading(&mut out, chart, grid.width);
+    for (i, panel) in chart.panels.iter().enumerate() {
+        draw_panel(&mut out, chart, panel, &grid.rect(i), &format!("{ids}panel-{i}"));
+    }
+    if chart.panels.is_empty() {
+        let empty = Panel { title: String::new(), series: Vec::new() };
+        draw_panel(&mut out, chart, &empty, &grid.rect(0), &format!("{ids}panel-0"));
+    }
+    axis_titles(&mut out, chart, &grid);
+    legend.draw(&mut out, grid.bottom + AXIS_TITLE);
+    (out, grid.width, height)
+}
+
+fn heading(out: &mut String, chart: &Chart, width: f64) {
+    let title = escape(&chart.title);
     let mid = width / 2.0;
     let _ = writeln!(
         out,
@@ -226,7 +258,7 @@ fn header(out: &mut String, chart: &Chart, width: f64, height: f64) {
     }
 }
 
-fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, r: &Rect, index: usize) {
+fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, r: &Rect, id: &str) {
     let (w, h) = (r.x1 - r.x0, r.y1 - r.y0);
     let _ = writeln!(out, r#"<g class="panel">"#);
     if !panel.title.is_empty() {
@@ -240,11 +272,11 @@ fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, r: &Rect, index: u
     }
     let _ = writeln!(
         out,
-        r#"<defs><clipPath id="panel-{index}"><rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}"/></clipPath></defs>"#,
+        r#"<defs><clipPath id="{id}"><rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}"/></clipPath></defs>"#,
         r.x0, r.y0
     );
     grid_lines(out, chart, r);
-    let _ = writeln!(out, r#"<g clip-path="url(#panel-{index})" fill="none" stroke-linejoin="round">"#);
+    let _ = writeln!(out, r#"<g clip-path="url(#{id})" fill="none" stroke-linejoin="round">"#);
     for (i, s) in chart.references.iter().enumerate() {
         let dash = REFERENCE_DASHES[i % REFERENCE_DASHES.len()];
         polyline(out, chart, r, s, ("reference", REFERENCE, dash, 1.5));
