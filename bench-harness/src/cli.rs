@@ -28,7 +28,7 @@ Examples:
 Backends: uring-wal[:MODE][:PATH][:spin] with MODE group-sync | dsync | periodic[=MS] | none and
 PATH auto | uring | threaded | buffered (spin: Options::spin()); raw[:fdatasync | dsync |
 pwrite-fdatasync | pwrite-dsync], the device alone at one writer; with --features peers also
-okaywal, raft-engine, naive.";
+okaywal, raft-engine, raft-log, raft-log-nowait, naive.";
 
 /// Measures uring-wal: append latency, throughput, recovery time, durability
 /// settings, against the raw device and other WAL libraries.

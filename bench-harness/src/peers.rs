@@ -1,5 +1,5 @@
-//! Peer logs, measured by the same loads as uring-wal: okaywal, raft-engine
-//! and a hand-written "naive" group commit.
+//! Peer logs, measured by the same loads as uring-wal: okaywal, raft-engine,
+//! raft-log and a hand-written "naive" group commit.
 //!
 //! Every target here returns from `append`/`append_batch` only once the
 //! records are on stable storage (an fdatasync of the file that holds them
@@ -22,12 +22,14 @@ use crate::target::{FlushStats, OpenOptions, Target, TargetSpec};
 /// Versions locked in Cargo.lock (reported by `describe()`).
 const OKAYWAL_VERSION: &str = "0.3.1";
 const RAFT_ENGINE_VERSION: &str = "0.4.2";
+const RAFT_LOG_VERSION: &str = "0.4.6";
 
 /// Opens a peer target in `dir` (created if missing).
 pub fn open(spec: &TargetSpec, dir: &Path, opts: &OpenOptions) -> Result<Box<dyn Target>> {
     match spec {
         TargetSpec::Okaywal => Ok(Box::new(OkaywalTarget::open(dir, opts)?)),
         TargetSpec::RaftEngine => Ok(Box::new(RaftEngineTarget::open(dir, opts)?)),
+        TargetSpec::RaftLog { batch_wait } => Ok(Box::new(RaftLogTarget::open(dir, *batch_wait)?)),
         TargetSpec::Naive => Ok(Box::new(NaiveTarget::open(dir, opts)?)),
         other => bail!("{other} is not a peer backend"),
     }
@@ -284,6 +286,125 @@ impl Target for RaftEngineTarget {
     fn close(self: Box<Self>) -> Result<()> {
         // Every write has synced already; dropping stops the metrics thread.
         drop(self.engine);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// raft-log
+// ---------------------------------------------------------------------------
+
+/// raft-log's types for plain records: the log id is `((term, node),
+/// index)` with a fixed leader, the payload the record.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct RaftLogRecords;
+
+impl raft_log::Types for RaftLogRecords {
+    type LogId = ((u64, u64), u64);
+    type LogPayload = Vec<u8>;
+    type Vote = ((u64, u64), bool);
+    type UserData = ();
+    /// raft-log sends a synced flush's result to the appender waiting for
+    /// it (its own `Callback` implementation for a channel).
+    type Callback = std::sync::mpsc::SyncSender<io::Result<()>>;
+
+    fn log_index(log_id: &Self::LogId) -> u64 {
+        log_id.1
+    }
+
+    fn payload_size(payload: &Self::LogPayload) -> u64 {
+        payload.len() as u64
+    }
+}
+
+/// raft-log's chunk size here: as uring-wal's segments, so that purging
+/// frees files as the run goes.
+const RAFT_LOG_CHUNK_BYTES: usize = 64 << 20;
+
+/// Records kept behind the newest before older ones are purged (raft-log
+/// keeps an index entry per record in memory).
+const RAFT_LOG_RETAIN_RECORDS: u64 = 1 << 20;
+
+/// raft-log 0.4.6 (the log store of Databend's meta-service) as a plain
+/// WAL, as its Raft users drive it: each call appends its records under the
+/// log's lock and asks for a synced flush (`flush(true, callback)`), then
+/// waits for the callback, which raft-log's flush thread calls after the
+/// chunk's fdatasync. Its flush thread gathers what arrived meanwhile: with
+/// its default `flush_batch_wait` (1 ms) it waits for more before writing;
+/// `raft-log-nowait` sets it to 0. Chunks of 64 MiB; records more than 1M
+/// behind the newest are purged as an application would, so memory stays
+/// bounded.
+pub struct RaftLogTarget {
+    log: Mutex<RaftLogState>,
+    batch_wait: bool,
+}
+
+struct RaftLogState {
+    log: raft_log::RaftLog<RaftLogRecords>,
+    next_index: u64,
+    purged_to: u64,
+}
+
+impl RaftLogTarget {
+    pub fn open(dir: &Path, batch_wait: bool) -> Result<RaftLogTarget> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut config = raft_log::Config::new(dir.display().to_string());
+        if !batch_wait {
+            config.wal.flush_batch_wait = Some(std::time::Duration::ZERO);
+        }
+        config.wal.chunk_max_size = Some(RAFT_LOG_CHUNK_BYTES);
+        let log = raft_log::RaftLog::<RaftLogRecords>::open(std::sync::Arc::new(config))
+            .with_context(|| format!("opening raft-log in {}", dir.display()))?;
+        let next_index = log.log_state().last().map_or(0, |l| l.1 + 1);
+        sync_dir(dir)?;
+        Ok(RaftLogTarget { log: Mutex::new(RaftLogState { log, next_index, purged_to: next_index }), batch_wait })
+    }
+
+    fn write(&self, payloads: &[&[u8]]) -> Result<()> {
+        use raft_log::api::raft_log_writer::RaftLogWriter;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut st = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = st.next_index;
+            let records = payloads.iter().enumerate().map(|(i, p)| (((1, 1), first + i as u64), p.to_vec()));
+            st.log.append(records).context("raft-log append")?;
+            st.next_index += payloads.len() as u64;
+            if st.next_index - st.purged_to > 2 * RAFT_LOG_RETAIN_RECORDS {
+                let upto = st.next_index - RAFT_LOG_RETAIN_RECORDS;
+                st.log.purge(((1, 1), upto - 1)).context("raft-log purge")?;
+                st.purged_to = upto;
+            }
+            st.log.flush(true, Some(tx)).context("raft-log flush")?;
+        }
+        rx.recv().context("raft-log's flush thread stopped")?.context("raft-log synced flush")
+    }
+}
+
+impl Target for RaftLogTarget {
+    fn append(&self, payload: &[u8]) -> Result<()> {
+        self.write(&[payload])
+    }
+
+    /// One append of all records, one synced flush.
+    fn append_batch(&self, payloads: &[&[u8]]) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        self.write(payloads)
+    }
+
+    fn describe(&self) -> String {
+        let wait = if self.batch_wait { "its default flush_batch_wait (1 ms)" } else { "flush_batch_wait 0" };
+        format!(
+            "raft-log {RAFT_LOG_VERSION}: append under a lock, flush(sync) and wait for its callback (the flush \
+             thread's fdatasync); {wait}; 64 MiB chunks, purged 1M records behind"
+        )
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        // Every append waited for its synced flush; dropping stops the
+        // flush thread.
+        drop(self.log);
         Ok(())
     }
 }
@@ -574,6 +695,22 @@ mod tests {
             assert_eq!(t.engine.get(g, RAFT_ENGINE_KEY).map(|v| v.len()), Some(RECORD));
         }
         Box::new(t).close().unwrap();
+    }
+
+    #[test]
+    fn raft_log_appends_and_reopens_with_every_record() {
+        for batch_wait in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let t = open(&TargetSpec::RaftLog { batch_wait }, dir.path(), &opts()).unwrap();
+            load(t.as_ref());
+            t.close().unwrap();
+            let t = RaftLogTarget::open(dir.path(), batch_wait).unwrap();
+            let st = t.log.lock().unwrap();
+            assert_eq!(st.next_index, RECORDS as u64, "every acknowledged record is back");
+            let read: Vec<_> = st.log.read(0, RECORDS as u64).collect::<Result<_, _>>().unwrap();
+            assert_eq!(read.len(), RECORDS);
+            assert!(read.iter().all(|(_, p)| p.len() == RECORD));
+        }
     }
 
     #[test]

@@ -70,8 +70,8 @@ pub enum IoPath {
 }
 
 /// Which log, and how: `uring-wal[:MODE][:PATH][:spin]`, `raw:METHOD` (the
-/// device alone, one writer), `okaywal`, `raft-engine`, `naive` (the last
-/// three with the `peers` feature).
+/// device alone, one writer), `okaywal`, `raft-engine`, `raft-log`,
+/// `raft-log-nowait`, `naive` (the last five with the `peers` feature).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TargetSpec {
     /// `spin`: with `Options::spin()` (a lone appender and the idle I/O
@@ -85,6 +85,10 @@ pub enum TargetSpec {
     Raw(SyncMethod),
     Okaywal,
     RaftEngine,
+    /// raft-log; `batch_wait: false` sets its `flush_batch_wait` to 0.
+    RaftLog {
+        batch_wait: bool,
+    },
     Naive,
 }
 
@@ -129,6 +133,8 @@ impl fmt::Display for TargetSpec {
             TargetSpec::Raw(m) => write!(f, "{}", m.name()),
             TargetSpec::Okaywal => write!(f, "okaywal"),
             TargetSpec::RaftEngine => write!(f, "raft-engine"),
+            TargetSpec::RaftLog { batch_wait: true } => write!(f, "raft-log"),
+            TargetSpec::RaftLog { batch_wait: false } => write!(f, "raft-log-nowait"),
             TargetSpec::Naive => write!(f, "naive"),
         }
     }
@@ -194,10 +200,12 @@ impl FromStr for TargetSpec {
             }
             "okaywal" if parts.next().is_none() => Ok(TargetSpec::Okaywal),
             "raft-engine" if parts.next().is_none() => Ok(TargetSpec::RaftEngine),
+            "raft-log" if parts.next().is_none() => Ok(TargetSpec::RaftLog { batch_wait: true }),
+            "raft-log-nowait" if parts.next().is_none() => Ok(TargetSpec::RaftLog { batch_wait: false }),
             "naive" if parts.next().is_none() => Ok(TargetSpec::Naive),
             _ => Err(format!(
-                "unknown backend {s:?}: uring-wal[:MODE][:PATH][:spin], raw[:METHOD], okaywal, raft-engine, naive \
-                 (the last three need --features peers)"
+                "unknown backend {s:?}: uring-wal[:MODE][:PATH][:spin], raw[:METHOD], okaywal, raft-engine, raft-log, \
+                 raft-log-nowait, naive (the last five need --features peers)"
             )),
         }
     }
