@@ -47,6 +47,20 @@ const ZERO_FILL_BUDGET_FRACTION: f64 = 0.5;
 /// next segment (and a truncate call queued behind it) soon.
 const ZERO_FILL_BUDGET_MAX: Duration = Duration::from_secs(1);
 
+/// How long the zero-fill of a segment requested at `now` may take, the
+/// previous request (when the segment now active was asked for) at `last`.
+/// The first request has no history: it is paced as slowly as any, since
+/// a burst of a whole segment's zeros right after opening is what the first
+/// appends of a fresh log would wait behind (if the log needs the segment
+/// sooner, the I/O thread hurries the fill, and a fill it catches up with
+/// is cut short).
+fn fill_budget(last: Option<Instant>, now: Instant) -> Duration {
+    match last {
+        Some(t) => now.duration_since(t).mul_f64(ZERO_FILL_BUDGET_FRACTION).min(ZERO_FILL_BUDGET_MAX),
+        None => ZERO_FILL_BUDGET_MAX,
+    }
+}
+
 /// Pacing below this is not worth a sleep.
 const ZERO_FILL_SLEEP_MIN: Duration = Duration::from_micros(200);
 
@@ -477,9 +491,7 @@ pub(crate) fn spawn(
                         break;
                     }
                     let now = Instant::now();
-                    let budget = last_request.map_or(Duration::ZERO, |t| {
-                        now.duration_since(t).mul_f64(ZERO_FILL_BUDGET_FRACTION).min(ZERO_FILL_BUDGET_MAX)
-                    });
+                    let budget = fill_budget(last_request, now);
                     last_request = Some(now);
                     hurry.reset();
                     let result = prepare_segment(&cfg, &mut spares, id, Pace { budget, hurry: &hurry });
@@ -600,6 +612,16 @@ mod tests {
         fn completion_order(&self) -> CompletionOrder {
             CompletionOrder::Submission
         }
+    }
+
+    #[test]
+    fn the_first_fill_after_opening_is_paced_like_the_slowest() {
+        let now = Instant::now();
+        assert_eq!(fill_budget(None, now), ZERO_FILL_BUDGET_MAX);
+        let t = now.checked_sub(Duration::from_millis(100)).unwrap();
+        assert_eq!(fill_budget(Some(t), now), Duration::from_millis(100).mul_f64(ZERO_FILL_BUDGET_FRACTION));
+        let long_ago = now.checked_sub(Duration::from_secs(60)).unwrap();
+        assert_eq!(fill_budget(Some(long_ago), now), ZERO_FILL_BUDGET_MAX);
     }
 
     /// Creates segment 1 with a paced fill (an hour's budget) under `then`;
