@@ -1,6 +1,7 @@
 //! Where one appender's time goes: the log's per-stage histograms after a
 //! closed loop of single appends, for each durability mode, sleeping and
-//! spinning (the analysis in docs/BENCHMARKS.md, "Where the time goes").
+//! spinning (docs/BENCHMARKS.md, "What was tried": the hand-offs and
+//! wake-ups that set one appender's latency).
 //!
 //! `cargo run --release --example stages -- [SECONDS] [DIR]` (DIR on the
 //! file system to measure; default a temporary directory under /tmp)

@@ -2,8 +2,8 @@
 //! alone, without the log: a closed loop of 4 KiB O_DIRECT writes, each
 //! followed by `fdatasync`, at increasing offsets of a pre-written file
 //! (what the raw baseline of bench-harness does), while another thread
-//! does what the segment preparer does (docs/BENCHMARKS.md, "Issue 11,
-//! third session").
+//! does what the segment preparer does (docs/BENCHMARKS.md, "What was
+//! tried").
 //!
 //! `cargo run --release --example zero_fill_probe -- MODE [SECONDS] [DIR]`
 //!

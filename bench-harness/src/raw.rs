@@ -404,7 +404,7 @@ pub const CACHED_READ: &str = "read (page cache, read-ahead)";
 /// dropped first, so the kernel's read-ahead fetches every byte from the
 /// device while the reader copies what has arrived, and what was read is
 /// dropped every 8 MiB. Without that drop a 1 GiB read here ran at
-/// 0.5-2.2 GB/s instead of 2.1-2.7 (docs/bench/issue11-s5-probes.txt);
+/// 0.5-2.2 GB/s instead of 2.1-2.7 on the development VM;
 /// likely, not verified, because every page was one the guest had not
 /// touched in a while, which the host backs again on first use. On a file
 /// system without a page cache of its own (tmpfs) it reads memory.

@@ -114,7 +114,7 @@ fn report_prints_a_saved_report_again_and_redraws_its_charts() {
 fn the_reports_in_docs_bench_read_back() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench");
     let out_dir = tempfile::tempdir().unwrap();
-    for name in ["run", "sweep-peers", "modes", "raft-peers"] {
+    for name in ["suite", "many-writers", "durability-modes", "raft", "one-writer-60s"] {
         let svg = out_dir.path().join(format!("{name}.svg"));
         let report = docs.join(format!("{name}.json"));
         let out = ok(out_dir.path(), &["report", report.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);

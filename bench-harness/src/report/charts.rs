@@ -580,7 +580,7 @@ mod tests {
     }
 
     /// Seven backends at four writer counts and two record sizes, and the
-    /// device alone: the sweep of docs/bench/sweep-peers.json.
+    /// device alone, as a sweep against the peers has them.
     fn sweep() -> Report {
         let mut report = fixtures::report();
         report.loads = vec![raw("raw/io_uring write+fdatasync", 1), raw("raw/io_uring write RWF_DSYNC", 2)];

@@ -3,7 +3,7 @@
 //! reference lines in each, one legend below. All text is XML-escaped.
 //! What goes on a chart is decided in [`super::charts`].
 //!
-//! Hand-written rather than drawn with plotters (evaluated, issue 12): a
+//! Hand-written rather than drawn with plotters (evaluated): a
 //! plotters grid of these panels is less code to draw, but it writes
 //! anonymous geometry where this writes a tooltip (`<title>`) on every line
 //! and point and classes (`panel`, `series`, `reference`, `legend`) that the
