@@ -140,7 +140,7 @@ impl Sampler {
     }
 }
 
-/// The column heads of [`line`].
+/// The column heads of [`line()`].
 pub fn header() -> String {
     format!(
         "{:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}  segments",
