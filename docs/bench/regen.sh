@@ -70,7 +70,7 @@ for name in "${WANTED[@]}"; do
     many-writers)
         bench many-writers throughput --writers 1,4,16,64 --record-bytes 256,4096 --duration 2s --repeat 3 \
             --baseline okaywal \
-            --backend uring-wal,uring-wal:dsync,uring-wal:threaded,okaywal,raft-engine,raft-log-nowait
+            --backend uring-wal,uring-wal:dsync,uring-wal:threaded,uring-wal:dsync:threaded,okaywal,raft-engine,raft-log,raft-log-nowait
         ;;
     suite)
         bench suite run

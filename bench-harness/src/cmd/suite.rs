@@ -16,7 +16,7 @@ use crate::model::{LoadResult, RecoveryResult, Report, SummaryRow, TestKind};
 use crate::raw::{self, RawFile, SyncMethod, padded_write_bytes};
 use crate::recover;
 use crate::report::table;
-use crate::sys::SizeRange;
+use crate::sys::{self, SizeRange};
 use crate::target::{self, IoPath, OpenOptions, TargetSpec};
 use crate::timeline;
 
@@ -48,7 +48,10 @@ pub fn run(args: &RunArgs, ctx: &mut Ctx) -> Result<()> {
     device_alone(args.quick, &scale, ctx)?;
     let recovery_dir = latency_and_throughput(&scale, ctx)?;
     streams(&scale, ctx)?;
-    recovery(args, recovery_dir, ctx)?;
+    // Ctrl-C: the steps not yet begun are left out; what ran is summarized.
+    if !sys::interrupted() {
+        recovery(args, recovery_dir, ctx)?;
+    }
     ctx.report.summary = summarize(&ctx.report);
     print(&ctx.report);
     Ok(())
@@ -87,6 +90,9 @@ fn latency_and_throughput(scale: &Scale, ctx: &mut Ctx) -> Result<PathBuf> {
         let target = backends::open(&spec, &dir, &ctx.open_options(RECORD_BYTES))?;
         eprintln!("{spec}: {}", target.describe());
         for w in writer_counts {
+            if sys::interrupted() {
+                break;
+            }
             let load = LoadSpec {
                 test: if w == 1 { TestKind::Latency } else { TestKind::Throughput },
                 writers: w,
@@ -129,6 +135,9 @@ fn push_or_fail(ctx: &mut Ctx, spec: &TargetSpec, r: LoadResult) -> Result<()> {
 fn streams(scale: &Scale, ctx: &mut Ctx) -> Result<()> {
     for (record, batch, pipeline) in [(256usize, 1usize, 1024usize), (256, 1024, 1), (256, 1024, 4), (64 << 10, 1, 64)]
     {
+        if sys::interrupted() {
+            break;
+        }
         let spec = TargetSpec::default_wal();
         let dir = ctx.subdir(&format!("stream-{record}-b{batch}-p{pipeline}"))?;
         let wal = target::WalTuning { retain_bytes: Some(STREAM_RETAIN_BYTES), ..target::WalTuning::default() };
