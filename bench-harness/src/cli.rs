@@ -285,6 +285,10 @@ pub struct RawArgs {
     /// Also every sync method (pg_test_fsync-like), not just io_uring's two.
     #[arg(long)]
     pub all_methods: bool,
+    /// Cut each qd1 test into intervals this long: a line per interval,
+    /// `intervals` in the JSON, a chart over time with --svg.
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
 }
 
 /// Options of `recovery`.

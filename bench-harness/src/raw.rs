@@ -19,6 +19,7 @@ use uring_wal::storage::AlignedBuf;
 
 use crate::model::{BandwidthResult, LatencySummary, LoadResult, TestKind, latency_histogram};
 use crate::sys;
+use crate::timeline;
 
 /// Bytes the WAL writes for a flush holding one record of `record_bytes`:
 /// the record, padded to the block.
@@ -238,13 +239,16 @@ impl<'a> Qd1<'a> {
 }
 
 /// Writes `write_bytes` at a time, one at a time, each made durable by
-/// `method`, for `duration` after `warmup`, cycling through the file.
+/// `method`, for `duration` after `warmup` (or until Ctrl-C), cycling
+/// through the file; with `interval`, a line per interval and the
+/// result's `intervals`.
 pub fn qd1(
     raw: &RawFile,
     method: SyncMethod,
     write_bytes: usize,
     warmup: Duration,
     duration: Duration,
+    interval: Option<Duration>,
 ) -> Result<LoadResult> {
     let mut writer = Qd1::new(raw, method, write_bytes)?;
     let slots = (raw.size / write_bytes as u64).max(1);
@@ -252,25 +256,52 @@ pub fn qd1(
     let started = Instant::now();
     let (measure_from, stop) = (started + warmup, started + warmup + duration);
     let mut measuring: Option<(Instant, Duration)> = None;
+    // With an interval: the device over time, as a load of the log has it
+    // (one writer, so one slot; no log counters).
+    let slot = [timeline::Slot::new()];
+    let mut timeline: Option<(timeline::Sampler, Instant)> = None;
     for i in 0u64.. {
         let now = Instant::now();
-        if now >= stop {
+        if now >= stop || sys::interrupted() {
             break;
         }
         if measuring.is_none() && now >= measure_from {
             measuring = Some((now, sys::cpu_time()));
+            if let Some(interval) = interval {
+                println!("\n{} {write_bytes} B, qd1\n{}", method.name(), timeline::header());
+                timeline = Some((timeline::Sampler::new(write_bytes as f64, None), now + interval));
+            }
         }
         let t0 = Instant::now();
         writer.write((i % slots) * write_bytes as u64)?;
-        if measuring.is_some() {
-            let ns = t0.elapsed().as_nanos().min(u128::from(crate::model::LATENCY_NS_MAX)) as u64;
-            hist.saturating_record(ns.max(1));
+        if let Some((from, _)) = measuring {
+            let ns = (t0.elapsed().as_nanos().min(u128::from(crate::model::LATENCY_NS_MAX)) as u64).max(1);
+            hist.saturating_record(ns);
+            if let (Some((sampler, next)), Some(interval)) = (&mut timeline, interval) {
+                slot[0].record(ns);
+                if Instant::now() >= *next {
+                    println!("{}", timeline::line(&sampler.sample(*next - from, hist.len(), None, &slot)));
+                    *next += interval;
+                }
+            }
         }
     }
     drop(writer);
     let seconds = measuring.map_or(0.0, |(t, _)| t.elapsed().as_secs_f64()).max(1e-9);
     let cpu = measuring.map_or(Duration::ZERO, |(_, cpu0)| sys::cpu_time().saturating_sub(cpu0));
-    Ok(qd1_result(method, write_bytes, seconds, cpu, hist))
+    let intervals = match (timeline, measuring) {
+        (Some((mut sampler, _)), Some((from, _))) => {
+            let last = sampler.points.last().map_or(0.0, |p| p.end_s);
+            if seconds - last > 1e-3 {
+                println!("{}", timeline::line(&sampler.sample(from.elapsed(), hist.len(), None, &slot)));
+            }
+            sampler.points
+        }
+        _ => Vec::new(),
+    };
+    let mut result = qd1_result(method, write_bytes, seconds, cpu, hist);
+    result.intervals = intervals;
+    Ok(result)
 }
 
 fn qd1_result(method: SyncMethod, write_bytes: usize, seconds: f64, cpu: Duration, hist: Histogram<u64>) -> LoadResult {

@@ -389,13 +389,33 @@ fn intervals_print_lines_and_land_in_the_json_and_a_chart_over_time() {
     let j = dir.path().join("t.json");
     let s = dir.path().join("t.svg");
     let (j_arg, s_arg) = (j.to_str().unwrap(), s.to_str().unwrap());
-    let args =
-        ["latency", "--interval", "200ms", "--duration", "1s", "--warmup", "100ms", "--json", j_arg, "--svg", s_arg];
+    let args = [
+        "latency",
+        "--interval",
+        "200ms",
+        "--duration",
+        "1s",
+        "--warmup",
+        "100ms",
+        "--json",
+        j_arg,
+        "--svg",
+        s_arg,
+        "--backend",
+        "uring-wal,raw:dsync",
+    ];
     let stdout = ok(dir.path(), &args);
     assert!(stdout.contains("records/s") && stdout.contains("p99.9 us"), "no interval header:\n{stdout}");
     let lines = stdout.lines().filter(|l| l.contains(" new, ")).count();
     assert!((5..=6).contains(&lines), "{lines} interval lines for 1 s at 200 ms:\n{stdout}");
-    let load = &json(&j)["loads"][0];
+    let report = json(&j);
+    // The device alone over time too (no log counters: "-" in its lines).
+    let raw = report["loads"].as_array().unwrap().iter().find(|l| l["test"] == "raw").expect("the raw load");
+    let raw_intervals = raw["intervals"].as_array().expect("the device's intervals");
+    assert!((5..=6).contains(&raw_intervals.len()), "{raw_intervals:?}");
+    let raw_ops: u64 = raw_intervals.iter().map(|p| p["ops"].as_u64().unwrap()).sum();
+    assert_eq!(raw_ops, raw["ops"].as_u64().unwrap(), "the device's intervals add up to its load");
+    let load = &report["loads"][0];
     let intervals = load["intervals"].as_array().expect("intervals in the JSON");
     assert_eq!(intervals.len(), lines);
     let ops: u64 = intervals.iter().map(|p| p["ops"].as_u64().unwrap()).sum();

@@ -191,7 +191,7 @@ fn device_alone(
     let duration = plan.duration.unwrap_or(Duration::from_secs(5));
     for size in &plan.args.record_bytes {
         let write_bytes = padded_write_bytes(size.max, ctx.block_bytes);
-        match raw::qd1(&file, method, write_bytes, plan.args.warmup, duration) {
+        match raw::qd1(&file, method, write_bytes, plan.args.warmup, duration, plan.args.interval) {
             Ok(mut r) => {
                 r.backend = labelled(&r.backend, dir_label.as_deref());
                 r.dir.clone_from(dir_label);
@@ -217,7 +217,7 @@ fn sync_methods(record_bytes: usize, duration: Option<Duration>, ctx: &mut Ctx) 
     let t = duration.unwrap_or(Duration::from_secs(2)).min(Duration::from_secs(3));
     let mut methods = Vec::new();
     for m in SyncMethod::ALL {
-        methods.push(raw::qd1(&file, m, write_bytes, t / 5, t)?);
+        methods.push(raw::qd1(&file, m, write_bytes, t / 5, t, None)?);
     }
     println!("{}", table::sync_methods(&methods));
     ctx.report.loads.extend(methods);

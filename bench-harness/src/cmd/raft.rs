@@ -97,7 +97,7 @@ fn bound(ctx: &mut Ctx) -> Result<RaftBound> {
     let file = RawFile::prepare(&dir, 64 << 20, !ctx.global.allow_buffered)?;
     let mut best: Option<LoadResult> = None;
     for method in [SyncMethod::UringFdatasync, SyncMethod::UringDsync] {
-        let r = raw::qd1(&file, method, 4096, Duration::from_millis(300), Duration::from_secs(2))?;
+        let r = raw::qd1(&file, method, 4096, Duration::from_millis(300), Duration::from_secs(2), None)?;
         if best.as_ref().is_none_or(|b| r.latency.p50_us < b.latency.p50_us) {
             best = Some(r);
         }

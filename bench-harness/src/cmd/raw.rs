@@ -18,11 +18,14 @@ pub fn run(args: &RawArgs, ctx: &mut Ctx) -> Result<()> {
         args.write_bytes.map_or_else(|| padded_write_bytes(args.record_bytes.max, ctx.block_bytes), |w| w as usize);
     let direct = crate::env::o_direct(&dir).is_ok();
     let file = RawFile::prepare(&dir, args.file_bytes.max(write_bytes as u64 * 16), direct)?;
+    if let Some(interval) = args.interval {
+        crate::timeline::check_interval(interval, Some(args.duration)).map_err(anyhow::Error::msg)?;
+    }
     let methods: &[SyncMethod] =
         if args.all_methods { &SyncMethod::ALL } else { &[SyncMethod::UringFdatasync, SyncMethod::UringDsync] };
     let warmup = (args.duration / 6).min(Duration::from_secs(1));
     for &m in methods {
-        let r = raw::qd1(&file, m, write_bytes, warmup, args.duration)?;
+        let r = raw::qd1(&file, m, write_bytes, warmup, args.duration, args.interval)?;
         ctx.report.loads.push(r);
     }
     let qd = args.queue_depth as usize;

@@ -67,7 +67,7 @@ fn device_alone(quick: bool, scale: &Scale, ctx: &mut Ctx) -> Result<()> {
         // 1 GiB: large enough that the sequential figures are not a blip.
         let file = RawFile::prepare(&raw_dir, if quick { 32 << 20 } else { 1 << 30 }, direct)?;
         for m in [SyncMethod::UringFdatasync, SyncMethod::UringDsync] {
-            ctx.report.loads.push(raw::qd1(&file, m, write_bytes, scale.secs(0.5), scale.secs(3.0))?);
+            ctx.report.loads.push(raw::qd1(&file, m, write_bytes, scale.secs(0.5), scale.secs(3.0), None)?);
         }
         for how in [raw::Seq::Write, raw::Seq::WriteSynced, raw::Seq::Read] {
             ctx.report.bandwidth.push(raw::sequential(&file, how, 1 << 20, 8)?);
