@@ -38,6 +38,10 @@ pub fn write_charts(path: &Path, report: &Report) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// The device alone's colour on the charts over time (the references'
+/// grey of the other charts).
+const DEVICE_GREY: &str = "#7f7f7f";
+
 /// The percentiles drawn over time, each in a colour of its own.
 const OVER_TIME_PERCENTILES: [(&str, &str); 4] =
     [("p50", "#1f77b4"), ("p99", "#ff7f0e"), ("p99.9", "#d62728"), ("max", "#7f7f7f")];
@@ -85,6 +89,13 @@ fn over_time(report: &Report, colours: &[(String, &'static str)]) -> Option<Vec<
         })
         .collect();
     let rate_max = loads.iter().flat_map(|l| &l.intervals).map(|p| p.ops_per_sec).fold(0.0, f64::max);
+    // The device alone has no colour of the backends': grey, as everywhere.
+    let mut rate_colours = colours.to_vec();
+    for l in loads.iter().filter(|l| l.test == TestKind::Raw) {
+        if !rate_colours.iter().any(|(b, _)| *b == l.backend) {
+            rate_colours.push((l.backend.clone(), DEVICE_GREY));
+        }
+    }
     let interval_s = loads[0].intervals[0].seconds;
     let rates = Chart {
         title: "Throughput over time".into(),
@@ -96,7 +107,7 @@ fn over_time(report: &Report, colours: &[(String, &'static str)]) -> Option<Vec<
         references: Vec::new(),
         styles: Vec::new(),
         markers: count <= 60,
-        colours: colours.to_vec(),
+        colours: rate_colours,
     };
     let latency_panels: Vec<Panel> = loads
         .iter()
