@@ -345,10 +345,13 @@ impl Ticket {
     /// Calls `f` once the records are durable (synced; under `GroupSync`
     /// and `Dsync` that is when they are acknowledged), with the last LSN,
     /// or with the error if the log fails or closes first. It runs on the
-    /// log's I/O thread (or on this one, if that already happened), after
-    /// the callbacks of lower LSNs: keep it short and never block in it
-    /// (send on a channel, wake a task). For callers that would otherwise
-    /// keep a thread waiting on tickets.
+    /// log's I/O thread, or on this one if the records are durable already
+    /// and no other thread is running callbacks; one thread at a time runs
+    /// callbacks, in LSN order, so `f` runs after every callback of a lower
+    /// LSN registered before it (callbacks a thread registers run in the
+    /// order of their LSNs). Keep it short and never block in it (send on
+    /// a channel, wake a task). For callers that would otherwise keep a
+    /// thread waiting on tickets.
     pub fn on_durable(self, f: impl FnOnce(Result<Lsn>) + Send + 'static) {
         self.shared.call_when(self.wait.lsn(), Target::Synced, Box::new(f));
     }
@@ -755,8 +758,8 @@ impl Wal {
         self.shared.wait_for(lsn, Target::Synced, timeout.map(|t| Instant::now() + t))
     }
 
-    /// Calls `f` once `lsn` is durable, as [`Ticket::on_durable`] does:
-    /// on the I/O thread, in LSN order with the other callbacks.
+    /// Calls `f` once `lsn` is durable, as [`Ticket::on_durable`] does: one
+    /// thread at a time, in LSN order with the other callbacks.
     pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<Lsn>) + Send + 'static) {
         self.shared.call_when(lsn, Target::Synced, Box::new(f));
     }

@@ -129,6 +129,9 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     waiters: Mutex<Vec<Waiter>>,
     registered: AtomicUsize,
+    /// Whether a thread holds the right to run callbacks (see
+    /// [`Shared::drain_calls`]); read and written under the waiter lock.
+    draining: AtomicBool,
     next_token: AtomicU64,
     spin: Duration,
     spinners: AtomicUsize,
@@ -153,6 +156,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
             registered: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
             next_token: AtomicU64::new(1),
             spin,
             spinners: AtomicUsize::new(0),
@@ -267,15 +271,22 @@ impl Shared {
         }
         {
             let mut waiters = self.lock_waiters();
+            let reached = |w: &Waiter| match w.target {
+                Target::Acked => acked >= w.lsn,
+                Target::Synced => synced >= w.lsn,
+                Target::Marked => marked >= w.lsn,
+            };
+            // Callbacks are taken only by the thread that runs them: this
+            // one, unless another already does (it takes these too).
+            let calls = !self.draining.load(Ordering::SeqCst)
+                && waiters.iter().any(|w| matches!(w.wake, Wake::Call { .. }) && reached(w));
+            if calls {
+                self.draining.store(true, Ordering::SeqCst);
+            }
             let mut i = 0;
             while i < waiters.len() {
                 let w = &waiters[i];
-                let reached = match w.target {
-                    Target::Acked => acked >= w.lsn,
-                    Target::Synced => synced >= w.lsn,
-                    Target::Marked => marked >= w.lsn,
-                };
-                if reached {
+                if reached(w) && (calls || !matches!(w.wake, Wake::Call { .. })) {
                     scratch.push(waiters.swap_remove(i).wake);
                 } else {
                     i += 1;
@@ -285,14 +296,53 @@ impl Shared {
         }
     }
 
-    /// Wakes the waiters `publish` collected.
+    /// Wakes the waiters `publish` collected; if it collected callbacks,
+    /// runs them in LSN order, then any registered meanwhile (see
+    /// [`Shared::drain_calls`]).
     pub fn wake(&self, scratch: &mut Vec<Wake>) {
         // Callbacks run in LSN order (the waiter list is not kept in any).
-        if scratch.iter().any(|w| matches!(w, Wake::Call { .. })) {
+        let calls = scratch.iter().any(|w| matches!(w, Wake::Call { .. }));
+        if calls {
             scratch.sort_by_key(Wake::order);
         }
         for w in scratch.drain(..) {
             w.wake();
+        }
+        if calls {
+            self.drain_calls();
+        }
+    }
+
+    /// Runs the callbacks whose watermark was reached, in LSN order, until
+    /// none is left, then gives up the right to run callbacks, which the
+    /// caller holds (`draining`). One thread at a time runs callbacks, so a
+    /// callback never runs before (or beside) one of a lower LSN that was
+    /// registered first: a callback registered for an LSN already durable
+    /// while another thread runs callbacks is left to that thread.
+    fn drain_calls(&self) {
+        let mut batch: Vec<Wake> = Vec::new();
+        loop {
+            {
+                let mut waiters = self.lock_waiters();
+                let mut i = 0;
+                while i < waiters.len() {
+                    let w = &waiters[i];
+                    if matches!(w.wake, Wake::Call { .. }) && self.value(w.target) >= w.lsn {
+                        batch.push(waiters.swap_remove(i).wake);
+                    } else {
+                        i += 1;
+                    }
+                }
+                self.registered.store(waiters.len(), Ordering::SeqCst);
+                if batch.is_empty() {
+                    self.draining.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+            batch.sort_by_key(Wake::order);
+            for w in batch.drain(..) {
+                w.wake();
+            }
         }
     }
 
@@ -317,10 +367,9 @@ impl Shared {
     /// on the thread that publishes it (the I/O thread), in LSN order with
     /// the other callbacks.
     pub fn call_when(&self, lsn: u64, target: Target, f: Callback) {
-        if self.value(target) >= lsn {
-            return call(f, Ok(lsn));
-        }
-        if let Err(e) = self.check_usable() {
+        if self.value(target) < lsn
+            && let Err(e) = self.check_usable()
+        {
             return call(f, Err(e));
         }
         let token = self.new_token();
@@ -329,14 +378,25 @@ impl Shared {
             waiters.push(Waiter { lsn, target, token, wake: Wake::Call { lsn, token, f } });
             self.registered.store(waiters.len(), Ordering::SeqCst);
         }
-        // Re-check after registering (see the module comment): whoever takes
-        // the entry out of the list calls it, exactly once.
-        let reached = self.value(target) >= lsn;
-        if (reached || self.check_usable().is_err())
+        // Re-check after registering (see the module comment). Reached: run
+        // it (with any other reached callback, in LSN order) unless another
+        // thread runs callbacks now, which then runs it after the lower ones
+        // it holds. Whoever takes the entry out of the list calls it,
+        // exactly once.
+        if self.value(target) >= lsn {
+            let waiters = self.lock_waiters();
+            if self.draining.load(Ordering::SeqCst) {
+                return;
+            }
+            self.draining.store(true, Ordering::SeqCst);
+            drop(waiters);
+            self.drain_calls();
+            return;
+        }
+        if self.check_usable().is_err()
             && let Some(Waiter { wake: Wake::Call { f, .. }, .. }) = self.take_waiter(token)
         {
-            let result = if reached { Ok(lsn) } else { Err(self.check_usable().err().unwrap_or(Error::Closed)) };
-            call(f, result);
+            call(f, Err(self.check_usable().err().unwrap_or(Error::Closed)));
         }
     }
 
