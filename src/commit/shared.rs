@@ -362,10 +362,12 @@ impl Shared {
         self.admission.wake_all();
     }
 
-    /// Calls `f` once the `target` watermark reaches `lsn`: now, on this
-    /// thread, if it already has (or the log failed or closed); otherwise
-    /// on the thread that publishes it (the I/O thread), in LSN order with
-    /// the other callbacks.
+    /// Calls `f` once the `target` watermark reaches `lsn`, in LSN order
+    /// with the other callbacks, by whichever thread holds the right to run
+    /// them (see [`Shared::drain_calls`]): this one if the watermark is
+    /// reached already and nobody else does, else the one that does or the
+    /// I/O thread once it publishes. If the log failed or closed before
+    /// `lsn` was reached: now, on this thread, with the error.
     pub fn call_when(&self, lsn: u64, target: Target, f: Callback) {
         if self.value(target) < lsn
             && let Err(e) = self.check_usable()
