@@ -271,6 +271,16 @@ pub(crate) struct Engine<Q: IoQueue> {
     storage: Arc<dyn Storage>,
 }
 
+/// However the thread ends, a panic included: the waiters a publish took off
+/// the list are woken (their LSNs were published; a panic between taking and
+/// waking them would leave them parked for good, out of reach of the poison
+/// that follows, and their callbacks never called).
+impl<Q: IoQueue> Drop for Engine<Q> {
+    fn drop(&mut self) {
+        self.shared.wake(&mut self.wake_scratch);
+    }
+}
+
 impl<Q: IoQueue> Engine<Q> {
     pub fn new(parts: Parts, queue: Q) -> Engine<Q> {
         let rounds = SyncRounds { interval: parts.cfg.policy.round_interval(), ..SyncRounds::default() };
