@@ -96,7 +96,11 @@ pub enum Error {
     },
 
     /// A segment written by another version of the format.
-    #[error("{}: format version {found}, this library reads version {supported}", path.display())]
+    #[error(
+        "{}: format version {found}, this library reads versions {} to {supported}",
+        path.display(),
+        crate::format::FORMAT_VERSION_MIN
+    )]
     UnsupportedVersion {
         /// Segment file.
         path: PathBuf,

@@ -181,6 +181,7 @@ fn geometry(options: &Options, plan: &IoPlan) -> Geometry {
         segment_bytes: options.segment_bytes,
         block_bytes: plan.block_bytes,
         record_bytes_max: options.record_bytes_max,
+        format_version: if options.rewrite_tail_blocks { format::FORMAT_VERSION } else { format::FORMAT_VERSION_MIN },
     }
 }
 

@@ -153,6 +153,7 @@ pub struct Options {
     pub(crate) spare_segments_max: usize,
     pub(crate) recycle_segments: bool,
     pub(crate) prewrite_segments: bool,
+    pub(crate) rewrite_tail_blocks: bool,
     pub(crate) wait_spin: Duration,
     pub(crate) io_spin: Duration,
     pub(crate) io_timeout: Duration,
@@ -186,6 +187,7 @@ impl Options {
             spare_segments_max: 1,
             recycle_segments: true,
             prewrite_segments: true,
+            rewrite_tail_blocks: true,
             wait_spin: Duration::ZERO,
             io_spin: Duration::ZERO,
             io_timeout: Duration::from_secs(30),
@@ -350,6 +352,34 @@ impl Options {
     /// rest of the zeros (`Stats::segment_fills_cut` counts these).
     pub fn prewrite_segments(mut self, prewrite: bool) -> Options {
         self.prewrite_segments = prewrite;
+        self
+    }
+
+    /// Whether a flush whose records fill only part of their last block
+    /// leaves that block to the next flush, which rewrites it with its own
+    /// records added (default `true`; segments of format version 2).
+    ///
+    /// Without it every flush takes whole blocks of its own: a lone
+    /// appender's 256-byte record takes a 4 KiB block, so the log consumes
+    /// (and the preparer zero-fills) segment space 16 times faster than its
+    /// payload, on the device the appends wait for. With it a block holds as
+    /// many records as fit, at the price of writing the block again per
+    /// flush (the same one-block write the flush makes anyway).
+    ///
+    /// A rewrite never goes over the copy that holds the block's records:
+    /// each block has two slots, itself and the block after it, and a
+    /// rewrite goes to the slot the latest copy is not in, only once that
+    /// copy is durable. A torn rewrite leaves the previous copy whole, and
+    /// readers take whichever copy is intact (`docs/FORMAT.md`, "Tail
+    /// blocks"). A flush that does not fit the block's free space takes
+    /// fresh blocks after both slots; so do flushes while the previous one is
+    /// in flight (several appenders).
+    ///
+    /// `false` writes format version 1, where no block is ever written twice
+    /// in a segment's life, for readers older than version 2 or devices
+    /// whose failures are not confined to the sectors being written.
+    pub fn rewrite_tail_blocks(mut self, rewrite: bool) -> Options {
+        self.rewrite_tail_blocks = rewrite;
         self
     }
 

@@ -227,11 +227,15 @@ impl SegFile {
                 payload_len_max: h.record_bytes_max,
                 block_bytes: h.block_bytes,
                 segment_bytes: h.segment_bytes,
+                rewrites: h.version >= 2,
             },
             _ => Limits {
                 payload_len_max: RECORD_PAYLOAD_BYTES_LIMIT,
                 block_bytes: BLOCK_BYTES_MAX,
                 segment_bytes: align_down(self.len, 4096),
+                // Unknown: read as the later version does (lower LSNs are
+                // older copies, never a break).
+                rewrites: true,
             },
         }
     }
@@ -403,6 +407,7 @@ impl Scan<'_> {
             block_bytes: header.block_bytes,
             segment_bytes: header.segment_bytes,
             record_bytes_max: header.record_bytes_max,
+            version: header.version,
             index: index.clone(),
         });
         let newest_live = !self.files[idx + 1..].iter().any(SegFile::is_live);

@@ -103,6 +103,15 @@ pub struct Stats {
     pub flush_bytes: u64,
     /// Bytes of padding written.
     pub padding_bytes: u64,
+    /// Flushes that rewrote the partly filled last block of the flush before
+    /// them into its other slot (format version 2), instead of taking a
+    /// block of their own; their bytes copied from that block count in
+    /// `flush_bytes` and not as padding.
+    pub tail_rewrites: u64,
+    /// Segment bytes the flushes took (a rewrite takes a block only the
+    /// first time it uses the block's second slot): the space the log
+    /// consumed, and zero-filled before it.
+    pub segment_bytes_used: u64,
     /// Syncs issued: `fdatasync` calls (one shared by several flushes counts
     /// once), `RWF_DSYNC` writes, and the syncs of periodic rounds.
     pub syncs: u64,
@@ -172,11 +181,14 @@ impl std::fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "flushed: {} flushes ({:.1} records each), {} bytes of which {} padding; {} syncs ({} by RWF_DSYNC)",
+            "flushed: {} flushes ({:.1} records each, {} rewrote a tail block), {} bytes of which {} padding, \
+             taking {} bytes of segments; {} syncs ({} by RWF_DSYNC)",
             self.flushes,
             self.records_per_flush,
+            self.tail_rewrites,
             self.flush_bytes,
             self.padding_bytes,
+            self.segment_bytes_used,
             self.syncs,
             self.rwf_dsync_flushes
         )?;
@@ -859,6 +871,8 @@ impl Wal {
             flushes: get(&c.flushes),
             flush_bytes: get(&c.flush_bytes),
             padding_bytes: get(&c.padding_bytes),
+            tail_rewrites: get(&c.tail_rewrites),
+            segment_bytes_used: get(&c.segment_bytes_used),
             syncs: get(&c.syncs),
             rwf_dsync_flushes: get(&c.rwf_dsync_flushes),
             segments_activated: get(&c.segments_activated),

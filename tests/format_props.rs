@@ -7,7 +7,7 @@ use uring_wal::format::record::{EncodeHeader, encode, encoded_len};
 use uring_wal::format::walk::{Limits, SliceSource, Step, Walker, strongest_evidence};
 use uring_wal::format::{SegmentHeader, data_offset};
 
-const LIMITS: Limits = Limits { payload_len_max: 4096, block_bytes: 512, segment_bytes: 16 * 1024 };
+const LIMITS: Limits = Limits { payload_len_max: 4096, block_bytes: 512, segment_bytes: 16 * 1024, rewrites: false };
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]

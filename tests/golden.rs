@@ -2,23 +2,21 @@
 //!
 //! `tests/golden/v1/` holds the live segments of a small log written by the
 //! sequence below, as writers before sync markers wrote it; `v1-marker/` the
-//! same log as today's writer writes it (a clean close ends with a sync
-//! marker, a padding flush that v1 readers skip). Two checks: today's reader
-//! decodes both to exactly those records, and today's writer reproduces
-//! `v1-marker` byte for byte. After an intended format change, bump the
-//! format version, add a new directory and regenerate with
-//! `URING_WAL_BLESS=1 cargo test --test golden`.
+//! same log with a sync marker at its clean close (a padding flush that v1
+//! readers skip); `v2/` the same log as today's writer writes it (format
+//! version 2: small flushes rewrite the partly filled last block of the one
+//! before into its other slot). Two checks: today's reader decodes all three
+//! to exactly those records, and today's writer reproduces `v2` byte for
+//! byte. After an intended format change, bump the format version, add a
+//! new directory and regenerate with `URING_WAL_BLESS=1 cargo test --test
+//! golden`.
 
 use std::path::{Path, PathBuf};
 
 use uring_wal::{BlockSize, Options, RecordType, Wal};
 
 /// Every golden log today's reader must open; the last is today's writer's.
-const GOLDEN: [&str; 2] = ["tests/golden/v1", "tests/golden/v1-marker"];
-
-fn golden_dir() -> PathBuf {
-    golden_dirs().pop().expect("at least one")
-}
+const GOLDEN: [&str; 3] = ["tests/golden/v1", "tests/golden/v1-marker", "tests/golden/v2"];
 
 fn golden_dirs() -> Vec<PathBuf> {
     GOLDEN.iter().map(|g| Path::new(env!("CARGO_MANIFEST_DIR")).join(g)).collect()
@@ -84,6 +82,13 @@ fn golden_segments_decode_to_the_expected_records() {
 
 #[test]
 fn the_writer_still_produces_the_golden_bytes() {
+    // Today's writer, and the same with tail rewrites off (format version 1).
+    write_and_compare(options, "tests/golden/v2");
+    write_and_compare(|dir| options(dir).rewrite_tail_blocks(false), "tests/golden/v1-marker");
+}
+
+fn write_and_compare(options: impl Fn(&Path) -> Options, name_of_golden: &str) {
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(name_of_golden);
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(options(dir.path())).unwrap();
     for (kind, payload) in records() {
@@ -92,17 +97,17 @@ fn the_writer_still_produces_the_golden_bytes() {
     drop(wal);
     let written = live_segments(dir.path());
     if std::env::var_os("URING_WAL_BLESS").is_some() {
-        std::fs::create_dir_all(golden_dir()).unwrap();
+        std::fs::create_dir_all(&golden_dir).unwrap();
         for (name, bytes) in &written {
-            std::fs::write(golden_dir().join(name), bytes).unwrap();
+            std::fs::write(golden_dir.join(name), bytes).unwrap();
         }
     }
-    let golden = live_segments(&golden_dir());
-    assert_eq!(written.len(), golden.len(), "number of segments");
+    let golden = live_segments(&golden_dir);
+    assert_eq!(written.len(), golden.len(), "number of segments of {name_of_golden}");
     for ((name, bytes), (gname, gbytes)) in written.iter().zip(&golden) {
         assert_eq!(name, gname);
         if let Some(i) = (0..bytes.len()).find(|&i| bytes[i] != gbytes[i]) {
-            panic!("{name} differs from the golden file first at byte {i}: the on-disk format changed");
+            panic!("{name} differs from {name_of_golden} first at byte {i}: the on-disk format changed");
         }
     }
 }

@@ -23,18 +23,23 @@ fn len_of(lsn: u64) -> usize {
     300 + (lsn as usize * 53) % 700
 }
 
-/// Flips one byte in the middle of LSN `lsn`'s payload; returns the file.
+/// Flips one byte in the middle of LSN `lsn`'s payload, in every copy of it
+/// (a rewritten tail block leaves two: one copy alone damaged loses nothing);
+/// returns the first file.
 fn damage(dir: &Path, lsn: u64) -> PathBuf {
     let needle = payload(lsn, len_of(lsn));
+    let mut first = None;
     for path in common::segment_files(dir) {
         let mut bytes = std::fs::read(&path).unwrap();
-        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle.as_slice()) {
-            bytes[at + needle.len() / 2] ^= 0x40;
-            std::fs::write(&path, &bytes).unwrap();
-            return path;
+        let mut from = 0;
+        while let Some(at) = bytes[from..].windows(needle.len()).position(|w| w == needle.as_slice()) {
+            bytes[from + at + needle.len() / 2] ^= 0x40;
+            from += at + needle.len();
+            first.get_or_insert_with(|| path.clone());
         }
+        std::fs::write(&path, &bytes).unwrap();
     }
-    panic!("payload of LSN {lsn} not found");
+    first.unwrap_or_else(|| panic!("payload of LSN {lsn} not found"))
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -10,8 +10,8 @@ use crate::target::{OpenOptions, Target, TargetSpec, WalTarget};
 /// Opens `spec` in `dir` (which it owns: created if missing).
 pub fn open(spec: &TargetSpec, dir: &Path, opts: &OpenOptions) -> Result<Box<dyn Target>> {
     match spec {
-        TargetSpec::UringWal { durability, path, spin } => {
-            Ok(Box::new(WalTarget::open(dir, *durability, *path, *spin, opts)?))
+        TargetSpec::UringWal { durability, path, spin, rewrites } => {
+            Ok(Box::new(WalTarget::open(dir, *durability, *path, *spin, *rewrites, opts)?))
         }
         TargetSpec::Raw(_) => anyhow::bail!("{spec} is the device alone, not a log: the load commands measure it"),
         #[cfg(feature = "peers")]

@@ -26,10 +26,10 @@ pub fn write_log(
     forever: bool,
     on_progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<WalTarget> {
-    let TargetSpec::UringWal { durability, path, spin } = args.backend.clone() else {
+    let TargetSpec::UringWal { durability, path, spin, rewrites } = args.backend.clone() else {
         bail!("recovery measures uring-wal; {} has no recovery to time here", args.backend);
     };
-    let target = WalTarget::open(dir, durability, path, spin, opts)?;
+    let target = WalTarget::open(dir, durability, path, spin, rewrites, opts)?;
     let records = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
@@ -103,7 +103,7 @@ pub fn read_segment_files(dir: &Path) -> Result<f64> {
 /// Opens the log in `dir` and measures it; retries while a killed writer's
 /// lock is still held (its in-flight writes draining), untimed.
 pub fn time_open(dir: &Path, args: &RecoveryArgs, stop: &str, acknowledged: u64) -> Result<RecoveryResult> {
-    let TargetSpec::UringWal { durability, path, spin } = args.backend.clone() else {
+    let TargetSpec::UringWal { durability, path, spin, rewrites } = args.backend.clone() else {
         unreachable!("checked by write_log")
     };
     evict(dir);
@@ -118,7 +118,7 @@ pub fn time_open(dir: &Path, args: &RecoveryArgs, stop: &str, acknowledged: u64)
     let give_up = Instant::now() + Duration::from_secs(30);
     let (target, seconds) = loop {
         let t0 = Instant::now();
-        match WalTarget::open(dir, durability, path, spin, &opts) {
+        match WalTarget::open(dir, durability, path, spin, rewrites, &opts) {
             Ok(t) => break (t, t0.elapsed().as_secs_f64()),
             Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Locked { .. })) && Instant::now() < give_up => {
                 std::thread::sleep(Duration::from_millis(5));

@@ -69,17 +69,19 @@ pub enum IoPath {
     Buffered,
 }
 
-/// Which log, and how: `uring-wal[:MODE][:PATH][:spin]`, `raw:METHOD` (the
+/// Which log, and how: `uring-wal[:MODE][:PATH][:spin][:v1]`, `raw:METHOD` (the
 /// device alone, one writer), `okaywal`, `raft-engine`, `raft-log`,
 /// `raft-log-nowait`, `naive` (the last five with the `peers` feature).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TargetSpec {
     /// `spin`: with `Options::spin()` (a lone appender and the idle I/O
-    /// thread spin before they sleep).
+    /// thread spin before they sleep). `v1`: `rewrite_tail_blocks(false)`
+    /// (format version 1: every flush takes blocks of its own).
     UringWal {
         durability: Durability,
         path: IoPath,
         spin: bool,
+        rewrites: bool,
     },
     /// No log: durable writes of the padded record at queue depth 1.
     Raw(SyncMethod),
@@ -95,7 +97,7 @@ pub enum TargetSpec {
 impl TargetSpec {
     /// Default: uring-wal, group sync, io_uring where available.
     pub fn default_wal() -> TargetSpec {
-        TargetSpec::UringWal { durability: Durability::GroupSync, path: IoPath::Auto, spin: false }
+        TargetSpec::UringWal { durability: Durability::GroupSync, path: IoPath::Auto, spin: false, rewrites: true }
     }
 
     /// Whether appends are synced before they return.
@@ -120,7 +122,7 @@ fn durability_name(d: Durability) -> String {
 impl fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetSpec::UringWal { durability, path, spin } => {
+            TargetSpec::UringWal { durability, path, spin, rewrites } => {
                 write!(f, "uring-wal/{}", durability_name(*durability))?;
                 match path {
                     IoPath::Auto => {}
@@ -128,7 +130,10 @@ impl fmt::Display for TargetSpec {
                     IoPath::Threaded => write!(f, "/threaded")?,
                     IoPath::Buffered => write!(f, "/buffered")?,
                 }
-                if *spin { write!(f, "/spin") } else { Ok(()) }
+                if *spin {
+                    write!(f, "/spin")?;
+                }
+                if *rewrites { Ok(()) } else { write!(f, "/v1") }
             }
             TargetSpec::Raw(m) => write!(f, "{}", m.name()),
             TargetSpec::Okaywal => write!(f, "okaywal"),
@@ -151,6 +156,7 @@ impl FromStr for TargetSpec {
                 let mut durability = Durability::GroupSync;
                 let mut path = IoPath::Auto;
                 let mut spin = false;
+                let mut rewrites = true;
                 for part in parts {
                     match part {
                         "group-sync" | "groupsync" | "fdatasync" => durability = Durability::GroupSync,
@@ -170,15 +176,17 @@ impl FromStr for TargetSpec {
                         "buffered" => path = IoPath::Buffered,
                         "auto" => path = IoPath::Auto,
                         "spin" => spin = true,
+                        "v1" => rewrites = false,
                         other => {
                             return Err(format!(
                                 "unknown part {other:?} in {s:?}: modes are group-sync, dsync, periodic[=MS], none; \
-                                 paths are auto, uring, threaded, buffered; spin spins"
+                                 paths are auto, uring, threaded, buffered; spin spins; v1 writes format version 1 \
+                                 (no tail-block rewrites)"
                             ));
                         }
                     }
                 }
-                Ok(TargetSpec::UringWal { durability, path, spin })
+                Ok(TargetSpec::UringWal { durability, path, spin, rewrites })
             }
             "raw" => {
                 let method = match parts.next() {
@@ -204,7 +212,7 @@ impl FromStr for TargetSpec {
             "raft-log-nowait" if parts.next().is_none() => Ok(TargetSpec::RaftLog { batch_wait: false }),
             "naive" if parts.next().is_none() => Ok(TargetSpec::Naive),
             _ => Err(format!(
-                "unknown backend {s:?}: uring-wal[:MODE][:PATH][:spin], raw[:METHOD], okaywal, raft-engine, raft-log, \
+                "unknown backend {s:?}: uring-wal[:MODE][:PATH][:spin][:v1], raw[:METHOD], okaywal, raft-engine, raft-log, \
                  raft-log-nowait, naive (the last five need --features peers)"
             )),
         }
@@ -306,7 +314,14 @@ impl Checkpointer {
 }
 
 impl WalTarget {
-    pub fn open(dir: &Path, durability: Durability, path: IoPath, spin: bool, opts: &OpenOptions) -> Result<WalTarget> {
+    pub fn open(
+        dir: &Path,
+        durability: Durability,
+        path: IoPath,
+        spin: bool,
+        rewrites: bool,
+        opts: &OpenOptions,
+    ) -> Result<WalTarget> {
         let record_max = u32::try_from(opts.record_bytes_max.max(1024))
             .ok()
             .filter(|&m| m <= uring_wal::format::RECORD_PAYLOAD_BYTES_LIMIT)
@@ -320,6 +335,7 @@ impl WalTarget {
             .record_bytes_max(record_max)
             .segment_bytes(segment_bytes)
             .queue_bytes_max((16usize << 20).max(record_max as usize * 2));
+        o = o.rewrite_tail_blocks(rewrites);
         if spin {
             o = o.spin();
         }
@@ -452,7 +468,13 @@ mod tests {
     #[test]
     fn specs_parse_and_print() {
         let s: TargetSpec = "uring-wal:dsync:threaded".parse().unwrap();
-        assert_eq!(s, TargetSpec::UringWal { durability: Durability::Dsync, path: IoPath::Threaded, spin: false });
+        assert_eq!(
+            s,
+            TargetSpec::UringWal { durability: Durability::Dsync, path: IoPath::Threaded, spin: false, rewrites: true }
+        );
+        let v1: TargetSpec = "uring-wal:v1".parse().unwrap();
+        assert_eq!(v1.to_string(), "uring-wal/group-sync/v1");
+        assert_eq!(v1.to_string().replace('/', ":").parse::<TargetSpec>().unwrap(), v1);
         assert_eq!(s.to_string(), "uring-wal/dsync/threaded");
         let spun: TargetSpec = "uring-wal:group-sync:spin".parse().unwrap();
         assert_eq!(spun.to_string(), "uring-wal/group-sync/spin");
@@ -477,7 +499,7 @@ mod tests {
         let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
         let wal = WalTuning { segment_bytes: Some(1 << 20), retain_bytes: Some(2 << 20), ..WalTuning::default() };
         let opts = OpenOptions { record_bytes_max: 256, allow_buffered: true, wal, lock_wait: None };
-        let t = WalTarget::open(dir.path(), Durability::GroupSync, IoPath::Auto, false, &opts).unwrap();
+        let t = WalTarget::open(dir.path(), Durability::GroupSync, IoPath::Auto, false, true, &opts).unwrap();
         for _ in 0..3000 {
             t.append(&[7u8; 256]).unwrap();
         }

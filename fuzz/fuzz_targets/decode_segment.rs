@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     seg.extend_from_slice(&data[2..]);
     let len = seg.len().next_multiple_of(block as usize).max(start + block as usize);
     seg.resize(len, 0);
-    let limits = Limits { payload_len_max: 1 << 16, block_bytes: block, segment_bytes: len as u64 };
+    let limits = Limits { payload_len_max: 1 << 16, block_bytes: block, segment_bytes: len as u64, rewrites: data[1] & 2 != 0 };
     let mut src = SliceSource::new(&seg);
     let mut w = Walker::new(id, start as u64, 1, limits);
     for _ in 0..100_000 {

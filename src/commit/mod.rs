@@ -36,7 +36,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use crate::error::{Error, Failure};
 use crate::format::data_offset;
 use crate::format::flush::{Fit, FlushLayout};
-use crate::format::record::{EncodeHeader, sync_lag};
+use crate::format::record::{self, EncodeHeader, sync_lag};
 use crate::io::{Completion, IoBuf, IoQueue, OpError, SyncMode, WriteOp};
 use crate::segment::prepare::{Prepared, PreparerClient};
 use crate::segment::{self, Geometry, LiveSegments, SegmentMeta};
@@ -155,6 +155,25 @@ struct OpenFlush {
     first_lsn: u64,
     last_lsn: u64,
     record_bytes: usize,
+    /// A rewrite of the tail block whose first slot is at this offset.
+    rewrite_of: Option<u64>,
+}
+
+/// The partly filled last block of the latest flush (format version 2):
+/// the next flush may rewrite it with more records, into the slot that does
+/// not hold its latest copy, once that copy is durable. So a lone appender's
+/// small records take a block per block's worth of records, not one each,
+/// and the segment space the preparer zero-fills shrinks accordingly.
+#[derive(Debug)]
+struct TailBlock {
+    /// Offset of its first slot; the second is the block after it.
+    home: u64,
+    /// Its latest copy is in the second slot.
+    in_second: bool,
+    /// Its last record: the latest copy is durable once this is synced.
+    last_lsn: u64,
+    /// Bytes of records it holds (a copy is in `Engine::tail_bytes`).
+    records_len: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,6 +258,9 @@ pub(crate) struct Engine<Q: IoQueue> {
     awaiting_segment: bool,
     active: Active,
     open: Option<OpenFlush>,
+    tail: Option<TailBlock>,
+    /// The records of `tail` (allocated once, up to a block).
+    tail_bytes: Vec<u8>,
     flushes: VecDeque<Flush>,
     flushes_in_flight: usize,
     free: Vec<IoBuf>,
@@ -285,6 +307,7 @@ impl<Q: IoQueue> Engine<Q> {
     pub fn new(parts: Parts, queue: Q) -> Engine<Q> {
         let rounds = SyncRounds { interval: parts.cfg.policy.round_interval(), ..SyncRounds::default() };
         let last = parts.next_lsn - 1;
+        let block_bytes = parts.cfg.geometry.block_bytes.max(parts.active.meta.block_bytes) as usize;
         Engine {
             cfg: parts.cfg,
             shared: parts.shared,
@@ -298,6 +321,8 @@ impl<Q: IoQueue> Engine<Q> {
             awaiting_segment: false,
             active: parts.active,
             open: None,
+            tail: None,
+            tail_bytes: Vec::with_capacity(block_bytes),
             flushes: VecDeque::with_capacity(parts.buffers.len()),
             flushes_in_flight: 0,
             free: parts.buffers,
@@ -456,7 +481,7 @@ impl<Q: IoQueue> Engine<Q> {
     fn place_marker(&mut self) -> bool {
         debug_assert!(self.open.is_none());
         loop {
-            if self.open.is_none() && !self.start_flush() {
+            if self.open.is_none() && !self.start_flush(false) {
                 return false;
             }
             #[expect(clippy::expect_used, reason = "start_flush returned true, so a flush is open")]
@@ -464,6 +489,7 @@ impl<Q: IoQueue> Engine<Q> {
             match open.layout.fits(0, open.buf.len()) {
                 Fit::Yes => break,
                 Fit::BufferFull => unreachable!("an empty flush buffer holds a block"),
+                Fit::BlockFull => unreachable!("a marker is never a rewrite"),
                 Fit::SegmentFull => {
                     #[expect(clippy::expect_used, reason = "matched on this open flush just above")]
                     let open = self.open.take().expect("checked");
@@ -481,6 +507,9 @@ impl<Q: IoQueue> Engine<Q> {
         // No records: its LSN range is empty, ending at the last one encoded.
         (open.first_lsn, open.last_lsn) = (next - 1, next - 1);
         self.queue_sealed(open, len, Some(synced));
+        // The marker may lie in the tail block's second slot: no rewrite
+        // may go over it. Flushes after a marker start fresh.
+        self.tail = None;
         self.marker_pending = true;
         true
     }
@@ -654,7 +683,7 @@ impl<Q: IoQueue> Engine<Q> {
     /// Encodes one record into the open flush, sealing and rolling as needed.
     fn place(&mut self, entry: Entry, payload: &[u8]) -> Placed {
         loop {
-            if self.open.is_none() && !self.start_flush() {
+            if self.open.is_none() && !self.start_flush(true) {
                 return Placed::Blocked;
             }
             #[expect(clippy::expect_used, reason = "start_flush returned true, so a flush is open")]
@@ -689,6 +718,20 @@ impl<Q: IoQueue> Engine<Q> {
                     }
                     return Placed::Yes;
                 }
+                Fit::BlockFull => {
+                    // The block keeps its latest copy; what was laid out for
+                    // it goes to fresh blocks after both its slots, with this
+                    // record, where the segment has room for both. Else the
+                    // rewrite goes as it is, and the record to the next flush.
+                    let moved = (open.layout.len - open.layout.carried) as u64;
+                    let room = self.active.meta.segment_bytes.saturating_sub(self.active.write_pos);
+                    if open.layout.is_empty() || moved + record::encoded_len(payload.len() as u32) <= room {
+                        open.layout.move_to(&mut open.buf, self.active.write_pos);
+                        open.rewrite_of = None;
+                    } else {
+                        self.seal();
+                    }
+                }
                 Fit::BufferFull => {
                     // Buffers hold the largest record plus padding, so only a
                     // flush that already has records can be too full.
@@ -705,17 +748,53 @@ impl<Q: IoQueue> Engine<Q> {
         }
     }
 
-    fn start_flush(&mut self) -> bool {
+    /// Opens a flush: a rewrite of the tail block when `rewrite` allows it
+    /// and the tail's latest copy is durable, else fresh blocks at
+    /// `write_pos`.
+    fn start_flush(&mut self, rewrite: bool) -> bool {
         if self.flushes.len() >= FLUSHES_UNACKED_MAX {
             return false;
         }
-        let Some(buf) = self.free.pop() else {
+        let Some(mut buf) = self.free.pop() else {
             return false;
         };
         let meta = &self.active.meta;
-        let layout = FlushLayout::new(self.active.write_pos, meta.id, meta.block_bytes, meta.segment_bytes);
-        self.open = Some(OpenFlush { buf, layout, first_lsn: 0, last_lsn: 0, record_bytes: 0 });
+        let block = u64::from(meta.block_bytes);
+        // The slot written now is never the one holding the latest copy, and
+        // that copy is durable (synced, whatever the durability mode): a torn
+        // rewrite leaves it whole. Nothing is in flight into either slot then,
+        // since flushes complete in order.
+        let slot = self
+            .tail
+            .as_ref()
+            .filter(|t| rewrite && self.synced >= t.last_lsn)
+            .map(|t| (t, if t.in_second { t.home } else { t.home + block }))
+            .filter(|(_, slot)| slot + block <= meta.segment_bytes);
+        let (layout, rewrite_of) = match slot {
+            Some((t, slot)) => {
+                buf[..t.records_len].copy_from_slice(&self.tail_bytes[..t.records_len]);
+                let layout = FlushLayout::rewrite(slot, t.records_len, meta.id, meta.block_bytes, meta.segment_bytes);
+                (layout, Some(t.home))
+            }
+            None => (FlushLayout::new(self.active.write_pos, meta.id, meta.block_bytes, meta.segment_bytes), None),
+        };
+        self.open = Some(OpenFlush { buf, layout, first_lsn: 0, last_lsn: 0, record_bytes: 0, rewrite_of });
         true
+    }
+
+    /// After sealing a flush: the block its records fill only partly, for
+    /// the next flush to rewrite (segments of format version 2 only, and
+    /// only where the options create such segments).
+    fn note_tail(&mut self, open: &OpenFlush) {
+        let rewrites = self.active.meta.version >= 2 && self.cfg.geometry.format_version >= 2;
+        let tail = open.layout.tail().filter(|_| rewrites);
+        self.tail = tail.map(|t| {
+            self.tail_bytes.clear();
+            self.tail_bytes.extend_from_slice(&open.buf[t.offset..t.offset + t.records_len]);
+            let slot = open.layout.file_offset + t.offset as u64;
+            let home = open.rewrite_of.unwrap_or(slot);
+            TailBlock { home, in_second: slot != home, last_lsn: open.last_lsn, records_len: t.records_len }
+        });
     }
 
     /// Pads the open flush and queues it for submission.
@@ -731,9 +810,15 @@ impl<Q: IoQueue> Engine<Q> {
         self.last_flush_records = open.last_lsn + 1 - open.first_lsn;
         self.shared.note_flush_requests(std::mem::take(&mut self.requests_since_seal), &mut self.lonely_streak);
         let len = open.layout.finish(&mut open.buf, next, sync_lag(next, self.synced));
-        self.active.meta.index.note(open.first_lsn, open.layout.file_offset);
+        if open.rewrite_of.is_none() {
+            // A rewrite's records are found from the flush the block began in.
+            self.active.meta.index.note(open.first_lsn, open.layout.file_offset);
+        }
         let counters = &self.shared.counters;
-        counters.padding_bytes.fetch_add((len - open.record_bytes) as u64, Ordering::Relaxed);
+        let carried = open.layout.carried;
+        counters.padding_bytes.fetch_add((len - carried - open.record_bytes) as u64, Ordering::Relaxed);
+        counters.tail_rewrites.fetch_add(u64::from(open.rewrite_of.is_some()), Ordering::Relaxed);
+        self.note_tail(&open);
         self.queue_sealed(open, len, None);
     }
 
@@ -743,7 +828,15 @@ impl<Q: IoQueue> Engine<Q> {
         // reading): flushes follow each other, cover whole blocks inside the
         // segment, and, in debug builds, read back as the records sealed.
         let (offset, meta) = (open.layout.file_offset, &self.active.meta);
-        assert_eq!(offset, self.active.write_pos, "flushes follow each other");
+        let block = u64::from(meta.block_bytes);
+        match open.rewrite_of {
+            // A rewrite goes to one of its block's two slots, the second
+            // at `write_pos` the first time (fresh blocks start after both).
+            Some(home) => assert!(
+                (offset == home || offset == home + block) && len as u64 == block && offset <= self.active.write_pos
+            ),
+            None => assert_eq!(offset, self.active.write_pos, "flushes follow each other"),
+        }
         let end = offset + len as u64;
         assert!(end <= meta.segment_bytes, "flush past the segment's end");
         assert!(end % u64::from(meta.block_bytes) == 0 || end == meta.segment_bytes, "flush ends inside a block");
@@ -752,11 +845,14 @@ impl<Q: IoQueue> Engine<Q> {
             // A marker holds no records; its padding carries the next LSN.
             let records = if marker.is_some() { 0 } else { open.last_lsn + 1 - open.first_lsn };
             let first = open.last_lsn + 1 - records;
-            let read_back =
-                crate::format::flush::verify(&open.buf[..len], first, meta.id, meta.record_bytes_max, meta.block_bytes);
+            // A rewrite's head is a copy of records written before.
+            let new = &open.buf[open.layout.carried..len];
+            let read_back = crate::format::flush::verify(new, first, meta.id, meta.record_bytes_max, meta.block_bytes);
             assert_eq!(read_back, Ok(records), "a sealed flush reads back as its records");
         }
-        self.active.write_pos = open.layout.end();
+        let used = end.saturating_sub(self.active.write_pos);
+        self.shared.counters.segment_bytes_used.fetch_add(used, Ordering::Relaxed);
+        self.active.write_pos = self.active.write_pos.max(end);
         let token = self.token();
         if self.flushes.is_empty() {
             // Before any later segment is activated (see `LiveSegments`).
@@ -884,6 +980,7 @@ impl<Q: IoQueue> Engine<Q> {
         assert_eq!(next.id, self.active.meta.id + 1, "segments are activated in id order");
         let (header, meta) =
             segment::activation(next.id, next.path.clone(), self.next_lsn, self.active.write_pos, self.cfg.geometry);
+        self.tail = None;
         let header_len = segment::encode_header_block(&header, &mut buf);
         let token = self.token();
         let sync = self.cfg.policy.header_sync();

@@ -103,6 +103,8 @@ pub(crate) struct Counters {
     pub rwf_dsync_flushes: AtomicU64,
     pub flush_bytes: AtomicU64,
     pub padding_bytes: AtomicU64,
+    pub tail_rewrites: AtomicU64,
+    pub segment_bytes_used: AtomicU64,
     pub syncs: AtomicU64,
     pub segments_activated: AtomicU64,
     pub segment_stalls: AtomicU64,

@@ -1,11 +1,17 @@
 //! Laying out one flush: records back to back, then padding to a block edge.
 //!
-//! Every flush starts at a block boundary and ends at one, so a later flush
-//! never writes into a block that holds records of an earlier one (a torn
-//! rewrite of such a block could destroy records already acknowledged).
+//! Every flush starts at a block boundary and ends at one. A flush either
+//! goes to blocks no earlier flush wrote (of this segment life), or it is a
+//! *rewrite* of the partly filled last block of the flush before it: one
+//! block holding that block's records at the same offsets (copied, not
+//! re-encoded), new records after them, and padding. A rewrite goes to the
+//! other of the block's two slots (the block, and the one after it), never
+//! over the copy the records were last written to, so a torn rewrite leaves
+//! that copy intact. The engine decides when a rewrite is allowed (the copy
+//! it keeps must be durable); this module only lays it out.
 
 use super::record::{self, EncodeHeader, RECORD_HEADER_BYTES};
-use super::{data_offset, padded_end};
+use super::{RECORD_ALIGN_BYTES, align_down, data_offset, padded_end};
 
 /// Whether a record fits into the flush being laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +22,9 @@ pub enum Fit {
     BufferFull,
     /// The segment is too full; seal the flush and roll to the next segment.
     SegmentFull,
+    /// The flush is a rewrite of one block and the record does not fit into
+    /// it: move its new records to a fresh flush ([`FlushLayout::move_to`]).
+    BlockFull,
 }
 
 /// Bookkeeping of a flush being laid out into a caller-owned buffer whose
@@ -32,6 +41,23 @@ pub struct FlushLayout {
     pub block_bytes: u32,
     /// Size of the segment file.
     pub segment_bytes: u64,
+    /// Bytes at the head copied from the previous copy of the block: records
+    /// written before (0 unless this flush is a rewrite).
+    pub carried: usize,
+    /// Offset in the flush of the last record that starts on a block boundary.
+    block_record: Option<usize>,
+    /// Where the records ended when the flush was padded.
+    records_end: usize,
+}
+
+/// The partly filled last block of a sealed flush, which the next flush may
+/// rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tail {
+    /// Offset of the block in the flush.
+    pub offset: usize,
+    /// Bytes of records in it, from its start (a record starts there).
+    pub records_len: usize,
 }
 
 impl FlushLayout {
@@ -43,7 +69,54 @@ impl FlushLayout {
     pub fn new(file_offset: u64, segment_id: u64, block_bytes: u32, segment_bytes: u64) -> Self {
         assert_eq!(file_offset % u64::from(block_bytes), 0, "flushes start at block boundaries");
         assert!(file_offset >= data_offset(block_bytes) && file_offset <= segment_bytes);
-        FlushLayout { file_offset, len: 0, segment_id, block_bytes, segment_bytes }
+        FlushLayout {
+            file_offset,
+            len: 0,
+            segment_id,
+            block_bytes,
+            segment_bytes,
+            carried: 0,
+            block_record: None,
+            records_end: 0,
+        }
+    }
+
+    /// Starts a rewrite of a block into the slot at `slot_offset`: the
+    /// caller has copied the `carried` bytes of records the block held into
+    /// the head of the buffer.
+    ///
+    /// # Panics
+    /// If the slot is not a whole block inside the segment's data, or the
+    /// carried bytes do not leave room in it for a record header.
+    #[must_use]
+    pub fn rewrite(slot_offset: u64, carried: usize, segment_id: u64, block_bytes: u32, segment_bytes: u64) -> Self {
+        let mut f = FlushLayout::new(slot_offset, segment_id, block_bytes, segment_bytes);
+        assert!(slot_offset + u64::from(block_bytes) <= segment_bytes, "the slot is a whole block");
+        assert!(carried > 0 && carried % RECORD_ALIGN_BYTES as usize == 0);
+        assert!(carried + RECORD_HEADER_BYTES <= block_bytes as usize, "room for another record");
+        (f.carried, f.len, f.block_record) = (carried, carried, Some(0));
+        f
+    }
+
+    /// Turns a rewrite into a fresh flush at `file_offset` (a block
+    /// boundary): its new records move to the head of the buffer (records do
+    /// not name their offset), the carried copy is dropped. The block keeps
+    /// its last copy as it is.
+    ///
+    /// # Panics
+    /// If `file_offset` is not a block boundary inside the segment's data.
+    pub fn move_to(&mut self, buf: &mut [u8], file_offset: u64) {
+        let moved = *self;
+        *self = FlushLayout::new(file_offset, moved.segment_id, moved.block_bytes, moved.segment_bytes);
+        buf.copy_within(moved.carried..moved.len, 0);
+        self.len = moved.len - moved.carried;
+        self.block_record = (self.len > 0).then_some(0);
+    }
+
+    /// Whether the flush is a rewrite of one block.
+    #[must_use]
+    pub fn is_rewrite(&self) -> bool {
+        self.carried > 0
     }
 
     /// Whether a record of `payload_len` bytes fits, given a buffer of
@@ -51,7 +124,10 @@ impl FlushLayout {
     #[must_use]
     pub fn fits(&self, payload_len: u32, buffer_bytes: usize) -> Fit {
         let end = self.file_offset + self.len as u64 + record::encoded_len(payload_len);
-        if end > self.segment_bytes {
+        let block_end = self.file_offset + u64::from(self.block_bytes);
+        if self.is_rewrite() && padded_end(end, self.block_bytes, self.segment_bytes) > block_end {
+            Fit::BlockFull
+        } else if end > self.segment_bytes {
             Fit::SegmentFull
         } else if padded_end(end, self.block_bytes, self.segment_bytes) - self.file_offset > buffer_bytes as u64 {
             Fit::BufferFull
@@ -73,23 +149,27 @@ impl FlushLayout {
     /// # Panics
     /// As [`FlushLayout::push`].
     pub fn push_with_payload_crc(&mut self, buf: &mut [u8], header: EncodeHeader, payload: &[u8], payload_crc: u32) {
+        if (self.file_offset + self.len as u64) % u64::from(self.block_bytes) == 0 {
+            self.block_record = Some(self.len);
+        }
         let n = record::encode_with_payload_crc(&mut buf[self.len..], header, payload, payload_crc);
         self.len += n;
         assert!(self.file_offset + self.len as u64 <= self.segment_bytes);
     }
 
-    /// Whether no record was laid out.
+    /// Whether no new record was laid out.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == self.carried
     }
 
     /// Pads the flush to its block edge and returns its final length.
     /// `next_lsn` is the LSN the next record will carry.
     pub fn finish(&mut self, buf: &mut [u8], next_lsn: u64, sync_lag: u32) -> usize {
-        if self.len == 0 {
+        if self.is_empty() {
             return 0;
         }
+        self.records_end = self.len;
         let end = self.file_offset + self.len as u64;
         let padded = padded_end(end, self.block_bytes, self.segment_bytes);
         let pad = (padded - end) as usize;
@@ -114,7 +194,7 @@ impl FlushLayout {
     /// If records were laid out already, or the segment has no room
     /// (check `fits(0, ..)` first).
     pub fn finish_marker(&mut self, buf: &mut [u8], next_lsn: u64, synced_lsn: u64) -> usize {
-        assert!(self.is_empty(), "a marker is a flush of its own");
+        assert!(self.len == 0, "a marker is a flush of its own");
         assert!(synced_lsn < next_lsn, "only written LSNs can have been synced");
         let end = padded_end(self.file_offset + RECORD_HEADER_BYTES as u64, self.block_bytes, self.segment_bytes);
         assert!(end <= self.segment_bytes, "no room for a marker");
@@ -134,6 +214,23 @@ impl FlushLayout {
     #[must_use]
     pub fn end(&self) -> u64 {
         self.file_offset + self.len as u64
+    }
+
+    /// After [`FlushLayout::finish`]: the flush's last block, if records
+    /// fill only part of it, a record starts at its start (so every copy of
+    /// it reads from there) and the padding ends with it. Else `None`: the
+    /// next flush starts after this one.
+    #[must_use]
+    pub fn tail(&self) -> Option<Tail> {
+        let block = self.block_bytes as usize;
+        let offset = align_down(self.records_end as u64, block as u64) as usize;
+        // Ends with padding inside the block (not the zeros left at a
+        // segment's very end): a rewrite has room for another record.
+        let padded = self.len == offset + block && self.len - self.records_end >= RECORD_HEADER_BYTES;
+        let partial = self.records_end % block != 0 && padded;
+        let fits = self.file_offset + (offset + block) as u64 <= self.segment_bytes;
+        (partial && fits && self.block_record == Some(offset))
+            .then_some(Tail { offset, records_len: self.records_end - offset })
     }
 }
 

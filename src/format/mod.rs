@@ -22,8 +22,12 @@ pub use kind::RecordType;
 pub use record::{RECORD_HEADER_BYTES, RecordHeader};
 pub use segment::{SEGMENT_HEADER_BYTES, SegmentHeader};
 
-/// Version written into every segment header. Readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version written into every segment header created by this writer.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest version read. Version 1 never writes a block twice; version 2 may
+/// rewrite a flush's partly filled last block into one of two slots (see
+/// `docs/FORMAT.md`, "Tail blocks"). Readers refuse any other version.
+pub const FORMAT_VERSION_MIN: u32 = 1;
 
 /// Smallest block (padding unit) a segment may use: the smallest sector.
 pub const BLOCK_BYTES_MIN: u32 = 512;

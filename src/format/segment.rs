@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!  0     8    magic          b"URINGWAL"
-//!  8     4    version        FORMAT_VERSION
+//!  8     4    version        1 or 2 (FORMAT_VERSION is written)
 //! 12     4    header_bytes   64
 //! 16     8    segment_id     id of this life of the file; equals the file name
 //! 24     8    first_lsn      LSN of the first record in this segment
@@ -21,7 +21,7 @@
 //! data ends: anything of that segment beyond it is dead.
 
 use super::bytes::{le_u32, le_u64};
-use super::{FORMAT_VERSION, data_offset, is_valid_block};
+use super::{FORMAT_VERSION, FORMAT_VERSION_MIN, data_offset, is_valid_block};
 
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
@@ -31,6 +31,10 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"URINGWAL";
 /// A decoded, valid segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// Format version the segment was written in: 1 (no block is ever
+    /// written twice) or 2 (a partly filled last block of a flush may be
+    /// rewritten, alternately in two slots; see [`super::walk`]).
+    pub version: u32,
     /// Id of this life of the file.
     pub segment_id: u64,
     /// LSN of the first record in this segment.
@@ -78,7 +82,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut b = [0u8; SEGMENT_HEADER_BYTES];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
         b[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
@@ -109,10 +113,11 @@ impl SegmentHeader {
             return HeaderState::Invalid(HeaderDefect::Checksum);
         }
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return HeaderState::UnsupportedVersion(version);
         }
         let header = SegmentHeader {
+            version,
             segment_id: u64_at(16),
             first_lsn: u64_at(24),
             segment_bytes: u64_at(32),
@@ -154,6 +159,7 @@ mod tests {
 
     fn sample() -> SegmentHeader {
         SegmentHeader {
+            version: FORMAT_VERSION,
             segment_id: 3,
             first_lsn: 1000,
             segment_bytes: 1 << 20,
@@ -189,12 +195,15 @@ mod tests {
     }
 
     #[test]
-    fn other_version_is_reported_as_such() {
-        let mut bytes = sample().encode();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32c::crc32c(&bytes[0..60]);
-        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(SegmentHeader::decode(&bytes), HeaderState::UnsupportedVersion(2));
+    fn both_versions_are_read_and_others_are_reported_as_such() {
+        for version in [1, 2] {
+            let h = SegmentHeader { version, ..sample() };
+            assert_eq!(SegmentHeader::decode(&h.encode()), HeaderState::Valid(h));
+        }
+        for version in [0, 3, u32::MAX] {
+            let bytes = SegmentHeader { version, ..sample() }.encode();
+            assert_eq!(SegmentHeader::decode(&bytes), HeaderState::UnsupportedVersion(version));
+        }
     }
 
     #[test]

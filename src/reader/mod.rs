@@ -52,7 +52,16 @@ struct Open {
     meta: SegmentMeta,
     source: FileSource,
     walker: Walker,
+    /// Times in a row the walk met the end before the reader's end.
+    rereads: u32,
 }
+
+/// How many times a reader reads a segment of format version 2 again, from
+/// a block back, when its walk ends before the records it knows are
+/// durable: its window may have been read while the writer rewrote the
+/// segment's last block, half before and half after a rewrite (each copy is
+/// whole while the other is written, so a fresh read finds the records).
+const REREADS_MAX: u32 = 2;
 
 /// Reads records in LSN order; see [`crate::Wal::read_from`].
 pub struct Reader {
@@ -114,6 +123,9 @@ impl Reader {
                 Some(i) => {
                     self.index = i;
                     open.source.invalidate();
+                    // The next records may be in a rewrite of the block the
+                    // walk is in, in the slot behind it.
+                    open.walker.rewind();
                 }
                 // Retired by truncate_before: reopening reports it.
                 None => self.close_segment(),
@@ -163,6 +175,7 @@ impl Reader {
             payload_len_max: meta.record_bytes_max,
             block_bytes: meta.block_bytes,
             segment_bytes: meta.segment_bytes,
+            rewrites: meta.version >= 2,
         };
         let window = window_bytes(meta.record_bytes_max);
         let source = if scan {
@@ -176,7 +189,7 @@ impl Reader {
         let (lsn, offset) = meta.index.seek(self.next_lsn).unwrap_or((meta.first_lsn, data_offset(meta.block_bytes)));
         let walker = Walker::new(meta.id, offset, lsn, limits);
         self.index = index;
-        self.open = Some(Open { meta, source, walker });
+        self.open = Some(Open { meta, source, walker, rereads: 0 });
         Ok(())
     }
 
@@ -198,6 +211,7 @@ impl Reader {
             let step = open.walker.next(&mut open.source).map_err(|e| Error::io("read segment", &open.meta.path, e))?;
             match step {
                 Step::Record { offset, header, .. } => {
+                    open.rereads = 0;
                     if header.lsn < self.next_lsn {
                         continue;
                     }
@@ -210,6 +224,11 @@ impl Reader {
                     break (offset, header.lsn, kind, header.payload_len as usize);
                 }
                 Step::Skipped { .. } => continue,
+                Step::Break { .. } | Step::End { .. } if open.meta.version >= 2 && open.rereads < REREADS_MAX => {
+                    open.rereads += 1;
+                    open.source.invalidate();
+                    open.walker.rewind();
+                }
                 Step::Break { at, .. } | Step::End { at } => {
                     let (id, path) = (open.meta.id, open.meta.path.clone());
                     let err = missing(id, path, at, self.next_lsn);

@@ -25,12 +25,15 @@ pub(crate) struct SegmentIndex {
 }
 
 impl SegmentIndex {
-    /// A record (the first of a flush) with `lsn` starts at `offset`.
+    /// A record (the first of a flush) with `lsn` starts at `offset`. A
+    /// record read from the first slot of a rewritten block after one read
+    /// from its second (format version 2) lies behind the last point: only
+    /// points that move forward in both are kept.
     pub fn note(&self, lsn: u64, offset: u64) {
         let mut points = self.points.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(&(last_lsn, last_offset)) = points.last() {
-            assert!(lsn > last_lsn && offset > last_offset, "points only grow");
-            if offset - last_offset < INDEX_STRIDE_BYTES {
+            assert!(lsn > last_lsn, "points only grow");
+            if offset < last_offset.saturating_add(INDEX_STRIDE_BYTES) {
                 return;
             }
         }

@@ -34,6 +34,9 @@ pub(crate) struct SegmentMeta {
     pub segment_bytes: u64,
     /// Largest payload accepted in this segment (from its header).
     pub record_bytes_max: u32,
+    /// Format version of its header: 2 lets the writer rewrite a flush's
+    /// partly filled last block (see `format::walk`).
+    pub version: u32,
     /// Where its flushes start (shared by every copy of this meta).
     pub index: Arc<index::SegmentIndex>,
 }
@@ -126,6 +129,9 @@ pub(crate) struct Geometry {
     pub segment_bytes: u64,
     pub block_bytes: u32,
     pub record_bytes_max: u32,
+    /// Format version of the segments created: 2 lets the writer rewrite
+    /// partly filled tail blocks, 1 never writes a block twice.
+    pub format_version: u32,
 }
 
 /// Segment `id` about to become the one appended to, from `first_lsn` on:
@@ -139,10 +145,26 @@ pub(crate) fn activation(
     prev_data_end: u64,
     geometry: Geometry,
 ) -> (SegmentHeader, SegmentMeta) {
-    let Geometry { segment_bytes, block_bytes, record_bytes_max } = geometry;
-    let header =
-        SegmentHeader { segment_id: id, first_lsn, segment_bytes, prev_data_end, block_bytes, record_bytes_max };
-    let meta = SegmentMeta { id, first_lsn, path, block_bytes, segment_bytes, record_bytes_max, index: Arc::default() };
+    let Geometry { segment_bytes, block_bytes, record_bytes_max, format_version: version } = geometry;
+    let header = SegmentHeader {
+        version,
+        segment_id: id,
+        first_lsn,
+        segment_bytes,
+        prev_data_end,
+        block_bytes,
+        record_bytes_max,
+    };
+    let meta = SegmentMeta {
+        id,
+        first_lsn,
+        path,
+        block_bytes,
+        segment_bytes,
+        record_bytes_max,
+        version,
+        index: Arc::default(),
+    };
     (header, meta)
 }
 
@@ -175,6 +197,7 @@ mod tests {
             block_bytes: 4096,
             segment_bytes: 1 << 20,
             record_bytes_max: 4096,
+            version: crate::format::FORMAT_VERSION,
             index: Arc::default(),
         }
     }

@@ -85,7 +85,7 @@ fn latency_and_throughput(scale: &Scale, ctx: &mut Ctx) -> Result<PathBuf> {
     let size = SizeRange { min: RECORD_BYTES, max: RECORD_BYTES };
     let mut recovery_dir = None;
     for (durability, writer_counts) in [(Durability::Dsync, vec![1]), (Durability::GroupSync, vec![1, 4, 16, 64])] {
-        let spec = TargetSpec::UringWal { durability, path: IoPath::Auto, spin: false };
+        let spec = TargetSpec::UringWal { durability, path: IoPath::Auto, spin: false, rewrites: true };
         let dir = ctx.subdir(&spec.to_string())?;
         let target = backends::open(&spec, &dir, &ctx.open_options(RECORD_BYTES))?;
         eprintln!("{spec}: {}", target.describe());
