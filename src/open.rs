@@ -103,7 +103,7 @@ pub(crate) fn first_segment(
         }
         Continue::NewSegment { id, prev_data_end } => {
             // No budget: full speed, whatever the hurry says.
-            let unpaced = prepare::Pace { budget: Duration::ZERO, hurry: &prepare::Hurry::default() };
+            let unpaced = prepare::Pace { budget: Duration::ZERO, hurry: &prepare::Hurry::default(), runway: 0 };
             let prepared = prepare::prepare_segment(prep_cfg, &mut recovered.spares, id, unpaced)?;
             let (header, meta) = segment::activation(
                 id,

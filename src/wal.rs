@@ -509,7 +509,7 @@ impl Wal {
         let prepare_clock = prep_cfg.clock.clone();
         let (prep_client, prepared_rx, prepare_thread) =
             prepare::spawn(prep_cfg, spares).map_err(|e| Error::io("spawn preparer thread", &dir, e))?;
-        prep_client.request(next_id)?;
+        prep_client.request(next_id, active.meta.segment_bytes.saturating_sub(active.write_pos))?;
 
         // Admission keeps at most `queue_requests_max` requests in the
         // channel; the one more is the shutdown: sending never blocks.

@@ -852,6 +852,7 @@ impl<Q: IoQueue> Engine<Q> {
         }
         let used = end.saturating_sub(self.active.write_pos);
         self.shared.counters.segment_bytes_used.fetch_add(used, Ordering::Relaxed);
+        self.preparer.consumed(used);
         self.active.write_pos = self.active.write_pos.max(end);
         let token = self.token();
         if self.flushes.is_empty() {
@@ -989,7 +990,8 @@ impl<Q: IoQueue> Engine<Q> {
         self.queue.submit_write(WriteOp { token, file: next.file.clone(), offset: 0, buf, len: header_len, sync });
         self.active = Active::new(meta, next.file, false);
         // The preparer answers on its channel; an error surfaces at the next roll.
-        let _ = self.preparer.request(next.id + 1);
+        let runway = self.active.meta.segment_bytes - data_offset(self.active.meta.block_bytes);
+        let _ = self.preparer.request(next.id + 1, runway);
         true
     }
 

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,12 +41,21 @@ const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
 const ZERO_FILL_SYNC_BYTES: u64 = 4 << 20;
 
 /// A paced zero-fill aims to finish in this fraction of the time the
-/// previous segment lasted, leaving the rest as margin.
+/// previous segment lasted, or of the runway (the segment bytes the log
+/// consumes before it needs the next segment), whichever comes first,
+/// leaving the rest as margin.
 const ZERO_FILL_BUDGET_FRACTION: f64 = 0.5;
 
-/// The longest a zero-fill is spread over, so that a slow log still has its
-/// next segment (and a truncate call queued behind it) soon.
-const ZERO_FILL_BUDGET_MAX: Duration = Duration::from_secs(1);
+/// The longest a zero-fill is spread over in time. The fill also keeps pace
+/// with what the log consumes, so a log that speeds up has its next segment
+/// in time, and a slow one does not pay for zeros in a burst: a lone
+/// appender whose flushes share blocks takes a 64 MiB segment in tens of
+/// seconds, and writing its successor's zeros within a second stalled its
+/// appends (a truncate call or a waiting I/O thread hurries the fill).
+const ZERO_FILL_BUDGET_MAX: Duration = Duration::from_secs(30);
+
+/// While paced, the fill looks at what the log consumed at least this often.
+const ZERO_FILL_POLL: Duration = Duration::from_millis(5);
 
 /// How long the zero-fill of a segment requested at `now` may take, the
 /// previous request (when the segment now active was asked for) at `last`.
@@ -136,6 +146,9 @@ fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -
 pub(crate) struct Hurry {
     state: Mutex<HurryState>,
     cv: Condvar,
+    /// Segment bytes the log's flushes took since opening (bumped by the I/O
+    /// thread): what paces a zero-fill besides time.
+    consumed: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -196,6 +209,10 @@ impl Hurry {
         state.needed = false;
     }
 
+    fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Relaxed)
+    }
+
     /// Sleeps for `d` or until hurried, whichever comes first.
     fn sleep(&self, d: Duration) {
         let guard = self.lock();
@@ -210,6 +227,10 @@ pub(crate) struct Pace<'a> {
     pub budget: Duration,
     /// Set when someone waits for the preparer: stop pacing.
     pub hurry: &'a Hurry,
+    /// Segment bytes the log may consume before it needs this segment (the
+    /// rest of the active one when asked): the fill goes at least as fast
+    /// as to finish when half of it is consumed.
+    pub runway: u64,
 }
 
 impl Pace<'_> {
@@ -218,16 +239,25 @@ impl Pace<'_> {
         !self.budget.is_zero() && !self.hurry.is_set()
     }
 
-    /// Sleeps until `done` of `total` bytes is due, unless hurried (also
-    /// part-way through the sleep) or done.
-    fn wait(&self, started: Instant, done: u64, total: u64) {
-        if done >= total || !self.is_paced() {
-            return;
-        }
-        let due = self.budget.mul_f64(done as f64 / total.max(1) as f64);
-        let ahead = due.saturating_sub(started.elapsed());
-        if ahead >= ZERO_FILL_SLEEP_MIN {
-            self.hurry.sleep(ahead);
+    /// Sleeps until `done` of `total` bytes is due, by time since `started`
+    /// or by what the log consumed since `consumed_at_start`, whichever is
+    /// first; unless hurried (also part-way through the sleep) or done.
+    fn wait(&self, started: Instant, consumed_at_start: u64, done: u64, total: u64) {
+        loop {
+            if done >= total || !self.is_paced() {
+                return;
+            }
+            let consumed = self.hurry.consumed().saturating_sub(consumed_at_start);
+            let half_runway = (self.runway as f64 * ZERO_FILL_BUDGET_FRACTION).max(1.0);
+            if consumed as f64 / half_runway >= done as f64 / total.max(1) as f64 {
+                return;
+            }
+            let due = self.budget.mul_f64(done as f64 / total.max(1) as f64);
+            let ahead = due.saturating_sub(started.elapsed());
+            if ahead < ZERO_FILL_SLEEP_MIN {
+                return;
+            }
+            self.hurry.sleep(ahead.min(ZERO_FILL_POLL));
         }
     }
 }
@@ -313,6 +343,7 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
         // disk).
         let zeros = AlignedBuf::zeroed(ZERO_FILL_CHUNK_BYTES);
         let started = Instant::now();
+        let consumed_at_start = pace.hurry.consumed();
         let mut offset = 0u64;
         let mut unsynced = 0u64;
         // Paced zeros go in the idle I/O class, so the block layer's
@@ -348,7 +379,7 @@ fn create_segment(cfg: &PrepareConfig, id: u64, pace: Pace<'_>) -> Result<Prepar
                 cfg.timed(|| file.sync_data())?;
                 unsynced = 0;
             }
-            pace.wait(started, offset, cfg.segment_bytes);
+            pace.wait(started, consumed_at_start, offset, cfg.segment_bytes);
         }
         drop(priority);
         cfg.timed(|| file.sync_data())
@@ -399,7 +430,7 @@ pub(crate) struct PreparerClient {
     /// Segment ids the I/O thread asks for. It asks for the next one only
     /// once the last was handed over, so one is outstanding at most (one
     /// more at open): sending never blocks.
-    prepare: Sender<u64>,
+    prepare: Sender<(u64, u64)>,
     retire: Sender<Retire>,
     hurry: Arc<Hurry>,
     /// Dropped at close: ends the thread's wait for work even while a
@@ -427,9 +458,15 @@ impl PreparerClient {
         drop(self.stop.lock().unwrap_or_else(PoisonError::into_inner).take());
     }
 
-    /// Asks for segment `id`; the answer arrives on the ready channel.
-    pub fn request(&self, id: u64) -> Result<()> {
-        self.prepare.try_send(id).map_err(|e| match e {
+    /// The log's flushes took `bytes` more of its segments.
+    pub fn consumed(&self, bytes: u64) {
+        self.hurry.consumed.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Asks for segment `id`, needed once the log consumed `runway` more
+    /// bytes of segment; the answer arrives on the ready channel.
+    pub fn request(&self, id: u64, runway: u64) -> Result<()> {
+        self.prepare.try_send((id, runway)).map_err(|e| match e {
             TrySendError::Full(_) => Error::io(
                 "ask for the next segment",
                 PathBuf::new(),
@@ -469,7 +506,7 @@ pub(crate) fn spawn(
     cfg: PrepareConfig,
     mut spares: Spares,
 ) -> std::io::Result<(PreparerClient, Receiver<Result<Prepared>>, JoinHandle<()>)> {
-    let (prepare_tx, prepare_rx) = crossbeam_channel::bounded::<u64>(2);
+    let (prepare_tx, prepare_rx) = crossbeam_channel::bounded::<(u64, u64)>(2);
     // Retirements are one per truncate call; the bound only keeps callers
     // of a stuck preparer from queueing without end.
     let (retire_tx, retire_rx) = crossbeam_channel::bounded::<Retire>(64);
@@ -485,8 +522,8 @@ pub(crate) fn spawn(
         let mut last_request: Option<Instant> = None;
         loop {
             crossbeam_channel::select! {
-                recv(prepare_rx) -> id => {
-                    let Ok(id) = id else { break };
+                recv(prepare_rx) -> asked => {
+                    let Ok((id, runway)) = asked else { break };
                     if hurry.is_closing() {
                         break;
                     }
@@ -494,7 +531,7 @@ pub(crate) fn spawn(
                     let budget = fill_budget(last_request, now);
                     last_request = Some(now);
                     hurry.reset();
-                    let result = prepare_segment(&cfg, &mut spares, id, Pace { budget, hurry: &hurry });
+                    let result = prepare_segment(&cfg, &mut spares, id, Pace { budget, hurry: &hurry, runway });
                     if ready_tx.send(result).is_err() {
                         break;
                     }
@@ -643,7 +680,9 @@ mod tests {
             counters: Arc::default(),
             clock: Arc::default(),
         };
-        let prepared = create_segment(&cfg, 1, Pace { budget: Duration::from_secs(3600), hurry: &hurry }).unwrap();
+        let prepared =
+            create_segment(&cfg, 1, Pace { budget: Duration::from_secs(3600), hurry: &hurry, runway: 1 << 40 })
+                .unwrap();
         assert_eq!(prepared.path, segment_path(dir.path(), 1));
         let size = std::fs::metadata(&prepared.path).unwrap().len();
         (written.load(Ordering::SeqCst), cfg.counters.fills_cut.load(Ordering::SeqCst), size)
@@ -668,23 +707,54 @@ mod tests {
     #[test]
     fn a_pace_sleeps_until_its_share_is_due_unless_hurried() {
         let hurry = Hurry::default();
-        let pace = Pace { budget: Duration::from_millis(40), hurry: &hurry };
+        let pace = Pace { budget: Duration::from_millis(40), hurry: &hurry, runway: 1 << 40 };
         assert!(pace.is_paced());
         let started = Instant::now();
-        pace.wait(started, 1, 2);
+        pace.wait(started, 0, 1, 2);
         // Half the budget was due; a sleep never ends early.
         assert!(started.elapsed() >= Duration::from_millis(20));
 
         // Hurried, with no budget, or done, it never sleeps: a budget of an
         // hour would otherwise hold the test for that long.
-        let long = Pace { budget: Duration::from_secs(3600), hurry: &hurry };
-        long.wait(Instant::now(), 2, 2);
+        let long = Pace { budget: Duration::from_secs(3600), hurry: &hurry, runway: 1 << 40 };
+        long.wait(Instant::now(), 0, 2, 2);
         hurry.set();
         assert!(!long.is_paced());
-        long.wait(Instant::now(), 1, 2);
-        let unpaced = Pace { budget: Duration::ZERO, hurry: &Hurry::default() };
+        long.wait(Instant::now(), 0, 1, 2);
+        let unpaced = Pace { budget: Duration::ZERO, hurry: &Hurry::default(), runway: 0 };
         assert!(!unpaced.is_paced());
-        unpaced.wait(Instant::now(), 1, 2);
+        unpaced.wait(Instant::now(), 0, 1, 2);
+    }
+
+    #[test]
+    fn a_pace_keeps_up_with_what_the_log_consumes() {
+        // An hour's budget, a runway of 1 MiB: the fill may be half done
+        // once a quarter of the runway (half of its half) is consumed, and
+        // done once half is; it waits while nothing is consumed.
+        let hurry = Arc::new(Hurry::default());
+        let pace = Pace { budget: Duration::from_secs(3600), hurry: &hurry, runway: 1 << 20 };
+        let client_side = hurry.clone();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                client_side.consumed.fetch_add(256 << 10, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+                client_side.consumed.fetch_add(256 << 10, Ordering::Relaxed);
+            });
+            pace.wait(started, 0, 1, 2);
+            let half = started.elapsed();
+            assert!(half >= Duration::from_millis(50) && half < Duration::from_secs(5), "{half:?}");
+            pace.wait(started, 0, 2 * 1024 - 1, 2 * 1024);
+            let all = started.elapsed();
+            assert!(all >= Duration::from_millis(100) && all < Duration::from_secs(5), "{all:?}");
+        });
+        // Consumption before the fill started does not count.
+        let before = hurry.consumed();
+        let quick = Pace { budget: Duration::from_millis(30), hurry: &hurry, runway: 1 << 20 };
+        let t = Instant::now();
+        quick.wait(t, before, 1, 2);
+        assert!(t.elapsed() >= Duration::from_millis(15));
     }
 
     #[test]
@@ -733,7 +803,7 @@ mod tests {
             })
         };
         // An hour's budget: only the hurry can end this sleep.
-        Pace { budget: Duration::from_secs(3600), hurry: &hurry }.wait(Instant::now(), 1, 2);
+        Pace { budget: Duration::from_secs(3600), hurry: &hurry, runway: 1 << 40 }.wait(Instant::now(), 0, 1, 2);
         waker.join().unwrap();
 
         hurry.reset();
