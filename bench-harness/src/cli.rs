@@ -242,8 +242,8 @@ pub struct LoadArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub wal_spares: Option<u32>,
     /// uring-wal: checkpoint as an application would, keeping about this
-    /// much log (bytes written to segments, padding included) behind the
-    /// durable end and truncating older segments (which are then
+    /// much segment space (what the flushes took, padding included) behind
+    /// the durable end and truncating older segments (which are then
     /// recycled); 0 keeps everything.
     #[arg(long, value_parser = parse_bytes, default_value = "1GiB")]
     pub wal_retain: u64,

@@ -245,8 +245,9 @@ pub struct WalTuning {
     pub segment_bytes: Option<u64>,
     pub spare_segments_max: Option<usize>,
     /// Checkpoint like an application would: keep about this many bytes of
-    /// log (as written to segments, padding included) behind the durable
-    /// end, truncating older segments (None: keep everything).
+    /// segment space (what the flushes took, `Stats::segment_bytes_used`)
+    /// behind the durable end, truncating older segments (None: keep
+    /// everything).
     pub retain_bytes: Option<u64>,
 }
 
@@ -272,11 +273,12 @@ impl Checkpointer {
     fn start(wal: std::sync::Arc<Wal>, retain_bytes: u64) -> Result<Checkpointer> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new().name("bench-checkpoint".into()).spawn(move || {
-            // (log bytes written, durable LSN) samples, oldest first;
+            // (segment bytes used, durable LSN) samples, oldest first;
             // bounded: one per interval, dropped once older than the window.
-            // Log bytes, not payload: what is retained is disk space, and a
-            // lone appender's 256 B record takes a whole 4 KiB block (payload
-            // bytes would keep 16 times the space asked for).
+            // Segment space, not payload nor bytes written: what is retained
+            // is disk space; a lone appender's 256 B record takes ~600 B of
+            // it (a 4 KiB block in format version 1) while its flush writes
+            // a whole block each time.
             let mut samples = std::collections::VecDeque::<(u64, u64)>::new();
             loop {
                 match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
@@ -287,7 +289,7 @@ impl Checkpointer {
                     return Ok(());
                 }
                 let durable = wal.durable_lsn();
-                let bytes = wal.stats().flush_bytes;
+                let bytes = wal.stats().segment_bytes_used;
                 samples.push_back((bytes, durable));
                 // The newest sample at least `retain_bytes` old marks where
                 // the log may start.
@@ -492,18 +494,18 @@ mod tests {
 
     #[test]
     fn the_checkpointer_retains_log_bytes_not_payload_bytes() {
-        // 256 B records appended one at a time each take a 4 KiB block:
-        // 3,000 of them write ~12 MiB of log but only 0.75 MiB of payload.
-        // Retaining 2 MiB must then truncate to a few 1 MiB segments; by
-        // payload it would truncate nothing.
+        // 256 B records appended one at a time, in format version 1, each
+        // take a 4 KiB block: 3,000 of them take ~12 MiB of segments but
+        // only 0.75 MiB of payload. Retaining 2 MiB must then truncate to a
+        // few 1 MiB segments; by payload it would truncate nothing.
         let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
         let wal = WalTuning { segment_bytes: Some(1 << 20), retain_bytes: Some(2 << 20), ..WalTuning::default() };
         let opts = OpenOptions { record_bytes_max: 256, allow_buffered: true, wal, lock_wait: None };
-        let t = WalTarget::open(dir.path(), Durability::GroupSync, IoPath::Auto, false, true, &opts).unwrap();
+        let t = WalTarget::open(dir.path(), Durability::GroupSync, IoPath::Auto, false, false, &opts).unwrap();
         for _ in 0..3000 {
             t.append(&[7u8; 256]).unwrap();
         }
-        let written = t.wal().stats().flush_bytes;
+        let written = t.wal().stats().segment_bytes_used;
         assert!(written >= 10 << 20, "{written} bytes of log");
         // The checkpointer looks every few milliseconds.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
