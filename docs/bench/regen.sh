@@ -18,7 +18,7 @@ OUT=docs/bench
 PNG=target/bench-png
 DATA=${WAL_BENCH_DIR:-/tmp/wal-bench}
 
-ALL=(one-writer one-writer-60s durability-modes many-writers suite raft raft-groups random-reads)
+ALL=(one-writer tail-rewrites one-writer-60s durability-modes many-writers suite raft raft-groups random-reads)
 
 if [[ ${1:-} == --list ]]; then
     printf '%s\n' "${ALL[@]}"
@@ -57,11 +57,15 @@ for name in "${WANTED[@]}"; do
     case $name in
     one-writer)
         bench one-writer latency --warmup 0 --duration 4s --repeat 5 --baseline raw:dsync \
-            --backend raw:fdatasync,raw:dsync,uring-wal,uring-wal:dsync,okaywal,raft-engine,raft-log-nowait
+            --backend raw:fdatasync,raw:dsync,uring-wal,uring-wal:v1,uring-wal:dsync,okaywal,raft-engine,raft-log-nowait
+        ;;
+    tail-rewrites)
+        bench tail-rewrites latency --warmup 0 --duration 4s --repeat 12 --baseline uring-wal:v1 \
+            --backend uring-wal,uring-wal:v1,raw:dsync
         ;;
     one-writer-60s)
         bench one-writer-60s latency --warmup 0 --duration 60s --interval 1s --baseline raw:dsync \
-            --backend raw:dsync,uring-wal,okaywal,raft-engine
+            --backend raw:dsync,uring-wal,uring-wal:v1,okaywal,raft-engine
         ;;
     durability-modes)
         bench durability-modes sweep --writers 1,16 --duration 3s --repeat 3 \
