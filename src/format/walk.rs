@@ -144,13 +144,14 @@ impl Walker {
         Walker { segment_id, limits, pos: offset, expected: expected_lsn, block_starts: [None; 2] }
     }
 
-    /// For a reader that met the end of what was written and waits for more
-    /// (format version 2): moves back to the start of the block before the
-    /// current one, if a record was seen starting there, else of the current
-    /// one. The last block of the latest flush is rewritten into the other of
-    /// its two slots, which may lie behind the position; what is read again
-    /// holds lower LSNs and is stepped over. Nothing happens in a segment of
-    /// version 1, whose blocks are written once.
+    /// For a reader whose walk ended before records it knows are durable
+    /// (format version 2), to read again: moves back to the start of the
+    /// block before the current one, if a record was seen starting there,
+    /// else of the current one. A window read while the writer rewrote the
+    /// segment's last block may hold that block half before and half after
+    /// a rewrite, and the walk may have passed the slot the records are in;
+    /// what is read again holds lower LSNs and is stepped over. Nothing
+    /// happens in a segment of version 1, whose blocks are written once.
     pub fn rewind(&mut self) {
         if !self.limits.rewrites {
             return;

@@ -122,10 +122,11 @@ impl Reader {
             match self.segments.iter().position(|s| s.id == open.meta.id) {
                 Some(i) => {
                     self.index = i;
+                    // The walk stands right after the last record it
+                    // yielded; the next, in a rewrite of that block, lies at
+                    // the same offset in the other slot, which the walker
+                    // looks at when it meets the block's padding.
                     open.source.invalidate();
-                    // The next records may be in a rewrite of the block the
-                    // walk is in, in the slot behind it.
-                    open.walker.rewind();
                 }
                 // Retired by truncate_before: reopening reports it.
                 None => self.close_segment(),
