@@ -14,6 +14,7 @@ use super::record::{self, EncodeHeader, RECORD_HEADER_BYTES};
 use super::{RECORD_ALIGN_BYTES, align_down, data_offset, padded_end};
 
 /// Whether a record fits into the flush being laid out.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fit {
     /// It fits.
